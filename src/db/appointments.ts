@@ -1,0 +1,165 @@
+import postgres, { type Sql } from 'postgres';
+import type { Appointment, HistoryEntry, WriteStatus } from '../schemas/appointments.js';
+
+// Every SQL statement about appointments. Times go in as canonical UTC text (see schemas/time.ts)
+// and come out formatted by api_time()/api_system_time() (see the migration).
+
+/** An appointment as written by a client, its times canonical. */
+export interface AppointmentWrite {
+  orgId: string;
+  id: string;
+  start: string;
+  end: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ConflictingAppointment {
+  id: string;
+  start: string;
+  end: string;
+}
+
+/** The write overlaps another appointment of the organization. */
+export class AppointmentOverlapError extends Error {
+  constructor(readonly conflictsWith: ConflictingAppointment | null) {
+    super('The appointment overlaps another appointment of the organization');
+  }
+}
+
+// exclusion_violation, and deadlock_detected: two overlapping inserts that wait on each other
+// inside the exclusion check; PostgreSQL aborts one of them, and for its client that is an overlap.
+const OVERLAP_SQLSTATES = new Set(['23P01', '40P01']);
+
+export interface ListOptions {
+  orgId: string;
+  /** Only appointments that end after this time. */
+  from?: string;
+  /** Only appointments that start before this time. */
+  to?: string;
+  /** The keyset of the last appointment of the previous page. */
+  after?: { start: string; id: string };
+  limit: number;
+}
+
+const columns = (sql: Sql) => sql`
+  id, org_id AS "orgId", api_time(start_at) AS "start", api_time(end_at) AS "end",
+  api_time(created_at) AS "createdAt", api_time(updated_at) AS "updatedAt", version,
+  api_system_time(recorded_at) AS "recordedAt"`;
+
+const afterKey = (sql: Sql, after: ListOptions['after']) =>
+  after ? sql`AND (start_at, id) > (${after.start}::timestamptz, ${after.id})` : sql``;
+
+/** Create-or-update in one statement (see upsert_appointment in the migration). */
+export async function upsertAppointment(
+  sql: Sql,
+  a: AppointmentWrite,
+): Promise<{ status: WriteStatus; appointment: Appointment }> {
+  let row: (Appointment & { status: WriteStatus; deletedAt: string | null }) | undefined;
+  try {
+    [row] = await sql<(Appointment & { status: WriteStatus; deletedAt: string | null })[]>`
+      SELECT status, (a).id, (a).org_id AS "orgId", api_time((a).start_at) AS "start", api_time((a).end_at) AS "end",
+             api_time((a).created_at) AS "createdAt", api_time((a).updated_at) AS "updatedAt", (a).version,
+             api_system_time((a).recorded_at) AS "recordedAt", api_system_time((a).deleted_at) AS "deletedAt"
+      FROM upsert_appointment(${a.orgId}, ${a.id}, ${a.start}::timestamptz, ${a.end}::timestamptz,
+                              ${a.createdAt}::timestamptz, ${a.updatedAt}::timestamptz) AS u(status, a)`;
+  } catch (error) {
+    if (error instanceof postgres.PostgresError && OVERLAP_SQLSTATES.has(error.code)) {
+      throw new AppointmentOverlapError(await findOverlappingAppointment(sql, a));
+    }
+    throw error;
+  }
+  const { status, deletedAt, ...appointment } = row!;
+  return { status, appointment: deletedAt === null ? appointment : { ...appointment, deletedAt } };
+}
+
+/** The current appointment of the org in the way of `a`, if one still is. */
+export async function findOverlappingAppointment(sql: Sql, a: AppointmentWrite): Promise<ConflictingAppointment | null> {
+  const [row] = await sql<ConflictingAppointment[]>`
+    SELECT id, api_time(start_at) AS "start", api_time(end_at) AS "end"
+    FROM appointments
+    WHERE org_id = ${a.orgId} AND deleted_at IS NULL AND id <> ${a.id}
+      AND tstzrange(start_at, end_at, '[)') && tstzrange(${a.start}::timestamptz, ${a.end}::timestamptz, '[)')
+    ORDER BY start_at
+    LIMIT 1`;
+  return row ?? null;
+}
+
+/** The current appointments of an org, by start then id; limit + 1 rows tell whether there is more. */
+export function listAppointments(sql: Sql, o: ListOptions): Promise<Appointment[]> {
+  // Appointments of one org never overlap, so among those starting at or before `from` only the last
+  // can still run past it: a lower bound on start_at that the index can use, unlike end_at > from.
+  const from = o.from
+    ? sql`AND start_at >= coalesce((
+            SELECT max(start_at) FROM appointments
+            WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND start_at <= ${o.from}::timestamptz), '-infinity')
+          AND end_at > ${o.from}::timestamptz`
+    : sql``;
+  const to = o.to ? sql`AND start_at < ${o.to}::timestamptz` : sql``;
+  return sql<Appointment[]>`
+    SELECT ${columns(sql)}
+    FROM appointments
+    WHERE org_id = ${o.orgId} AND deleted_at IS NULL ${from} ${to} ${afterKey(sql, o.after)}
+    ORDER BY start_at, id
+    LIMIT ${o.limit + 1}`;
+}
+
+/** Versions current at `at`: from history those whose period holds it, and current rows recorded by then. */
+const versionsAt = (sql: Sql, orgId: string, at: string, id?: string) => {
+  const oneId = id === undefined ? sql`` : sql`AND id = ${id}`;
+  return sql`
+    SELECT id, org_id, start_at, end_at, created_at, updated_at, version, valid_from AS recorded_at
+    FROM appointment_versions
+    WHERE org_id = ${orgId} ${oneId} AND tstzrange(valid_from, valid_to, '[)') @> ${at}::timestamptz
+    UNION ALL
+    SELECT id, org_id, start_at, end_at, created_at, updated_at, version, recorded_at
+    FROM appointments
+    WHERE org_id = ${orgId} ${oneId} AND deleted_at IS NULL AND recorded_at <= ${at}::timestamptz`;
+};
+
+/** The org's calendar as recorded at the instant `at` (system time). */
+export function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string }): Promise<Appointment[]> {
+  const from = o.from ? sql`AND end_at > ${o.from}::timestamptz` : sql``;
+  const to = o.to ? sql`AND start_at < ${o.to}::timestamptz` : sql``;
+  return sql<Appointment[]>`
+    SELECT ${columns(sql)}
+    FROM (${versionsAt(sql, o.orgId, o.at)}) AS snapshot
+    WHERE true ${from} ${to} ${afterKey(sql, o.after)}
+    ORDER BY start_at, id
+    LIMIT ${o.limit + 1}`;
+}
+
+export async function getAppointment(sql: Sql, orgId: string, id: string): Promise<Appointment | undefined> {
+  const [row] = await sql<Appointment[]>`
+    SELECT ${columns(sql)} FROM appointments WHERE org_id = ${orgId} AND id = ${id} AND deleted_at IS NULL`;
+  return row;
+}
+
+export async function getAppointmentAt(sql: Sql, orgId: string, id: string, at: string): Promise<Appointment | undefined> {
+  const [row] = await sql<Appointment[]>`SELECT ${columns(sql)} FROM (${versionsAt(sql, orgId, at, id)}) AS snapshot`;
+  return row;
+}
+
+/** Every version, oldest first; empty when the id never existed in the org. */
+export function getAppointmentHistory(sql: Sql, orgId: string, id: string): Promise<HistoryEntry[]> {
+  return sql<HistoryEntry[]>`
+    SELECT version, api_time(start_at) AS "start", api_time(end_at) AS "end", api_time(created_at) AS "createdAt",
+           api_time(updated_at) AS "updatedAt", api_system_time(valid_from) AS "validFrom",
+           api_system_time(valid_to) AS "validTo", deleted
+    FROM (
+      SELECT version, start_at, end_at, created_at, updated_at, valid_from, valid_to, deleted
+      FROM appointment_versions WHERE org_id = ${orgId} AND id = ${id}
+      UNION ALL
+      SELECT version, start_at, end_at, created_at, updated_at, recorded_at, NULL, false
+      FROM appointments WHERE org_id = ${orgId} AND id = ${id} AND deleted_at IS NULL
+    ) AS versions
+    ORDER BY version`;
+}
+
+/** Ends the current version (the trigger moves it to history) and keeps a tombstone; false when there was none. */
+export async function deleteAppointment(sql: Sql, orgId: string, id: string): Promise<boolean> {
+  const rows = await sql`
+    UPDATE appointments SET deleted_at = greatest(clock_timestamp(), recorded_at + interval '1 microsecond')
+    WHERE org_id = ${orgId} AND id = ${id} AND deleted_at IS NULL`;
+  return rows.count === 1;
+}

@@ -1,0 +1,114 @@
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import postgres from 'postgres';
+import { AppointmentOverlapError } from './db/appointments.js';
+import { ErrorCode, type ErrorResponse } from './schemas/errors.js';
+import { SYSTEM_TIME_FORMAT, TIME_FORMAT } from './schemas/time.js';
+
+/** An error with a status and a code meant for the client. */
+export class ApiError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const badRequest = (message: string) => new ApiError(400, ErrorCode.VALIDATION_ERROR, message);
+export const notFound = (message: string) => new ApiError(404, ErrorCode.NOT_FOUND, message);
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+// Errors of the connection to PostgreSQL, not of the request: refused, reset, timed out, server shutting down or starting.
+const UNAVAILABLE_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED']);
+const UNAVAILABLE_SQLSTATE_CLASSES = ['08', '57', '53']; // connection exception, operator intervention, insufficient resources
+
+// Input the database refused although the schemas let it through: a value out of range, a failed CHECK.
+const INVALID_INPUT_SQLSTATE_CLASSES = ['22', '23'];
+
+function send(reply: FastifyReply, statusCode: number, code: ErrorCode, message: string, extra: Partial<ErrorResponse> = {}) {
+  const body: ErrorResponse = { statusCode, error: STATUS_TEXT[statusCode] ?? 'Error', code, message, ...extra };
+  return reply.code(statusCode).send(body);
+}
+
+function isDatabaseUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== 'string') return false;
+  if (error instanceof postgres.PostgresError) return UNAVAILABLE_SQLSTATE_CLASSES.includes(code.slice(0, 2));
+  return UNAVAILABLE_ERRNOS.has(code);
+}
+
+interface AjvError {
+  keyword: string;
+  instancePath: string;
+  params: Record<string, unknown>;
+  message?: string;
+}
+
+/** One sentence a person can act on, naming the part of the request and the property. */
+export function describeValidationError(context: string, errors: AjvError[]): string {
+  const error = errors.find((e) => e.keyword === 'anyOf') ?? errors[0]!;
+  const where = `${context}${error.instancePath}`;
+  switch (error.keyword) {
+    case 'additionalProperties':
+      return `${where} must not have the property '${String(error.params.additionalProperty)}'`;
+    case 'required':
+      return `${where} must have the property '${String(error.params.missingProperty)}'`;
+    case 'format':
+      if (error.params.format === TIME_FORMAT || error.params.format === SYSTEM_TIME_FORMAT) {
+        return `${where} must be a real date and time: YYYY-MM-DD HH:MM[:SS[.fraction]], with a space or a T, optionally followed by Z or an offset such as +02:00`;
+      }
+      break;
+    case 'anyOf':
+      if (error.instancePath.endsWith('/id')) {
+        return `${where} must be an integer >= 1 or a string of 1 to 128 characters from A-Z a-z 0-9 . _ : -`;
+      }
+      break;
+    case 'pattern':
+      return `${where} must be 1 to 128 characters from A-Z a-z 0-9 . _ : -`;
+  }
+  return `${where} ${error.message ?? 'is invalid'}`;
+}
+
+/** The one place that turns errors into responses. A 5xx never shows its cause to the client. */
+export function registerErrorHandlers(app: FastifyInstance) {
+  app.setErrorHandler((error: FastifyError | ApiError | AppointmentOverlapError, request, reply) => {
+    if (error instanceof AppointmentOverlapError) {
+      return send(reply, 409, ErrorCode.APPOINTMENT_OVERLAP, error.message, { conflictsWith: error.conflictsWith });
+    }
+    if (error instanceof ApiError) return send(reply, error.statusCode, error.code, error.message);
+    if ('validation' in error && error.validation) {
+      return send(reply, 400, ErrorCode.VALIDATION_ERROR, describeValidationError(error.validationContext ?? 'request', error.validation as AjvError[]));
+    }
+    if (isDatabaseUnavailable(error)) {
+      request.log.warn({ err: error }, 'database unavailable');
+      reply.header('retry-after', '1');
+      return send(reply, 503, ErrorCode.SERVICE_UNAVAILABLE, 'The database is unavailable; retry later');
+    }
+    if (error instanceof postgres.PostgresError && INVALID_INPUT_SQLSTATE_CLASSES.includes(error.code.slice(0, 2))) {
+      request.log.warn({ err: error }, 'input refused by the database');
+      return send(reply, 400, ErrorCode.VALIDATION_ERROR, 'The request holds a value out of the accepted range');
+    }
+    const statusCode = 'statusCode' in error ? (error.statusCode ?? 500) : 500;
+    if (statusCode === 413) return send(reply, 413, ErrorCode.PAYLOAD_TOO_LARGE, 'The request body is larger than 1 MiB');
+    if (statusCode === 415) return send(reply, 415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'The request body must be application/json');
+    if (statusCode === 404) return send(reply, 404, ErrorCode.NOT_FOUND, 'Not found');
+    // Fastify's own client errors (broken JSON, an empty JSON body, a forbidden __proto__ key, a bad URL)
+    if (statusCode >= 400 && statusCode < 500) return send(reply, 400, ErrorCode.VALIDATION_ERROR, error.message);
+    request.log.error({ err: error }, 'request failed');
+    return send(reply, 500, ErrorCode.INTERNAL_ERROR, 'Internal Server Error');
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    send(reply, 404, ErrorCode.NOT_FOUND, `Route ${request.method} ${request.url.split("?")[0]!.slice(0, 200)} not found`),
+  );
+}

@@ -1,0 +1,193 @@
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import {
+  deleteAppointment,
+  getAppointment,
+  getAppointmentAt,
+  getAppointmentHistory,
+  listAppointments,
+  listAppointmentsAt,
+  upsertAppointment,
+  type AppointmentWrite,
+} from '../db/appointments.js';
+import { badRequest, notFound } from '../errors.js';
+import {
+  Appointment,
+  AppointmentInput,
+  DEFAULT_ORG_ID,
+  HistoryEntry,
+  IdParams,
+  ItemQuery,
+  ListQuery,
+  OrgQuery,
+  WriteResult,
+} from '../schemas/appointments.js';
+import { errorResponses } from '../schemas/errors.js';
+import { parseTime, type TimePrecision } from '../schemas/time.js';
+
+const ID_SYNTAX = /^[A-Za-z0-9._:-]{1,128}$/;
+const tags = ['appointments'];
+
+/** A time the schema has validated already, in canonical form. */
+const canonical = (time: string, precision: TimePrecision) => parseTime(time, precision)!;
+
+function toWrite(body: AppointmentInput): AppointmentWrite {
+  const write = {
+    orgId: body.orgId ?? DEFAULT_ORG_ID,
+    id: String(body.id),
+    start: canonical(body.start, 3),
+    end: canonical(body.end, 3),
+    createdAt: canonical(body.createdAt, 3),
+    updatedAt: canonical(body.updatedAt, 3),
+  };
+  if (write.start >= write.end) throw badRequest('body/end must be after body/start');
+  return write;
+}
+
+function encodeCursor(last: Appointment): string {
+  return Buffer.from(JSON.stringify([last.start, last.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { start: string; id: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    value = undefined;
+  }
+  if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
+    const start = parseTime(value[0], 3);
+    if (start !== null && ID_SYNTAX.test(value[1])) return { start, id: value[1] };
+  }
+  throw badRequest('querystring/cursor is malformed; use the one from the Link header');
+}
+
+const appointmentLocation = (a: Appointment) =>
+  `/api/appointments/${encodeURIComponent(a.id)}?orgId=${encodeURIComponent(a.orgId)}`;
+
+export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.post(
+    '/',
+    {
+      schema: {
+        tags,
+        summary: 'Create or update an appointment by id',
+        description:
+          'Last writer wins on updatedAt; on the same updatedAt the greater (start, end, createdAt) wins. ' +
+          'A write that loses is answered `stale` with the stored state; the same version again is `unchanged`. ' +
+          'Ranges are half-open [start, end).',
+        body: AppointmentInput,
+        response: {
+          201: Type.Ref(WriteResult, { description: 'created: a new id in the organization (or one deleted with an older updatedAt)' }),
+          200: Type.Ref(WriteResult, { description: 'updated, unchanged or stale' }),
+          ...errorResponses(400, 409, 413, 415, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const result = await upsertAppointment(app.sql, toWrite(request.body));
+      if (result.status === 'created') reply.code(201).header('location', appointmentLocation(result.appointment));
+      return result;
+    },
+  );
+
+  app.get(
+    '/',
+    {
+      schema: {
+        tags,
+        summary: 'List the appointments of an organization',
+        description:
+          'Ordered by start, then id. With `at`, the calendar as the service had recorded it at that instant. ' +
+          'When there is more, a `Link: <...>; rel="next"` header gives the next page.',
+        querystring: ListQuery,
+        response: { 200: Type.Array(Type.Ref(Appointment)), ...errorResponses(400, 503) },
+      },
+    },
+    async (request, reply) => {
+      const query = request.query;
+      const from = query.from === undefined ? undefined : canonical(query.from, 3);
+      const to = query.to === undefined ? undefined : canonical(query.to, 3);
+      if (from !== undefined && to !== undefined && from >= to) throw badRequest('querystring/from must be before querystring/to');
+      const options = {
+        orgId: query.orgId ?? DEFAULT_ORG_ID,
+        from,
+        to,
+        after: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
+        limit: query.limit,
+      };
+      const rows =
+        query.at === undefined
+          ? await listAppointments(app.sql, options)
+          : await listAppointmentsAt(app.sql, { ...options, at: canonical(query.at, 6) });
+      if (rows.length > query.limit) {
+        rows.length = query.limit;
+        const next = new URLSearchParams({ ...query, limit: String(query.limit), cursor: encodeCursor(rows.at(-1)!) });
+        reply.header('link', `</api/appointments?${next}>; rel="next"`);
+      }
+      return rows;
+    },
+  );
+
+  app.get(
+    '/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Read one appointment, current or as of an instant',
+        params: IdParams,
+        querystring: ItemQuery,
+        response: { 200: Type.Ref(Appointment), ...errorResponses(400, 404, 503) },
+      },
+    },
+    async (request) => {
+      const { id } = request.params;
+      const { orgId = DEFAULT_ORG_ID, at } = request.query;
+      const appointment =
+        at === undefined
+          ? await getAppointment(app.sql, orgId, id)
+          : await getAppointmentAt(app.sql, orgId, id, canonical(at, 6));
+      if (!appointment) throw notFound(`There is no appointment ${id} in the organization ${orgId}${at ? ` at ${at}` : ''}`);
+      return appointment;
+    },
+  );
+
+  app.get(
+    '/:id/history',
+    {
+      schema: {
+        tags,
+        summary: 'Every version of an appointment, oldest first',
+        params: IdParams,
+        querystring: OrgQuery,
+        response: { 200: Type.Array(Type.Ref(HistoryEntry)), ...errorResponses(400, 404, 503) },
+      },
+    },
+    async (request) => {
+      const { id } = request.params;
+      const { orgId = DEFAULT_ORG_ID } = request.query;
+      const history = await getAppointmentHistory(app.sql, orgId, id);
+      if (history.length === 0) throw notFound(`The appointment ${id} never existed in the organization ${orgId}`);
+      return history;
+    },
+  );
+
+  app.delete(
+    '/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Delete an appointment',
+        description: 'Its history stays readable. A later write with a newer updatedAt creates it again; an older one is `stale`.',
+        params: IdParams,
+        querystring: OrgQuery,
+        response: { 204: Type.Null({ description: 'Deleted' }), ...errorResponses(400, 404, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const { orgId = DEFAULT_ORG_ID } = request.query;
+      if (!(await deleteAppointment(app.sql, orgId, id))) throw notFound(`There is no appointment ${id} in the organization ${orgId}`);
+      return reply.code(204).send(null);
+    },
+  );
+};

@@ -1,0 +1,123 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { systemTimeInput, systemTimeOutput, timeInput, timeOutput } from './time.js';
+
+const NAME_PATTERN = '^[A-Za-z0-9._:-]{1,128}$';
+
+export const AppointmentIdText = Type.String({
+  pattern: NAME_PATTERN,
+  description: '1 to 128 characters from `A-Z a-z 0-9 . _ : -`.',
+  examples: ['1', 'booking-2020-10-10.a'],
+});
+
+export const AppointmentIdInput = Type.Union(
+  [Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), AppointmentIdText],
+  { description: 'An integer >= 1 or a string id; `1` and `"1"` name the same appointment.', examples: [1, 'a-17'] },
+);
+
+export const OrgId = Type.String({
+  pattern: NAME_PATTERN,
+  description: 'The organization; the same characters as a string id. Default `default`.',
+  examples: ['default', 'acme'],
+});
+export const DEFAULT_ORG_ID = 'default';
+
+export const AppointmentInput = Type.Object(
+  {
+    id: AppointmentIdInput,
+    start: timeInput(),
+    end: timeInput(),
+    createdAt: timeInput(),
+    updatedAt: timeInput(),
+    orgId: Type.Optional(OrgId),
+  },
+  {
+    additionalProperties: false,
+    examples: [
+      { id: 1, start: '2020-10-10 20:20', end: '2020-10-10 20:30', createdAt: '2020-09-02 14:23:12', updatedAt: '2020-09-28 14:23:12' },
+    ],
+  },
+);
+export type AppointmentInput = Static<typeof AppointmentInput>;
+
+export const Appointment = Type.Object(
+  {
+    id: Type.String({ examples: ['1'] }),
+    orgId: Type.String({ examples: ['default'] }),
+    start: timeOutput(),
+    end: timeOutput(),
+    createdAt: timeOutput(),
+    updatedAt: timeOutput(),
+    version: Type.Integer({ minimum: 1, description: 'Counts 1, 2, 3 ... over the appointment\'s whole life.' }),
+    recordedAt: systemTimeOutput('When the service stored this version.'),
+    deletedAt: Type.Optional(
+      systemTimeOutput('Only on a `stale` answer about a deleted appointment: when it was deleted.'),
+    ),
+  },
+  { $id: 'Appointment', title: 'Appointment' },
+);
+export type Appointment = Static<typeof Appointment>;
+
+export const WriteStatus = Type.Union([
+  Type.Literal('created'),
+  Type.Literal('updated'),
+  Type.Literal('unchanged'),
+  Type.Literal('stale'),
+]);
+export type WriteStatus = Static<typeof WriteStatus>;
+
+export const WriteResult = Type.Object(
+  { status: WriteStatus, appointment: Type.Ref(Appointment) },
+  { $id: 'WriteResult', title: 'WriteResult' },
+);
+
+export const Cursor = Type.String({
+  pattern: '^[A-Za-z0-9_-]{1,1024}$',
+  description: 'Opaque; taken from the `Link: <...>; rel="next"` header of the previous page.',
+});
+
+export const ListQuery = Type.Object(
+  {
+    orgId: Type.Optional(OrgId),
+    from: Type.Optional(timeInput('Only appointments that end after this time.')),
+    to: Type.Optional(timeInput('Only appointments that start before this time.')),
+    at: Type.Optional(
+      systemTimeInput('Read the calendar as the service had recorded it at this instant.'),
+    ),
+    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+    cursor: Type.Optional(Cursor),
+  },
+  { additionalProperties: false },
+);
+export type ListQuery = Static<typeof ListQuery>;
+
+export const IdParams = Type.Object({ id: AppointmentIdText }, { additionalProperties: false });
+export type IdParams = Static<typeof IdParams>;
+
+export const ItemQuery = Type.Object(
+  {
+    orgId: Type.Optional(OrgId),
+    at: Type.Optional(systemTimeInput('Read the appointment as it was at this instant.')),
+  },
+  { additionalProperties: false },
+);
+export type ItemQuery = Static<typeof ItemQuery>;
+
+export const OrgQuery = Type.Object({ orgId: Type.Optional(OrgId) }, { additionalProperties: false });
+export type OrgQuery = Static<typeof OrgQuery>;
+
+export const HistoryEntry = Type.Object(
+  {
+    version: Type.Integer({ minimum: 1 }),
+    start: timeOutput(),
+    end: timeOutput(),
+    createdAt: timeOutput(),
+    updatedAt: timeOutput(),
+    validFrom: systemTimeOutput('When this version became current.'),
+    validTo: Type.Union([systemTimeOutput(), Type.Null()], {
+      description: 'When this version stopped being current; null for the current version.',
+    }),
+    deleted: Type.Boolean({ description: 'This version ended by a delete.' }),
+  },
+  { $id: 'HistoryEntry', title: 'HistoryEntry' },
+);
+export type HistoryEntry = Static<typeof HistoryEntry>;

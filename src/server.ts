@@ -1,0 +1,62 @@
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { openConfiguredDatabase } from './db/embedded-postgres.js';
+import { migrate } from './db/migrations.js';
+import { createLogger } from './logger.js';
+
+const SHUTDOWN_TIMEOUT_MS = 30_000;
+
+let config: Config;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  console.error(error.message);
+  process.exit(1);
+}
+
+const logger = createLogger(config.logLevel);
+const database = await openConfiguredDatabase(config, (message) => logger.info(message));
+try {
+  await migrate(database.url, (message) => logger.debug(message));
+} catch (error) {
+  logger.fatal({ err: error }, 'migrations failed');
+  await database.stop();
+  process.exit(1);
+}
+
+const app = await buildApp({ databaseUrl: database.url, dbPoolMax: config.dbPoolMax, logger });
+
+let shuttingDown = false;
+async function shutdown(signal: string) {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  logger.info(`${signal}: finishing requests in flight, then stopping`);
+  const force = setTimeout(() => {
+    logger.error('shutdown took too long; exiting');
+    process.exit(1);
+  }, SHUTDOWN_TIMEOUT_MS);
+  force.unref();
+  try {
+    await app.close(); // stops accepting, waits for requests in flight, ends the pool
+    await database.stop();
+    process.exit(0);
+  } catch (error) {
+    logger.error({ err: error }, 'shutdown failed');
+    process.exit(1);
+  }
+}
+process.once('SIGTERM', () => void shutdown('SIGTERM'));
+process.once('SIGINT', () => void shutdown('SIGINT'));
+
+try {
+  await app.listen({ port: config.port, host: config.host });
+} catch (error) {
+  logger.fatal({ err: error }, 'could not listen');
+  await app.close();
+  await database.stop();
+  process.exit(1);
+}
+const { port } = app.server.address() as { port: number };
+const base = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+logger.info(`API: ${base}/api/appointments  docs: ${base}/api/docs`);
