@@ -125,3 +125,10 @@ export function overlappingPairs<T extends { id: string; start: string; end: str
   }
   return pairs;
 }
+
+/** The system time one microsecond before `t` (a six-digit `...SS.ffffffZ` instant). */
+export function microsecondBefore(t: string): string {
+  const micros = BigInt(Date.parse(`${t.slice(0, 23)}Z`)) * 1000n + BigInt(t.slice(23, 26)) - 1n;
+  const iso = new Date(Number(micros / 1000n)).toISOString();
+  return `${iso.slice(0, 23)}${String(micros % 1000n).padStart(3, '0')}Z`;
+}
