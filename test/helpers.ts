@@ -132,3 +132,29 @@ export function microsecondBefore(t: string): string {
   const iso = new Date(Number(micros / 1000n)).toISOString();
   return `${iso.slice(0, 23)}${String(micros % 1000n).padStart(3, '0')}Z`;
 }
+
+/** Runs the tasks with at most `concurrency` in flight; results in task order. */
+export async function runConcurrently<T>(tasks: Array<() => Promise<T>>, concurrency: number): Promise<T[]> {
+  const results: T[] = new Array(tasks.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) {
+      const i = next++;
+      results[i] = await tasks[i]!();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, tasks.length) }, worker));
+  return results;
+}
+
+/** A small seeded PRNG (mulberry32), so a failing random workload can be replayed from its seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

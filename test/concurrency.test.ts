@@ -1,0 +1,284 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  appointment,
+  http,
+  newOrg,
+  overlappingPairs,
+  post,
+  runConcurrently,
+  seededRandom,
+  shuffle,
+  startTestServer,
+  type HttpResult,
+  type TestServer,
+} from './helpers.js';
+
+let server: TestServer;
+beforeAll(async () => {
+  // a pool smaller than the number of concurrent clients, as in production
+  server = await startTestServer({ dbPoolMax: 10 });
+});
+afterAll(() => server.close());
+
+interface Stored {
+  id: string;
+  start: string;
+  end: string;
+  updatedAt: string;
+  version: number;
+  recordedAt: string;
+}
+interface Version {
+  version: number;
+  start: string;
+  end: string;
+  createdAt: string;
+  updatedAt: string;
+  validFrom: string;
+  validTo: string | null;
+  deleted: boolean;
+}
+
+const list = async (orgId: string, query = ''): Promise<Stored[]> => {
+  const res = await http(server.baseUrl, 'GET', `/api/appointments?orgId=${orgId}&limit=1000${query}`);
+  expect(res.status).toBe(200);
+  return res.body;
+};
+const historyOf = async (orgId: string, id: string): Promise<Version[]> => {
+  const res = await http(server.baseUrl, 'GET', `/api/appointments/${id}/history?orgId=${orgId}`);
+  return res.status === 404 ? [] : res.body;
+};
+
+const CLASSIC = [
+  { id: 1, start: '2020-10-10 20:20', end: '2020-10-10 20:30', createdAt: '2020-09-02 14:23:12', updatedAt: '2020-09-28 14:23:12' },
+  { id: 2, start: '2019-10-10 20:20', end: '2020-10-10 20:30', createdAt: '2018-10-02 16:23:12', updatedAt: '2020-09-28 14:23:12' },
+  { id: 3, start: '2020-10-10 20:25', end: '2020-10-10 20:35', createdAt: '2020-10-01 13:23:12', updatedAt: '2020-09-28 14:23:12' },
+  { id: 4, start: '2020-10-11 10:00', end: '2020-10-11 11:30', createdAt: '2020-10-01 11:23:12', updatedAt: '2020-09-28 14:23:12' },
+  { id: 5, start: '2020-10-12 11:27', end: '2020-10-10 12:27', createdAt: '2020-09-11 10:23:12', updatedAt: '2020-09-28 14:23:12' },
+  { id: 6, start: '2020-10-12 12:00', end: '2020-10-12 13:30', createdAt: '2020-08-02 13:23:12', updatedAt: '2020-09-28 14:23:12' },
+  { id: 1, start: '2020-10-17 14:40', end: '2020-10-17 15:30', createdAt: '2020-03-02 19:23:12', updatedAt: '2020-09-28 14:24:12' },
+];
+
+describe('the seven-payload workload', () => {
+  it('keeps every rule over many rounds in random order, 10 to 50 requests in parallel', async () => {
+    const seed = Date.now();
+    const random = seededRandom(seed);
+    const rounds = 24;
+    for (let round = 0; round < rounds; round++) {
+      const orgId = newOrg('classic');
+      const picks = Array.from({ length: 40 + Math.floor(random() * 40) }, () => Math.floor(random() * 7));
+      const parallel = 10 + Math.floor(random() * 41);
+      const results = await runConcurrently(
+        picks.map((p) => () => post(server.baseUrl, { ...CLASSIC[p]!, orgId })),
+        parallel,
+      );
+      const context = `seed ${seed}, round ${round}, ${parallel} in parallel`;
+      picks.forEach((p, i) => {
+        const status = results[i]!.status;
+        const allowed = p === 4 ? [400] : [0, 1, 2].includes(p) ? [200, 201, 409] : [200, 201];
+        expect(allowed, `${context}: payload ${p + 1} got ${status}`).toContain(status);
+      });
+      const stored = await list(orgId);
+      const ids = stored.map((a) => a.id);
+      expect(overlappingPairs(stored), context).toEqual([]);
+      expect(ids, context).not.toContain('5');
+      if (picks.includes(3)) expect(ids, context).toContain('4');
+      if (picks.includes(5)) expect(ids, context).toContain('6');
+      if (picks.includes(6)) expect(stored.find((a) => a.id === '1')?.start, context).toBe('2020-10-17T14:40:00.000Z');
+      expect(ids.includes('2') && ids.includes('3'), context).toBe(false);
+      // Exactly one 201 per stored id: a create is acknowledged once.
+      for (const id of ids) {
+        const creates = results.filter((r) => r.status === 201 && r.body.appointment.id === id);
+        expect(creates, `${context}: creates of ${id}`).toHaveLength(1);
+      }
+    }
+  });
+});
+
+describe('contention on one slot and one id', () => {
+  it('30 concurrent creates of one slot: exactly one 201, the rest 409 naming it', async () => {
+    const orgId = newOrg('slot');
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => post(server.baseUrl, { ...appointment(`c${i}`, '2020-10-10 10:00', '2020-10-10 11:00'), orgId })),
+    );
+    const created = results.filter((r) => r.status === 201);
+    const refused = results.filter((r) => r.status === 409);
+    expect(created).toHaveLength(1);
+    expect(refused).toHaveLength(29);
+    const winner = created[0]!.body.appointment.id;
+    for (const r of refused) {
+      expect(r.body.code).toBe('APPOINTMENT_OVERLAP');
+      expect(r.body.conflictsWith).toEqual({ id: winner, start: '2020-10-10T10:00:00.000Z', end: '2020-10-10T11:00:00.000Z' });
+    }
+    expect((await list(orgId)).map((a) => a.id)).toEqual([winner]);
+  });
+
+  it('30 concurrent creates of ranges that all share one minute: exactly one is stored', async () => {
+    const orgId = newOrg('shared-minute');
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        post(server.baseUrl, { ...appointment(`s${i}`, `2020-10-10 ${String(10 - (i % 10)).padStart(2, '0')}:00`, `2020-10-10 ${String(11 + (i % 7)).padStart(2, '0')}:00`), orgId }),
+      ),
+    );
+    expect(results.filter((r) => r.status === 201)).toHaveLength(1);
+    expect(results.filter((r) => r.status === 409)).toHaveLength(29);
+    expect(await list(orgId)).toHaveLength(1);
+  });
+
+  it('30 concurrent first creates of one new id: one created, the rest updated, unchanged or stale', async () => {
+    const orgId = newOrg('same-id');
+    const minutes = shuffle(Array.from({ length: 30 }, (_, i) => i));
+    const results = await Promise.all(
+      minutes.map((m) => post(server.baseUrl, { ...appointment('new', '2020-10-10 10:00', '2020-10-10 11:00', `2020-09-28 14:${String(m).padStart(2, '0')}`), orgId })),
+    );
+    expect(results.filter((r) => r.status === 201)).toHaveLength(1);
+    expect(results.every((r) => r.status === 201 || (r.status === 200 && ['updated', 'stale'].includes(r.body.status)))).toBe(true);
+    const [stored] = await list(orgId);
+    expect(stored!.updatedAt).toBe('2020-09-28T14:29:00.000Z');
+  });
+
+  it('30 concurrent updates of one id converge on the greatest updatedAt; history increases and tiles', async () => {
+    const orgId = newOrg('updates');
+    await post(server.baseUrl, { ...appointment('hot', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-28 00:00'), orgId });
+    const minutes = shuffle(Array.from({ length: 30 }, (_, i) => i + 1));
+    const results = await Promise.all(
+      minutes.map((m) =>
+        post(server.baseUrl, {
+          ...appointment('hot', `2020-10-${String(10 + (m % 5)).padStart(2, '0')} 10:00`, `2020-10-${String(10 + (m % 5)).padStart(2, '0')} 11:00`, `2020-09-28 00:${String(m).padStart(2, '0')}`),
+          orgId,
+        }),
+      ),
+    );
+    expect(results.every((r) => r.status === 200 && ['updated', 'stale'].includes(r.body.status))).toBe(true);
+    const [current] = await list(orgId);
+    expect(current!.updatedAt).toBe('2020-09-28T00:30:00.000Z');
+
+    const history = await historyOf(orgId, 'hot');
+    expect(history.map((v) => v.version)).toEqual(history.map((_, i) => i + 1));
+    for (let i = 1; i < history.length; i++) {
+      expect(history[i]!.updatedAt > history[i - 1]!.updatedAt).toBe(true);
+      expect(history[i]!.validFrom).toBe(history[i - 1]!.validTo);
+      expect(history[i - 1]!.validFrom < history[i - 1]!.validTo!).toBe(true);
+    }
+    expect(history.at(-1)!.validTo).toBeNull();
+    // each acknowledged update is a version of the history, with the content acknowledged
+    const updates = results.filter((r) => r.body.status === 'updated');
+    expect(history).toHaveLength(updates.length + 1);
+    for (const r of updates) {
+      const a = r.body.appointment;
+      expect(history[a.version - 1]).toMatchObject({ start: a.start, end: a.end, updatedAt: a.updatedAt, validFrom: a.recordedAt });
+    }
+  });
+});
+
+describe('a random concurrent mix of creates, updates and deletes', () => {
+  it('keeps every snapshot free of overlaps, every acknowledged version in history, and periods tiled', async () => {
+    const seed = Date.now();
+    const random = seededRandom(seed);
+    const orgs = [newOrg('mix'), newOrg('mix'), newOrg('mix')];
+    const ids = Array.from({ length: 12 }, (_, i) => `m${i}`);
+    // 8 one-hour slots and 2-hour ranges across them: plenty of moves into just-vacated slots
+    const range = () => {
+      const startHour = 8 + Math.floor(random() * 8);
+      const hours = 1 + Math.floor(random() * 2);
+      return [`2020-10-10 ${String(startHour).padStart(2, '0')}:00`, `2020-10-10 ${String(startHour + hours).padStart(2, '0')}:00`] as const;
+    };
+    let clock = 0;
+    type Op = { kind: 'write' | 'delete' | 'list'; orgId: string; id?: string; body?: Record<string, unknown>; result?: HttpResult };
+    const ops: Op[] = Array.from({ length: 900 }, () => {
+      const orgId = orgs[Math.floor(random() * orgs.length)]!;
+      const id = ids[Math.floor(random() * ids.length)]!;
+      const roll = random();
+      if (roll < 0.1) return { kind: 'delete', orgId, id };
+      if (roll < 0.2) return { kind: 'list', orgId };
+      const [start, end] = range();
+      clock++;
+      // mostly newer, sometimes an older updatedAt, so that stale answers happen too
+      const minute = random() < 0.85 ? clock : Math.max(0, clock - 50);
+      const updatedAt = new Date(Date.UTC(2020, 8, 28) + minute * 60_000).toISOString();
+      return { kind: 'write', orgId, id, body: { ...appointment(id, start, end, updatedAt), orgId } };
+    });
+
+    await runConcurrently(
+      ops.map((op) => async () => {
+        if (op.kind === 'write') op.result = await post(server.baseUrl, op.body);
+        else if (op.kind === 'delete') op.result = await http(server.baseUrl, 'DELETE', `/api/appointments/${op.id}?orgId=${op.orgId}`);
+        else op.result = await http(server.baseUrl, 'GET', `/api/appointments?orgId=${op.orgId}&limit=1000`);
+      }),
+      50,
+    );
+
+    const context = `seed ${seed}`;
+    for (const op of ops) {
+      const allowed = op.kind === 'write' ? [200, 201, 409] : op.kind === 'delete' ? [204, 404] : [200];
+      expect(allowed, `${context}: ${op.kind} got ${op.result!.status} ${JSON.stringify(op.result!.body)}`).toContain(op.result!.status);
+      if (op.kind === 'list') expect(overlappingPairs(op.result!.body), context).toEqual([]);
+    }
+
+    for (const orgId of orgs) {
+      const histories = new Map<string, Version[]>();
+      for (const id of ids) histories.set(id, await historyOf(orgId, id));
+
+      // every acknowledged write is a version with the acknowledged content and start
+      for (const op of ops) {
+        if (op.orgId !== orgId || op.kind !== 'write' || !['created', 'updated'].includes(op.result!.body.status)) continue;
+        const a = op.result!.body.appointment;
+        const version = histories.get(a.id)![a.version - 1];
+        expect(version, `${context}: ${a.id} v${a.version} missing`).toMatchObject({
+          version: a.version,
+          start: a.start,
+          end: a.end,
+          updatedAt: a.updatedAt,
+          validFrom: a.recordedAt,
+        });
+      }
+      // nothing in history that no request asked for: each version matches some write of that id
+      for (const [id, versions] of histories) {
+        for (const v of versions) {
+          const asked = ops.some(
+            (op) => op.kind === 'write' && op.orgId === orgId && op.id === id && op.result!.status !== 409 &&
+              (op.body!.updatedAt as string) === v.updatedAt && v.start === `${(op.body!.start as string).replace(' ', 'T')}:00.000Z`,
+          );
+          expect(asked, `${context}: ${id} v${v.version} was never asked for`).toBe(true);
+        }
+        // periods of one id: non-empty, in order, touching except across a delete
+        for (let i = 0; i < versions.length; i++) {
+          const v = versions[i]!;
+          expect(v.version).toBe(i + 1);
+          if (v.validTo !== null) expect(v.validFrom < v.validTo, `${context}: ${id} v${v.version} empty period`).toBe(true);
+          if (i > 0) {
+            const prev = versions[i - 1]!;
+            if (prev.deleted) expect(v.validFrom >= prev.validTo!, `${context}: ${id} v${v.version}`).toBe(true);
+            else expect(v.validFrom, `${context}: ${id} v${v.version} does not follow v${prev.version}`).toBe(prev.validTo);
+          }
+        }
+      }
+
+      // the snapshot at every version boundary, derived from history, is free of overlaps
+      const all = [...histories.entries()].flatMap(([id, versions]) => versions.map((v) => ({ ...v, id })));
+      const instants = [...new Set(all.flatMap((v) => (v.validTo ? [v.validFrom, v.validTo] : [v.validFrom])))].sort();
+      for (const t of instants) {
+        const snapshot = all.filter((v) => v.validFrom <= t && (v.validTo === null || t < v.validTo));
+        expect(overlappingPairs(snapshot), `${context}: overlap in the snapshot at ${t} of ${orgId}`).toEqual([]);
+      }
+      // and the API's point-in-time read agrees with the history at a sample of those instants
+      for (const t of instants.filter((_, i) => i % 15 === 0)) {
+        const derived = all
+          .filter((v) => v.validFrom <= t && (v.validTo === null || t < v.validTo))
+          .map((v) => `${v.id}@${v.version}`)
+          .sort();
+        const read = (await list(orgId, `&at=${t}`)).map((a) => `${a.id}@${a.version}`).sort();
+        expect(read, `${context}: at ${t}`).toEqual(derived);
+      }
+
+      // the final state is the last version of each id that is not deleted
+      const current = await list(orgId);
+      expect(overlappingPairs(current), context).toEqual([]);
+      const expected = [...histories.entries()]
+        .filter(([, versions]) => versions.length > 0 && versions.at(-1)!.validTo === null)
+        .map(([id, versions]) => `${id}@${versions.at(-1)!.version}`)
+        .sort();
+      expect(current.map((a) => `${a.id}@${a.version}`).sort(), context).toEqual(expected);
+    }
+  });
+});

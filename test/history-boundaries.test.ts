@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appointment, http, microsecondBefore, newOrg, overlappingPairs, post, startTestServer, type TestServer } from './helpers.js';
+
+// A write takes its recorded_at when its row is formed, before the exclusion check. If another
+// appointment moves out of the range in between, that move ends its old version later than our
+// recorded_at, and a read at an instant in between would show both. These tests widen that window
+// with a BEFORE trigger that sleeps (it runs after the row is formed, before the check), in this
+// file's own database only.
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer();
+  await server.sql`
+    CREATE FUNCTION test_slow_write() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      -- (an upsert fires BEFORE INSERT first, then BEFORE UPDATE once it meets the stored row)
+      IF NEW.id = 'slow-' || lower(TG_OP) AND NEW.deleted_at IS NULL THEN PERFORM pg_sleep(0.4); END IF;
+      RETURN NEW;
+    END $$`;
+  await server.sql`
+    CREATE TRIGGER test_slow_write BEFORE INSERT OR UPDATE ON appointments
+    FOR EACH ROW EXECUTE FUNCTION test_slow_write()`;
+});
+afterAll(() => server.close());
+
+const history = async (orgId: string, id: string) =>
+  (await http(server.baseUrl, 'GET', `/api/appointments/${id}/history?orgId=${orgId}`)).body as Array<{
+    version: number;
+    start: string;
+    end: string;
+    validFrom: string;
+    validTo: string | null;
+  }>;
+
+async function assertEverySnapshotFree(orgId: string, ids: string[]) {
+  const versions = (await Promise.all(ids.map(async (id) => (await history(orgId, id)).map((v) => ({ ...v, id }))))).flat();
+  const instants = [...new Set(versions.flatMap((v) => [v.validFrom, ...(v.validTo ? [v.validTo, microsecondBefore(v.validTo)] : [])]))];
+  for (const t of instants) {
+    const read = (await http(server.baseUrl, 'GET', `/api/appointments?orgId=${orgId}&at=${t}`)).body;
+    expect(overlappingPairs(read), `snapshot at ${t}`).toEqual([]);
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('version boundaries across appointments', () => {
+  it('a create into a range that another appointment is leaving starts after that version ends', async () => {
+    const orgId = newOrg();
+    await post(server.baseUrl, { ...appointment('x', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-28 10:00'), orgId });
+    const slowCreate = post(server.baseUrl, { ...appointment('slow-insert', '2020-10-10 10:00', '2020-10-10 11:00'), orgId });
+    await sleep(100); // the create has formed its row and sleeps before its exclusion check
+    const move = await post(server.baseUrl, { ...appointment('x', '2020-10-10 14:00', '2020-10-10 15:00', '2020-09-28 11:00'), orgId });
+    expect(move.body.status).toBe('updated');
+    const created = await slowCreate;
+    expect(created.status).toBe(201);
+
+    const [xv1] = await history(orgId, 'x');
+    expect(created.body.appointment.recordedAt >= xv1!.validTo!).toBe(true);
+    await assertEverySnapshotFree(orgId, ['x', 'slow-insert']);
+  });
+
+  it('an update into such a range ends its own previous version when the new one begins', async () => {
+    const orgId = newOrg();
+    await post(server.baseUrl, { ...appointment('x', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-28 10:00'), orgId });
+    await post(server.baseUrl, { ...appointment('slow-update', '2020-10-10 12:00', '2020-10-10 13:00', '2020-09-28 10:00'), orgId });
+    const slowUpdate = post(server.baseUrl, { ...appointment('slow-update', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-28 11:00'), orgId });
+    await sleep(100);
+    const move = await post(server.baseUrl, { ...appointment('x', '2020-10-10 14:00', '2020-10-10 15:00', '2020-09-28 11:00'), orgId });
+    expect(move.body.status).toBe('updated');
+    const updated = await slowUpdate;
+    expect(updated.body.status).toBe('updated');
+
+    const [xv1] = await history(orgId, 'x');
+    const y = await history(orgId, 'slow-update');
+    expect(updated.body.appointment.recordedAt >= xv1!.validTo!).toBe(true);
+    expect(y[1]!.validFrom).toBe(updated.body.appointment.recordedAt);
+    expect(y[0]!.validTo).toBe(y[1]!.validFrom);
+    await assertEverySnapshotFree(orgId, ['x', 'slow-update']);
+  });
+
+  it('a create into a range freed by a delete starts after the delete', async () => {
+    const orgId = newOrg();
+    await post(server.baseUrl, { ...appointment('x', '2020-10-10 10:00', '2020-10-10 11:00'), orgId });
+    const slowCreate = post(server.baseUrl, { ...appointment('slow-insert', '2020-10-10 10:00', '2020-10-10 11:00'), orgId });
+    await sleep(100);
+    expect((await http(server.baseUrl, 'DELETE', `/api/appointments/x?orgId=${orgId}`)).status).toBe(204);
+    const created = await slowCreate;
+    expect(created.status).toBe(201);
+    const [xv1] = await history(orgId, 'x');
+    expect(created.body.appointment.recordedAt >= xv1!.validTo!).toBe(true);
+    await assertEverySnapshotFree(orgId, ['x', 'slow-insert']);
+  });
+});
