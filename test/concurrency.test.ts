@@ -161,6 +161,11 @@ describe('contention on one slot and one id', () => {
       expect(history[i - 1]!.validFrom < history[i - 1]!.validTo!).toBe(true);
     }
     expect(history.at(-1)!.validTo).toBeNull();
+    // a stale answer shows the version that won, which is newer than the request
+    minutes.forEach((m, i) => {
+      const r = results[i]!;
+      if (r.body.status === 'stale') expect(r.body.appointment.updatedAt > `2020-09-28T00:${String(m).padStart(2, '0')}:00.000Z`).toBe(true);
+    });
     // each acknowledged update is a version of the history, with the content acknowledged
     const updates = results.filter((r) => r.body.status === 'updated');
     expect(history).toHaveLength(updates.length + 1);

@@ -1,0 +1,105 @@
+import postgres, { type Sql } from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  findOverlappingAppointment,
+  getAppointment,
+  getAppointmentAt,
+  getAppointmentHistory,
+  listAppointments,
+  listAppointmentsAt,
+} from '../src/db/appointments.js';
+import { createTestDatabase } from './helpers.js';
+
+// Every GET must be served by an index. The queries are the service's own (src/db/appointments.ts):
+// postgres.js's debug hook captures each one's text and parameters, and EXPLAIN shows its plan on
+// tables of a realistic size.
+
+let databaseUrl: string;
+let admin: Sql;
+let captured: { text: string; params: unknown[] } | undefined;
+let capturing: Sql;
+
+const ORGS = 50;
+const PER_ORG = 2_000; // 100 000 current appointments
+const VERSIONS_PER_APPOINTMENT = 3; // 300 000 rows of history
+
+beforeAll(async () => {
+  databaseUrl = await createTestDatabase();
+  admin = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  // Appointments of 30 minutes, one an hour; each with earlier versions in other slots of its org.
+  await admin`
+    INSERT INTO appointments (org_id, id, start_at, end_at, created_at, updated_at, version, recorded_at)
+    SELECT 'org-' || o, 'a' || i,
+           timestamptz '2020-01-01' + i * interval '1 hour',
+           timestamptz '2020-01-01' + i * interval '1 hour' + interval '30 minutes',
+           timestamptz '2019-01-01', timestamptz '2019-06-01', ${VERSIONS_PER_APPOINTMENT + 1},
+           timestamptz '2026-01-01' + (i * ${ORGS} + o) * interval '1 second'
+    FROM generate_series(1, ${ORGS}) AS o, generate_series(1, ${PER_ORG}) AS i`;
+  await admin`
+    INSERT INTO appointment_versions
+    SELECT 'org-' || o, 'a' || i, v,
+           timestamptz '2010-01-01' + (i * 10 + v) * interval '1 hour',
+           timestamptz '2010-01-01' + (i * 10 + v) * interval '1 hour' + interval '30 minutes',
+           timestamptz '2019-01-01', timestamptz '2019-01-01' + v * interval '1 day',
+           timestamptz '2025-01-01' + ((i * ${ORGS} + o) * 10 + v) * interval '1 second',
+           timestamptz '2025-01-01' + ((i * ${ORGS} + o) * 10 + v + 1) * interval '1 second',
+           false
+    FROM generate_series(1, ${ORGS}) AS o, generate_series(1, ${PER_ORG}) AS i, generate_series(1, ${VERSIONS_PER_APPOINTMENT}) AS v`;
+  await admin`ANALYZE appointments`;
+  await admin`ANALYZE appointment_versions`;
+  capturing = postgres(databaseUrl, {
+    max: 1,
+    onnotice: () => {},
+    types: { timeAsText: { to: 1184, from: [1184], serialize: String, parse: (x: string) => x } },
+    debug: (_connection, text, params) => {
+      captured = { text, params };
+    },
+  });
+});
+
+afterAll(async () => {
+  await capturing?.end();
+  await admin?.end();
+});
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  Plans?: PlanNode[];
+}
+
+const nodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(nodes)];
+
+async function planOf(run: () => Promise<unknown>): Promise<PlanNode[]> {
+  captured = undefined;
+  await run();
+  expect(captured).toBeDefined();
+  const [row] = await admin.unsafe(`EXPLAIN (FORMAT JSON) ${captured!.text}`, captured!.params as never[]);
+  return nodes((row!['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0]!.Plan);
+}
+
+const seqScans = (plan: PlanNode[]) => plan.filter((n) => n['Node Type'] === 'Seq Scan').map((n) => n['Relation Name']);
+const indexesUsed = (plan: PlanNode[]) => plan.flatMap((n) => (n['Index Name'] ? [n['Index Name']] : []));
+
+describe('every read is served by an index', () => {
+  const orgId = 'org-7';
+  const cases: Array<[string, () => Promise<unknown>]> = [
+    ['list', () => listAppointments(capturing, { orgId, limit: 100 })],
+    ['list from/to', () => listAppointments(capturing, { orgId, limit: 100, from: '2020-02-01T00:00:00.000Z', to: '2020-02-03T00:00:00.000Z' })],
+    ['list next page', () => listAppointments(capturing, { orgId, limit: 100, after: { start: '2020-02-01T00:00:00.000Z', id: 'a744' } })],
+    ['list at', () => listAppointmentsAt(capturing, { orgId, limit: 100, at: '2025-01-02T00:00:00.000000Z' })],
+    ['list at from/to', () => listAppointmentsAt(capturing, { orgId, limit: 100, at: '2025-01-02T00:00:00.000000Z', from: '2010-02-01T00:00:00.000Z', to: '2010-03-01T00:00:00.000Z' })],
+    ['one', () => getAppointment(capturing, orgId, 'a17')],
+    ['one at', () => getAppointmentAt(capturing, orgId, 'a17', '2025-01-02T00:00:00.000000Z')],
+    ['history', () => getAppointmentHistory(capturing, orgId, 'a17')],
+    ['conflict lookup', () => findOverlappingAppointment(capturing, { orgId, id: 'z', start: '2020-02-01T00:00:00.000Z', end: '2020-02-01T05:00:00.000Z', createdAt: '2020-01-01T00:00:00.000Z', updatedAt: '2020-01-01T00:00:00.000Z' })],
+  ];
+  for (const [name, run] of cases) {
+    it(`${name}: no sequential scan`, async () => {
+      const plan = await planOf(run);
+      expect(seqScans(plan)).toEqual([]);
+      expect(indexesUsed(plan).length).toBeGreaterThan(0);
+    });
+  }
+});
