@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Ajv, type Options as AjvOptions } from 'ajv';
+import { Ajv, type Options as AjvOptions, type ValidateFunction } from 'ajv';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { databasePlugin } from './db/client.js';
-import { registerErrorHandlers } from './errors.js';
+import { answerFrameworkError, registerErrorHandlers } from './errors.js';
 import { appointmentRoutes } from './routes/appointments.js';
 import { healthRoutes } from './routes/health.js';
 import { Appointment, HistoryEntry, WriteResult } from './schemas/appointments.js';
@@ -27,11 +27,35 @@ function buildAjv(options: AjvOptions): Ajv {
   return ajv;
 }
 
+/**
+ * Ajv's coercion reads "0x10", "1e2" and " 7" as numbers; in a query string or a path an integer
+ * must be written in digits.
+ */
+function digitsOnlyIntegers(schema: unknown, validate: ValidateFunction): ValidateFunction {
+  const properties = (schema as { properties?: Record<string, { type?: string }> }).properties ?? {};
+  const integers = Object.keys(properties).filter((key) => properties[key]!.type === 'integer');
+  if (integers.length === 0) return validate;
+  const strict = ((data: Record<string, unknown>) => {
+    const bad = integers.find((key) => typeof data[key] === 'string' && !/^[0-9]{1,15}$/.test(data[key] as string));
+    if (bad !== undefined) {
+      strict.errors = [{ keyword: 'type', instancePath: `/${bad}`, schemaPath: '', params: { type: 'integer' }, message: 'must be an integer written in digits' }];
+      return false;
+    }
+    const valid = validate(data);
+    strict.errors = validate.errors;
+    return valid;
+  }) as ValidateFunction;
+  return strict;
+}
+
 /** The whole service, as the server, the tests and the scripts run it. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: BODY_LIMIT,
+    // ids are at most 128 characters; longer ones reach validation and get a 400 that says why
+    maxParamLength: 2048,
+    frameworkErrors: answerFrameworkError,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -45,7 +69,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     bodyAjv.addSchema(schema);
     paramAjv.addSchema(schema);
   }
-  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : paramAjv).compile(schema));
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    httpPart === 'body' ? bodyAjv.compile(schema) : digitsOnlyIntegers(schema, paramAjv.compile(schema)),
+  );
 
   // JSON only: Fastify would otherwise also accept text/plain bodies.
   app.removeContentTypeParser('text/plain');

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import postgres from 'postgres';
 import { AppointmentOverlapError } from './db/appointments.js';
 import { ErrorCode, type ErrorResponse } from './schemas/errors.js';
@@ -77,6 +77,13 @@ export function describeValidationError(context: string, errors: AjvError[]): st
       return `${where} must be 1 to 128 characters from A-Z a-z 0-9 . _ : -`;
   }
   return `${where} ${error.message ?? 'is invalid'}`;
+}
+
+/** Errors of the router, before any handler runs: a path parameter too long, a malformed URL. */
+export function answerFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  request.log.info({ err: error }, 'refused by the router');
+  const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is too long' : 'The URL is malformed';
+  return send(reply, 400, ErrorCode.VALIDATION_ERROR, message);
 }
 
 /** The one place that turns errors into responses. A 5xx never shows its cause to the client. */
