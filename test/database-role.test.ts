@@ -1,0 +1,48 @@
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import postgres from 'postgres';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/app.js';
+import { appointment, createTestDatabase, http, newOrg, post } from './helpers.js';
+
+// The service needs no superuser at run time: a role with plain table privileges serves every route.
+// (It may not set deadlock_timeout, so the service must not ask for it on such a role's connections.)
+
+const role = `appointments_rt_${randomBytes(4).toString('hex')}`;
+const password = randomBytes(12).toString('hex');
+let cleanup: () => Promise<void> = async () => {};
+afterAll(() => cleanup());
+
+describe('an unprivileged database role', () => {
+  it('creates, updates, reads, deletes and is ready', async () => {
+    const databaseUrl = await createTestDatabase();
+    const owner = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+    // utility statements take no parameters; the password is generated hex
+    await owner`CREATE ROLE ${owner(role)} LOGIN PASSWORD ${owner.unsafe(`'${password}'`)} NOSUPERUSER NOCREATEDB NOCREATEROLE`;
+    await owner`GRANT SELECT, INSERT, UPDATE ON appointments, appointment_versions TO ${owner(role)}`;
+    await owner`GRANT SELECT ON pgmigrations TO ${owner(role)}`;
+    const url = new URL(databaseUrl);
+    url.username = role;
+    url.password = password;
+    const app = await buildApp({ databaseUrl: url.toString(), dbPoolMax: 4, logger: pino({ level: 'silent' }) });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    cleanup = async () => {
+      await app.close();
+      await owner`DROP OWNED BY ${owner(role)}`;
+      await owner`DROP ROLE ${owner(role)}`;
+      await owner.end();
+    };
+    const [{ superuser }] = await owner<{ superuser: boolean }[]>`SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = ${role}`;
+    expect(superuser).toBe(false);
+
+    const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    const orgId = newOrg();
+    expect((await http(base, 'GET', '/ready')).status).toBe(200);
+    expect((await post(base, { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-28 10:00'), orgId })).status).toBe(201);
+    expect((await post(base, { ...appointment('a', '2020-10-10 11:00', '2020-10-10 12:00', '2020-09-28 11:00'), orgId })).body.status).toBe('updated');
+    expect((await post(base, { ...appointment('b', '2020-10-10 11:30', '2020-10-10 12:30'), orgId })).status).toBe(409);
+    expect((await http(base, 'GET', `/api/appointments/a/history?orgId=${orgId}`)).body).toHaveLength(2);
+    expect((await http(base, 'DELETE', `/api/appointments/a?orgId=${orgId}`)).status).toBe(204);
+    expect((await http(base, 'GET', `/api/appointments?orgId=${orgId}`)).body).toEqual([]);
+  });
+});
