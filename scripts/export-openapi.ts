@@ -1,0 +1,21 @@
+// npm run openapi [-- FILE]: writes the OpenAPI document of the service to FILE, or to stdout.
+// The app is built exactly as the server builds it, but never connects: postgres.js opens its
+// connections on the first query, and this script sends none.
+import { writeFile } from 'node:fs/promises';
+import pino from 'pino';
+import { buildApp } from '../src/app.js';
+
+const target = process.argv[2];
+const app = await buildApp({ databaseUrl: 'postgres://localhost:1/none', dbPoolMax: 1, logger: pino({ level: 'silent' }) });
+try {
+  await app.ready();
+  const document = `${JSON.stringify(app.swagger(), null, 2)}\n`;
+  if (target) {
+    await writeFile(target, document);
+    console.error(`OpenAPI document written to ${target}`);
+  } else {
+    process.stdout.write(document);
+  }
+} finally {
+  await app.close();
+}
