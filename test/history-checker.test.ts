@@ -1,0 +1,143 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newOrg, startTestServer, type TestServer } from './helpers.js';
+import {
+  checkHistory,
+  clientOps,
+  describeAnomalies,
+  readRecordedState,
+  runWorkload,
+  type HistoryEvent,
+  type RecordedState,
+  type Version,
+} from './history-checker.js';
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer({ dbPoolMax: 10 });
+});
+afterAll(() => server.close());
+
+describe('the concurrency history checker', () => {
+  it('finds no anomaly in a randomized run of 24 clients over 3 orgs', async () => {
+    const seed = Number(process.env.HISTORY_SEED ?? Date.now() % 2 ** 31);
+    const workload = { seed, orgPrefix: newOrg('hist'), orgs: 3, idsPerOrg: 6, clients: 24, opsPerClient: 15 };
+    const events = await runWorkload(server.baseUrl, workload);
+    const state = await readRecordedState(server.baseUrl, workload);
+    const anomalies = checkHistory(events, state);
+    console.log(`history checker: seed ${seed}, ${events.length} operations, ${state.versions.length} versions, ${anomalies.length} anomalies`);
+    expect(anomalies, describeAnomalies(anomalies, seed)).toEqual([]);
+    // the workload reaches every kind of answer the checker has rules for
+    const statuses = new Set(events.map((e) => (e.op.kind === 'write' && e.status === 200 ? e.body.status : `${e.op.kind} ${e.status}`)));
+    for (const s of ['write 201', 'updated', 'stale', 'write 409', 'delete 204', 'read 200']) expect(statuses, [...statuses].join(', ')).toContain(s);
+  });
+
+  it('generates the same operation streams from the same seed', () => {
+    const take = (seed: number, client: number) => {
+      const next = clientOps({ seed, orgPrefix: 'p' }, client);
+      return Array.from({ length: 50 }, next);
+    };
+    expect(take(42, 3)).toEqual(take(42, 3));
+    expect(take(42, 3)).not.toEqual(take(43, 3));
+    expect(take(42, 3)).not.toEqual(take(42, 4));
+  });
+});
+
+// Doctored histories: the checker must be able to fail.
+const T0 = Date.parse('2026-01-01T00:00:00Z') * 1000;
+const ms = (n: number) => T0 + n * 1000;
+const body = (v: Version) => ({
+  id: v.id, orgId: v.orgId, start: v.start, end: v.end, createdAt: v.createdAt, updatedAt: v.updatedAt, version: v.version,
+  recordedAt: `${new Date(v.validFrom / 1000).toISOString().slice(0, 23)}${String(v.validFrom % 1000).padStart(3, '0')}Z`,
+});
+const content = { createdAt: '2020-01-01T00:00:00.000Z', updatedAt: '2020-06-01T00:00:00.000Z' };
+const vA1: Version = { orgId: 'o', id: 'a', version: 1, start: '2030-01-01T01:00:00.000Z', end: '2030-01-01T02:00:00.000Z', ...content, validFrom: ms(10), validTo: null, deleted: false };
+const vB1: Version = { ...vA1, id: 'b', start: '2030-01-01T03:00:00.000Z', end: '2030-01-01T04:00:00.000Z', validFrom: ms(20) };
+const write = (index: number, v: Version, sent: number, answered: number, status = 201, status2 = 'created'): HistoryEvent => ({
+  index, client: index, sentAt: ms(sent), answeredAt: ms(answered), status,
+  op: { kind: 'write', orgId: v.orgId, id: v.id, start: v.start, end: v.end, createdAt: v.createdAt, updatedAt: v.updatedAt },
+  body: { status: status2, appointment: body(v) },
+});
+const good = (): { events: HistoryEvent[]; state: RecordedState } => ({
+  events: [write(0, vA1, 9, 11), write(1, vB1, 19, 21)],
+  state: { versions: [vA1, vB1], finalState: new Map([['o', [body(vA1), body(vB1)]]]) },
+});
+const rulesOf = (events: HistoryEvent[], state: RecordedState) => checkHistory(events, state).map((a) => a.rule);
+
+describe('the checker on doctored histories', () => {
+  it('accepts the correct little history', () => {
+    const { events, state } = good();
+    expect(checkHistory(events, state)).toEqual([]);
+  });
+
+  it('reports a lost acknowledged write', () => {
+    const { events, state } = good();
+    state.versions = [vA1];
+    state.finalState.set('o', [body(vA1)]);
+    const anomalies = checkHistory(events, state);
+    expect(anomalies.map((a) => a.rule)).toContain('lost-write');
+    expect(describeAnomalies(anomalies, 7)).toMatch(/seed 7[\s\S]*event #1/);
+  });
+
+  it('reports a version that no request asked for, and one acknowledged with other content', () => {
+    const { events, state } = good();
+    const phantom: Version = { ...vB1, id: 'c', start: '2030-01-01T05:00:00.000Z', end: '2030-01-01T06:00:00.000Z' };
+    state.versions.push(phantom);
+    state.finalState.get('o')!.push(body(phantom));
+    expect(rulesOf(events, state)).toContain('phantom-version');
+    const changed = good();
+    changed.state.versions[1] = { ...vB1, end: '2030-01-01T05:00:00.000Z' };
+    expect(rulesOf(changed.events, changed.state)).toContain('wrong-content');
+  });
+
+  it('reports an overlapping snapshot and broken tiling', () => {
+    const { events, state } = good();
+    const overlapping: Version = { ...vB1, start: '2030-01-01T01:30:00.000Z' };
+    state.versions[1] = overlapping;
+    events[1] = write(1, overlapping, 19, 21);
+    state.finalState.set('o', [body(vA1), body(overlapping)]);
+    expect(rulesOf(events, state)).toEqual(['overlapping-snapshot']);
+    const gap = good();
+    const a2: Version = { ...vA1, version: 2, updatedAt: '2020-06-01T00:01:00.000Z', validFrom: ms(31) };
+    gap.state.versions = [{ ...vA1, validTo: ms(30) }, a2, vB1];
+    gap.events.push(write(2, a2, 30, 32, 200, 'updated'));
+    gap.state.finalState.set('o', [body(a2), body(vB1)]);
+    expect(rulesOf(gap.events, gap.state)).toEqual(['broken-tiling']);
+  });
+
+  it('reports a 409 with no blocker, and a 409 naming one that was not current then', () => {
+    const { events, state } = good();
+    const refused = (c: unknown, sent: number): HistoryEvent => ({
+      index: 2, client: 2, sentAt: ms(sent), answeredAt: ms(sent + 1), status: 409,
+      op: { kind: 'write', orgId: 'o', id: 'z', start: '2030-01-01T01:30:00.000Z', end: '2030-01-01T02:30:00.000Z', ...content },
+      body: { code: 'APPOINTMENT_OVERLAP', conflictsWith: c },
+    });
+    expect(rulesOf([...events, refused({ id: 'a', start: vA1.start, end: vA1.end }, 40)], state)).toEqual([]);
+    expect(rulesOf([...events, refused(null, 40)], state)).toEqual([]);
+    expect(rulesOf([...events, refused({ id: 'b', start: vB1.start, end: vB1.end }, 40)], state)).toEqual(['conflict-without-blocker']);
+    expect(rulesOf([...events, refused({ id: 'a', start: vA1.start, end: vA1.end }, 2)], state)).toEqual(['conflict-without-blocker']);
+    expect(rulesOf([...events, refused(null, 2)], state)).toEqual(['conflict-without-blocker']);
+  });
+
+  it('reports a stale answer with no winning version, a wrong final state and a 5xx', () => {
+    const { events, state } = good();
+    const late = write(2, { ...vA1, updatedAt: '2020-07-01T00:00:00.000Z' }, 40, 41, 200, 'stale');
+    late.body.appointment = body(vA1);
+    expect(rulesOf([...events, late], state)).toEqual(['stale-without-winner']);
+    const tie = write(2, { ...vA1, start: '2030-01-01T00:30:00.000Z' }, 40, 41, 200, 'stale');
+    tie.body.appointment = body(vA1);
+    expect(rulesOf([...events, tie], state)).toEqual([]); // the stored start is greater: it wins the tie
+    state.finalState.set('o', [body(vA1)]);
+    expect(rulesOf(events, state)).toEqual(['wrong-final-state']);
+    const failed = { ...write(2, vA1, 40, 41), status: 500, body: {} };
+    expect(rulesOf([...good().events, failed], good().state)).toContain('server-error');
+  });
+
+  it('reports a read of a version that was not current, and a 404 while the id existed', () => {
+    const { events, state } = good();
+    const read = (status: number, b: unknown, sent: number): HistoryEvent => ({ index: 2, client: 2, sentAt: ms(sent), answeredAt: ms(sent + 1), status, op: { kind: 'read', orgId: 'o', id: 'a' }, body: b });
+    expect(rulesOf([...events, read(200, body(vA1), 40)], state)).toEqual([]);
+    expect(rulesOf([...events, read(200, body(vA1), 2)], state)).toEqual(['read-unknown-version']);
+    expect(rulesOf([...events, read(404, {}, 2)], state)).toEqual([]);
+    expect(rulesOf([...events, read(404, {}, 40)], state)).toEqual(['wrong-not-found']);
+  });
+});

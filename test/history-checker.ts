@@ -1,0 +1,424 @@
+import { Agent, request } from 'undici';
+
+// A Jepsen-style history checker for the appointments API: a seeded workload of creates, updates,
+// deletes and reads from many concurrent clients, a recorder of every request with the instants it was
+// sent and answered, and a checker of the whole recorded history against the service's rules.
+//
+// Client instants come from Date.now() (wall clock, milliseconds); the service's validFrom / validTo /
+// recordedAt come from PostgreSQL's clock_timestamp() (wall clock, microseconds) on the same machine.
+// The two read the same system clock, so they are comparable up to the client's millisecond
+// truncation; TOLERANCE_US widens every client window by 2 ms on each side to absorb that and the
+// rounding of the server's text form. It is a tolerance on windows only: the checks on server times
+// alone (tiling, snapshots) are exact.
+export const TOLERANCE_US = 2_000;
+
+export type Op =
+  | { kind: 'write'; orgId: string; id: string; start: string; end: string; createdAt: string; updatedAt: string }
+  | { kind: 'delete'; orgId: string; id: string }
+  | { kind: 'read'; orgId: string; id: string }
+  | { kind: 'list'; orgId: string };
+
+export interface HistoryEvent {
+  /** Position in the recorded history (order of answers). */
+  index: number;
+  client: number;
+  op: Op;
+  /** Microseconds since the epoch, client clock. */
+  sentAt: number;
+  answeredAt: number;
+  /** 0 when no answer came (network error): the effect is unknown. */
+  status: number;
+  body: any;
+}
+
+/** One recorded version of an appointment, as GET /api/appointments/:id/history gives it. */
+export interface Version {
+  orgId: string;
+  id: string;
+  version: number;
+  start: string;
+  end: string;
+  createdAt: string;
+  updatedAt: string;
+  /** Microseconds since the epoch, server clock. */
+  validFrom: number;
+  validTo: number | null;
+  deleted: boolean;
+}
+
+export interface Anomaly {
+  rule: string;
+  message: string;
+  /** The smallest set of recorded events and versions that shows the violation. */
+  events: HistoryEvent[];
+  versions: Version[];
+}
+
+export interface WorkloadOptions {
+  seed: number;
+  /** A prefix that keeps this run's orgs apart from anything else in the database. */
+  orgPrefix: string;
+  orgs?: number;
+  idsPerOrg?: number;
+}
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same operation sequences. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export const orgIdsOf = (o: WorkloadOptions) => Array.from({ length: o.orgs ?? 3 }, (_, k) => `${o.orgPrefix}-o${k}`);
+export const idsOf = (o: WorkloadOptions) => Array.from({ length: o.idsPerOrg ?? 6 }, (_, k) => `a${k}`);
+
+const UPDATED_BASE = Date.UTC(2020, 5, 1);
+const pad = (n: number) => String(n).padStart(2, '0');
+
+/**
+ * The operation stream of one client: a pure function of (seed, client), so a run is reproducible as a
+ * set of per-client sequences; the interleaving between clients is left to the machine and is recorded.
+ * A small space of ids, hour slots and updatedAt minutes makes overlaps, ties and stale writes common.
+ */
+export function clientOps(o: WorkloadOptions, client: number): () => Op {
+  const random = seededRandom((o.seed ^ Math.imul(client + 1, 0x9e3779b1)) >>> 0);
+  const orgs = orgIdsOf(o);
+  const ids = idsOf(o);
+  const pick = <T>(items: T[]) => items[Math.floor(random() * items.length)]!;
+  let n = 0;
+  return () => {
+    n++;
+    const orgId = pick(orgs);
+    const id = pick(ids);
+    const r = random();
+    if (r < 0.55) {
+      const startHour = Math.floor(random() * 10);
+      const hours = 1 + Math.floor(random() * 3);
+      return {
+        kind: 'write',
+        orgId,
+        id,
+        start: `2030-01-01T${pad(startHour)}:00:00.000Z`,
+        end: `2030-01-01T${pad(startHour + hours)}:${random() < 0.5 ? '00' : '30'}:00.000Z`,
+        createdAt: `2020-01-0${1 + Math.floor(random() * 2)}T00:00:00.000Z`,
+        // drifts forward with the client's step, with a spread wide enough for ties and late writes
+        updatedAt: new Date(UPDATED_BASE + (n * 30 + Math.floor(random() * 4) * 30) * 1000).toISOString(),
+      };
+    }
+    if (r < 0.65) return { kind: 'delete', orgId, id };
+    if (r < 0.9) return { kind: 'read', orgId, id };
+    return { kind: 'list', orgId };
+  };
+}
+
+const nowUs = () => Date.now() * 1000;
+
+/** Microseconds since the epoch of a `...SS.ffffffZ` (or `...SS.fffZ`) instant. */
+export function systemTimeUs(text: string): number {
+  const micros = text.length >= 27 ? Number(text.slice(23, 26)) : 0;
+  return Date.parse(`${text.slice(0, 23)}Z`) * 1000 + micros;
+}
+
+async function send(agent: Agent, baseUrl: string, op: Op): Promise<{ status: number; body: any }> {
+  const q = `?orgId=${encodeURIComponent(op.orgId)}`;
+  const target =
+    op.kind === 'write' ? '/api/appointments'
+    : op.kind === 'list' ? `/api/appointments${q}&limit=1000`
+    : `/api/appointments/${encodeURIComponent(op.id)}${q}`;
+  const method = op.kind === 'write' ? 'POST' : op.kind === 'delete' ? 'DELETE' : 'GET';
+  const { kind: _kind, ...fields } = op as Op & Record<string, string>;
+  const res = await request(`${baseUrl}${target}`, {
+    method,
+    dispatcher: agent,
+    headers: op.kind === 'write' ? { 'content-type': 'application/json' } : {},
+    body: op.kind === 'write' ? JSON.stringify(fields) : undefined,
+  });
+  const text = await res.body.text();
+  let body: unknown = text;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    // not JSON
+  }
+  return { status: res.statusCode, body };
+}
+
+/**
+ * Runs `clients` concurrent clients, each sending its own seeded operation stream one request at a
+ * time, until each has sent `opsPerClient` or `until` (ms since the epoch) has passed.
+ */
+export async function runWorkload(
+  baseUrl: string,
+  o: WorkloadOptions & { clients: number; opsPerClient?: number; until?: number },
+): Promise<HistoryEvent[]> {
+  const agent = new Agent({ connections: o.clients, pipelining: 1 });
+  const events: HistoryEvent[] = [];
+  const client = async (c: number) => {
+    const next = clientOps(o, c);
+    for (let n = 0; (o.opsPerClient === undefined || n < o.opsPerClient) && (o.until === undefined || Date.now() < o.until); n++) {
+      const op = next();
+      const sentAt = nowUs();
+      let answer: { status: number; body: any };
+      try {
+        answer = await send(agent, baseUrl, op);
+      } catch (error) {
+        answer = { status: 0, body: String(error) };
+      }
+      events.push({ index: events.length, client: c, op, sentAt, answeredAt: nowUs(), ...answer });
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: o.clients }, (_, c) => client(c)));
+  } finally {
+    await agent.close();
+  }
+  return events;
+}
+
+export interface RecordedState {
+  versions: Version[];
+  /** Per org, the current appointments as GET /api/appointments lists them after the run. */
+  finalState: Map<string, any[]>;
+}
+
+/** The history of every id the workload touched, and the final calendars, read through the API. */
+export async function readRecordedState(baseUrl: string, o: WorkloadOptions): Promise<RecordedState> {
+  const agent = new Agent({ connections: 8 });
+  const get = async (path: string) => {
+    const res = await request(`${baseUrl}${path}`, { dispatcher: agent });
+    return { status: res.statusCode, body: (await res.body.json()) as any };
+  };
+  try {
+    const versions: Version[] = [];
+    const finalState = new Map<string, any[]>();
+    for (const orgId of orgIdsOf(o)) {
+      const list = await get(`/api/appointments?orgId=${orgId}&limit=1000`);
+      if (list.status !== 200) throw new Error(`listing ${orgId}: ${list.status}`);
+      finalState.set(orgId, list.body);
+      for (const id of idsOf(o)) {
+        const res = await get(`/api/appointments/${id}/history?orgId=${orgId}`);
+        if (res.status === 404) continue;
+        if (res.status !== 200) throw new Error(`history of ${orgId}/${id}: ${res.status}`);
+        for (const h of res.body) {
+          versions.push({
+            orgId, id, version: h.version, start: h.start, end: h.end, createdAt: h.createdAt, updatedAt: h.updatedAt,
+            validFrom: systemTimeUs(h.validFrom), validTo: h.validTo === null ? null : systemTimeUs(h.validTo), deleted: h.deleted,
+          });
+        }
+      }
+    }
+    return { versions, finalState };
+  } finally {
+    await agent.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The checker
+
+const key = (orgId: string, id: string) => `${orgId}\u0000${id}`;
+const sameContent = (a: { start: string; end: string; createdAt: string; updatedAt: string }, b: typeof a) =>
+  a.start === b.start && a.end === b.end && a.createdAt === b.createdAt && a.updatedAt === b.updatedAt;
+const rangesOverlap = (a: { start: string; end: string }, b: { start: string; end: string }) => a.start < b.end && b.start < a.end;
+/** The version was current at some instant of the event's window (widened by the tolerance). */
+const aliveDuring = (v: Version, e: HistoryEvent) =>
+  v.validFrom <= e.answeredAt + TOLERANCE_US && (v.validTo === null || v.validTo > e.sentAt - TOLERANCE_US);
+/** The write's (updatedAt, start, end, createdAt) is greater: the tie-break of the service. */
+const beats = (a: Version | Op, b: Version | Op) => {
+  const t = (x: any) => [x.updatedAt, x.start, x.end, x.createdAt] as string[];
+  const [x, y] = [t(a), t(b)];
+  for (let i = 0; i < 4; i++) if (x[i] !== y[i]) return x[i]! > y[i]!;
+  return false;
+};
+
+/** Checks a recorded history; returns every anomaly found (none for a correct service). */
+export function checkHistory(events: HistoryEvent[], state: RecordedState): Anomaly[] {
+  const anomalies: Anomaly[] = [];
+  const report = (rule: string, message: string, ev: HistoryEvent[], versions: Version[]) =>
+    anomalies.push({ rule, message, events: ev, versions });
+
+  const byId = new Map<string, Version[]>();
+  for (const v of state.versions) {
+    const list = byId.get(key(v.orgId, v.id)) ?? [];
+    list.push(v);
+    byId.set(key(v.orgId, v.id), list);
+  }
+  for (const list of byId.values()) list.sort((a, b) => a.version - b.version);
+  const versionsOf = (orgId: string, id: string) => byId.get(key(orgId, id)) ?? [];
+
+  const writes = events.filter((e) => e.op.kind === 'write');
+  const acknowledged = new Map<Version, HistoryEvent[]>();
+
+  for (const e of events) {
+    const op = e.op;
+    if (e.status >= 500) report('server-error', `${e.status} answered`, [e], []);
+    if (op.kind === 'write') {
+      const a = e.body?.appointment;
+      if ((e.status === 201 || e.status === 200) && a) {
+        const v = versionsOf(op.orgId, op.id).find((x) => x.version === a.version);
+        const status = e.body.status;
+        if (status === 'created' || status === 'updated') {
+          if ((status === 'created') !== (e.status === 201)) report('wrong-status', `${status} answered with HTTP ${e.status}`, [e], []);
+          if (!v) {
+            report('lost-write', `acknowledged version ${a.version} of ${op.orgId}/${op.id} is not in the history`, [e], versionsOf(op.orgId, op.id));
+            continue;
+          }
+          acknowledged.set(v, [...(acknowledged.get(v) ?? []), e]);
+          if (!sameContent(v, op) || !sameContent(a, op)) {
+            report('wrong-content', `version ${a.version} of ${op.orgId}/${op.id} differs from what was acknowledged`, [e], [v]);
+          }
+          if (systemTimeUs(a.recordedAt) !== v.validFrom) report('wrong-content', `recordedAt ${a.recordedAt} is not the version's validFrom`, [e], [v]);
+          if (v.validFrom < e.sentAt - TOLERANCE_US || v.validFrom > e.answeredAt + TOLERANCE_US) {
+            report('outside-window', `version ${a.version} of ${op.orgId}/${op.id} began outside its request's send-answer window`, [e], [v]);
+          }
+        } else if (status === 'stale') {
+          // the answer shows the stored version; it must have been current in the window and win over the request
+          const shown = versionsOf(op.orgId, op.id);
+          const w = shown.find((x) => x.version === a.version);
+          const next = w && shown.find((x) => x.version === w.version + 1);
+          const tombstone = a.deletedAt !== undefined;
+          const ok =
+            w !== undefined &&
+            (tombstone
+              ? w.deleted && w.updatedAt >= op.updatedAt && w.validTo! <= e.answeredAt + TOLERANCE_US && (!next || next.validFrom > e.sentAt - TOLERANCE_US)
+              : aliveDuring(w, e) && beats(w, op) && sameContent(w, a));
+          if (!ok) report('stale-without-winner', `stale answer for ${op.orgId}/${op.id} with no newer version current in its window`, [e], w ? [w] : shown);
+        } else if (status === 'unchanged') {
+          const w = versionsOf(op.orgId, op.id).find((x) => x.version === a.version);
+          if (!w || !aliveDuring(w, e) || !sameContent(w, op)) report('unchanged-without-version', `unchanged answer for ${op.orgId}/${op.id} with no equal version current in its window`, [e], w ? [w] : []);
+        }
+      } else if (e.status === 409) {
+        const c = e.body?.conflictsWith;
+        const candidates = c
+          ? versionsOf(op.orgId, c.id).filter((v) => v.start === c.start && v.end === c.end)
+          : state.versions.filter((v) => v.orgId === op.orgId && v.id !== op.id);
+        const blocker = candidates.find((v) => v.id !== op.id && rangesOverlap(v, op) && aliveDuring(v, e));
+        if (e.body?.code !== 'APPOINTMENT_OVERLAP' || !blocker) {
+          report('conflict-without-blocker', `409 for ${op.orgId}/${op.id} [${op.start}, ${op.end}) naming ${c ? `${c.id} [${c.start}, ${c.end})` : 'null'}, which did not overlap it in its window`, [e], candidates.slice(0, 5));
+        }
+      } else if (e.status !== 0 && e.status !== 503) {
+        report('unexpected-answer', `write answered ${e.status}`, [e], []);
+      }
+    } else if (op.kind === 'delete') {
+      const list = versionsOf(op.orgId, op.id);
+      if (e.status === 204) {
+        const v = list.find((x) => x.deleted && x.validTo !== null && x.validTo >= e.sentAt - TOLERANCE_US && x.validTo <= e.answeredAt + TOLERANCE_US);
+        if (!v) report('lost-delete', `acknowledged delete of ${op.orgId}/${op.id} ended no version in its window`, [e], list);
+        else acknowledged.set(v, acknowledged.get(v) ?? []);
+      } else if (e.status === 404) {
+        if (coveredThroughout(list, e)) report('wrong-not-found', `delete of ${op.orgId}/${op.id} answered 404 while it existed throughout`, [e], list);
+      } else if (e.status !== 0 && e.status !== 503) report('unexpected-answer', `delete answered ${e.status}`, [e], []);
+    } else if (op.kind === 'read') {
+      const list = versionsOf(op.orgId, op.id);
+      if (e.status === 200) {
+        const w = list.find((x) => x.version === e.body.version);
+        if (!w || !aliveDuring(w, e) || !sameContent(w, e.body)) report('read-unknown-version', `read of ${op.orgId}/${op.id} returned a version not current in its window`, [e], w ? [w] : list);
+      } else if (e.status === 404) {
+        if (coveredThroughout(list, e)) report('wrong-not-found', `read of ${op.orgId}/${op.id} answered 404 while it existed throughout`, [e], list);
+      } else if (e.status !== 0 && e.status !== 503) report('unexpected-answer', `read answered ${e.status}`, [e], []);
+    } else if (op.kind === 'list' && e.status === 200) {
+      for (const item of e.body as any[]) {
+        const w = versionsOf(op.orgId, item.id).find((x) => x.version === item.version);
+        if (!w || !aliveDuring(w, e) || !sameContent(w, item)) report('read-unknown-version', `list of ${op.orgId} returned ${item.id} v${item.version}, not current in its window`, [e], w ? [w] : []);
+      }
+    }
+  }
+
+  // Nothing in the history that no request asked for.
+  for (const v of state.versions) {
+    const asked = writes.filter((e) => e.op.kind === 'write' && e.op.orgId === v.orgId && e.op.id === v.id && sameContent(e.op, v) && e.sentAt - TOLERANCE_US <= v.validFrom);
+    if (asked.length === 0) report('phantom-version', `version ${v.version} of ${v.orgId}/${v.id} matches no request`, [], [v]);
+    const acks = acknowledged.get(v) ?? [];
+    if (acks.length > 1) report('double-acknowledgment', `version ${v.version} of ${v.orgId}/${v.id} acknowledged as created/updated ${acks.length} times`, acks, [v]);
+    if (acks.length === 0 && !asked.some((e) => e.status === 0 || e.status >= 500)) {
+      report('unacknowledged-version', `version ${v.version} of ${v.orgId}/${v.id} was written but no request was told so`, asked.slice(0, 3), [v]);
+    }
+    if (v.deleted) {
+      const deletes = events.filter((e) => e.op.kind === 'delete' && e.op.orgId === v.orgId && e.op.id === v.id && e.sentAt - TOLERANCE_US <= v.validTo! && e.answeredAt + TOLERANCE_US >= v.validTo!);
+      if (deletes.length === 0) report('phantom-delete', `version ${v.version} of ${v.orgId}/${v.id} ended by a delete that no request asked for in time`, [], [v]);
+    }
+  }
+
+  // Per id, the periods tile: versions 1..n, each ends where the next begins (after a delete, not earlier).
+  for (const list of byId.values()) {
+    list.forEach((v, i) => {
+      const next = list[i + 1];
+      if (v.version !== i + 1) report('broken-tiling', `${v.orgId}/${v.id}: version ${v.version} at position ${i + 1}`, [], [v]);
+      if (v.validTo !== null && v.validTo <= v.validFrom) report('broken-tiling', `${v.orgId}/${v.id} v${v.version}: empty or negative period`, [], [v]);
+      if (next) {
+        const tiles = v.validTo !== null && (v.deleted ? next.validFrom >= v.validTo : next.validFrom === v.validTo);
+        if (!tiles) report('broken-tiling', `${v.orgId}/${v.id}: v${v.version} and v${next.version} do not tile`, [], [v, next]);
+      } else if (v.deleted !== (v.validTo !== null)) {
+        report('broken-tiling', `${v.orgId}/${v.id}: the last version is ${v.deleted ? 'deleted without an end' : 'ended without a delete'}`, [], [v]);
+      }
+    });
+  }
+
+  // Per org, the snapshot at every recorded instant is free of overlaps.
+  const orgs = new Set(state.versions.map((v) => v.orgId));
+  for (const orgId of orgs) {
+    const vs = state.versions.filter((v) => v.orgId === orgId);
+    const seen = new Set<string>();
+    for (const t of new Set(vs.map((v) => v.validFrom))) {
+      const alive = vs.filter((v) => v.validFrom <= t && (v.validTo === null || t < v.validTo)).sort((a, b) => (a.start < b.start ? -1 : 1));
+      for (let i = 0; i < alive.length; i++) {
+        for (let j = i + 1; j < alive.length && alive[j]!.start < alive[i]!.end; j++) {
+          const [a, b] = [alive[i]!, alive[j]!];
+          const pair = `${a.id}#${a.version}|${b.id}#${b.version}`;
+          if (seen.has(pair)) continue;
+          seen.add(pair);
+          report('overlapping-snapshot', `${orgId} at ${new Date(t / 1000).toISOString()}: ${a.id} v${a.version} [${a.start}, ${a.end}) overlaps ${b.id} v${b.version} [${b.start}, ${b.end})`, [], [a, b]);
+        }
+      }
+    }
+  }
+
+  // The final state is the last version of each id.
+  for (const [orgId, listed] of state.finalState) {
+    const expected = [...byId.values()]
+      .filter((list) => list[0]!.orgId === orgId)
+      .map((list) => list.at(-1)!)
+      .filter((v) => v.validTo === null);
+    const got = new Map(listed.map((a: any) => [a.id, a]));
+    for (const v of expected) {
+      const a = got.get(v.id);
+      if (!a || a.version !== v.version || !sameContent(a, v)) report('wrong-final-state', `${orgId}/${v.id}: the final state is not its last version ${v.version}`, [], [v]);
+      got.delete(v.id);
+    }
+    for (const a of got.values()) report('wrong-final-state', `${orgId}/${a.id} is listed but its history has no current version`, [], versionsOf(orgId, a.id));
+  }
+  return anomalies;
+}
+
+/** The id existed, without a gap, from before the event was sent until after it was answered. */
+function coveredThroughout(list: Version[], e: HistoryEvent): boolean {
+  const from = e.sentAt - TOLERANCE_US;
+  const to = e.answeredAt + TOLERANCE_US;
+  let reached = from;
+  for (const v of list) {
+    if (v.validFrom <= reached && (v.validTo ?? Infinity) > reached) reached = v.validTo ?? Infinity;
+  }
+  return reached >= to;
+}
+
+/** A human-readable account of the anomalies: the seed to replay, and the events and versions of each. */
+export function describeAnomalies(anomalies: Anomaly[], seed: number, limit = 20): string {
+  const iso = (us: number | null) => (us === null ? 'null' : `${new Date(Math.floor(us / 1000)).toISOString().slice(0, 23)}${String(us % 1000).padStart(3, '0')}Z`);
+  const lines = [`${anomalies.length} anomalies (seed ${seed}; replay the same per-client operation streams with --seed ${seed})`];
+  for (const a of anomalies.slice(0, limit)) {
+    lines.push(`- ${a.rule}: ${a.message}`);
+    for (const e of a.events) {
+      lines.push(`    event #${e.index} client ${e.client}: ${JSON.stringify(e.op)} sent ${iso(e.sentAt)} answered ${iso(e.answeredAt)} -> ${e.status} ${JSON.stringify(e.body)}`);
+    }
+    for (const v of a.versions) {
+      lines.push(`    version ${v.orgId}/${v.id} v${v.version} [${v.start}, ${v.end}) updatedAt ${v.updatedAt} valid [${iso(v.validFrom)}, ${iso(v.validTo)})${v.deleted ? ' deleted' : ''}`);
+    }
+  }
+  if (anomalies.length > limit) lines.push(`... and ${anomalies.length - limit} more`);
+  return lines.join('\n');
+}
