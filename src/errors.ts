@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import postgres from 'postgres';
 import { AppointmentOverlapError } from './db/appointments.js';
+import { DatabaseBusyError } from './db/client.js';
 import { ErrorCode, type ErrorResponse } from './schemas/errors.js';
 import { SYSTEM_TIME_FORMAT, TIME_FORMAT } from './schemas/time.js';
 
@@ -30,7 +31,9 @@ const STATUS_TEXT: Record<number, string> = {
 
 // Errors of the connection to PostgreSQL, not of the request: refused, reset, timed out, server shutting down or starting.
 const UNAVAILABLE_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED']);
-const UNAVAILABLE_SQLSTATE_CLASSES = ['08', '57', '53']; // connection exception, operator intervention, insufficient resources
+// connection exception, operator intervention (57014 query_canceled: statement_timeout), insufficient resources
+const UNAVAILABLE_SQLSTATE_CLASSES = ['08', '57', '53'];
+const UNAVAILABLE_SQLSTATES = new Set(['55P03']); // lock_not_available: lock_timeout
 
 // Input the database refused although the schemas let it through: a value out of range, a failed CHECK.
 const INVALID_INPUT_SQLSTATE_CLASSES = ['22', '23'];
@@ -41,9 +44,10 @@ function send(reply: FastifyReply, statusCode: number, code: ErrorCode, message:
 }
 
 function isDatabaseUnavailable(error: unknown): boolean {
+  if (error instanceof DatabaseBusyError) return true;
   const code = (error as { code?: unknown }).code;
   if (typeof code !== 'string') return false;
-  if (error instanceof postgres.PostgresError) return UNAVAILABLE_SQLSTATE_CLASSES.includes(code.slice(0, 2));
+  if (error instanceof postgres.PostgresError) return UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_SQLSTATE_CLASSES.includes(code.slice(0, 2));
   return UNAVAILABLE_ERRNOS.has(code);
 }
 

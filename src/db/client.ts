@@ -26,6 +26,77 @@ const timeAsText = {
 // administrator can run ALTER ROLE ... SET deadlock_timeout = '50ms'.
 const DEADLOCK_TIMEOUT = '50ms';
 
+// A slow or locked database answers 503 instead of holding requests without end. lock_timeout stays
+// well above the waits of legitimate contention (a writer queued behind others on one row waits a
+// few milliseconds per writer ahead of it), so a write that should lose as 409 or `stale` never
+// turns into a 503; statement_timeout bounds a statement as a whole, its lock waits included.
+export const STATEMENT_TIMEOUT_MS = 3_000;
+export const LOCK_TIMEOUT_MS = 2_000;
+// postgres.js queues queries without bound while every connection is busy (and pipelines them behind
+// slow ones). A query waits for a free connection at most this long, and at most this many wait.
+export const POOL_WAIT_TIMEOUT_MS = 2_000;
+export const POOL_MAX_WAITING = 1_000;
+
+/** No connection of the pool became free in time, or too many queries wait already. */
+export class DatabaseBusyError extends Error {
+  readonly code = 'DATABASE_BUSY';
+}
+
+type Handler = (query: PendingQuery) => unknown;
+interface PendingQuery extends Promise<unknown> {
+  handler: Handler;
+  reject(error: unknown): void;
+}
+
+/**
+ * Wraps the pool so that at most `max` queries run at once (one a connection) and the others wait in
+ * a bounded line: past `maxWaiting` waiting, or after `waitTimeoutMs`, a query fails with
+ * DatabaseBusyError without reaching the database. postgres.js runs a query through its own
+ * `handler` when the query is first awaited; the wrapper gates that handler. Fragments (sql`...`
+ * nested in another query) are never awaited, so they never take a place.
+ */
+export function boundedPool(sql: Sql, { max, maxWaiting, waitTimeoutMs }: { max: number; maxWaiting: number; waitTimeoutMs: number }): Sql {
+  let running = 0;
+  const waiting: Array<{ start(): void; timer: NodeJS.Timeout }> = [];
+  const release = () => {
+    running--;
+    const next = waiting.shift();
+    if (next) {
+      clearTimeout(next.timer);
+      next.start();
+    }
+  };
+  const gate = (query: PendingQuery) => {
+    const run = query.handler;
+    query.handler = (q) => {
+      const start = () => {
+        running++;
+        // Promise.prototype.then: the Query's own then would start it again
+        Promise.prototype.then.call(q, release, release);
+        run(q);
+      };
+      if (running < max) return start();
+      if (waiting.length >= maxWaiting) return q.reject(new DatabaseBusyError(`${waiting.length} queries wait for a database connection already`));
+      const entry = {
+        start,
+        timer: setTimeout(() => {
+          waiting.splice(waiting.indexOf(entry), 1);
+          q.reject(new DatabaseBusyError(`no database connection became free within ${waitTimeoutMs} ms`));
+        }, waitTimeoutMs),
+      };
+      waiting.push(entry);
+    };
+    return query;
+  };
+  return new Proxy(sql, {
+    apply(target, thisArg, args) {
+      const result = Reflect.apply(target, thisArg, args) as unknown;
+      const isQuery = result instanceof Promise && typeof (result as Partial<PendingQuery>).handler === 'function';
+      return isQuery ? gate(result as PendingQuery) : result;
+    },
+  });
+}
+
 export function createSql({ databaseUrl, poolMax }: DatabaseOptions, setDeadlockTimeout = false): Sql {
   return postgres(databaseUrl, {
     max: poolMax,
@@ -36,6 +107,8 @@ export function createSql({ databaseUrl, poolMax }: DatabaseOptions, setDeadlock
     connection: {
       application_name: 'appointments-service',
       TimeZone: 'UTC',
+      statement_timeout: STATEMENT_TIMEOUT_MS,
+      lock_timeout: LOCK_TIMEOUT_MS,
       ...(setDeadlockTimeout ? { deadlock_timeout: DEADLOCK_TIMEOUT } : {}),
     },
   });
@@ -66,7 +139,8 @@ export const databasePlugin = fp<DatabaseOptions>(
     } catch (error) {
       app.log.warn({ err: error }, 'could not check the database role; deadlock_timeout stays as the server sets it');
     }
-    const sql = createSql(options, setDeadlockTimeout);
+    const pool = createSql(options, setDeadlockTimeout);
+    const sql = boundedPool(pool, { max: options.poolMax, maxWaiting: POOL_MAX_WAITING, waitTimeoutMs: POOL_WAIT_TIMEOUT_MS });
     app.decorate('sql', sql);
     app.addHook('onClose', async () => {
       await sql.end({ timeout: 5 });

@@ -25,6 +25,8 @@ export interface EmbeddedPostgresOptions {
   persistent: boolean;
   /** Trade durability for speed (fsync off): for throwaway test clusters only. */
   unsafeFast?: boolean;
+  /** The port to listen on (a free one when unset): a restart on the same port keeps clients' URLs valid. */
+  port?: number;
   log: (message: string) => void;
 }
 
@@ -68,7 +70,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const password = (await fs.readFile(passwordFile, 'utf8')).trim();
 
   await stopLeftoverServer(pgdata, options.log);
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const args = ['-D', pgdata, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'];
   if (options.unsafeFast) args.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
   // detached: its own process group, so a Ctrl-C at the terminal reaches only the service, which
