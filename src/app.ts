@@ -1,22 +1,45 @@
 import { randomUUID } from 'node:crypto';
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv, type Options as AjvOptions, type ValidateFunction } from 'ajv';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { authPlugin } from './auth.js';
+import { DEFAULTS } from './config.js';
 import { databasePlugin } from './db/client.js';
-import { answerFrameworkError, registerErrorHandlers } from './errors.js';
+import { answerFrameworkError, ApiError, registerErrorHandlers } from './errors.js';
 import { appointmentRoutes } from './routes/appointments.js';
 import { healthRoutes } from './routes/health.js';
 import { Appointment, HistoryEntry, WriteResult } from './schemas/appointments.js';
-import { ErrorResponse } from './schemas/errors.js';
+import { ErrorCode, ErrorResponse } from './schemas/errors.js';
 import { parseTime, SYSTEM_TIME_FORMAT, TIME_FORMAT } from './schemas/time.js';
 
 export interface AppOptions {
   databaseUrl: string;
   dbPoolMax: number;
   logger: FastifyBaseLogger;
+  /** Default `off`. */
+  auth?: 'off' | 'required';
+  /** Requests per window per key (or client address); 0 = off. Defaults as in config.ts. */
+  rateLimitMax?: number;
+  rateLimitWindowSeconds?: number;
+  /** Unset: no CORS headers at all. */
+  corsOrigin?: string;
+  connectionTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  keepAliveTimeoutMs?: number;
+  headersTimeoutMs?: number;
 }
+
+// The API answers JSON only: nothing in it may be loaded, framed or run by a browser.
+const API_CSP = { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] } };
+// Swagger UI loads its own scripts and styles (no inline scripts) and fetches the document from this origin.
+const DOCS_CSP =
+  "default-src 'self'; base-uri 'self'; connect-src 'self'; font-src 'self' data:; form-action 'self'; frame-ancestors 'self'; " +
+  "img-src 'self' data:; object-src 'none'; script-src 'self'; script-src-attr 'none'; style-src 'self' 'unsafe-inline'";
 
 export const BODY_LIMIT = 1024 * 1024;
 
@@ -58,7 +81,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     frameworkErrors: answerFrameworkError,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
+    connectionTimeout: options.connectionTimeoutMs ?? DEFAULTS.connectionTimeoutMs,
+    requestTimeout: options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULTS.keepAliveTimeoutMs,
   }).withTypeProvider<TypeBoxTypeProvider>();
+  app.server.headersTimeout = options.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs;
 
   // Bodies are taken as they are: no type coercion (`1.5` is not the id "1.5"), no silent removal of
   // unknown properties. Query strings and path parameters are text, so there numbers are coerced.
@@ -82,6 +109,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   registerErrorHandlers(app);
 
+  await app.register(helmet, { contentSecurityPolicy: API_CSP });
+  if (options.corsOrigin !== undefined) {
+    const origins = options.corsOrigin.split(',').map((origin) => origin.trim());
+    await app.register(cors, { origin: origins.includes('*') ? '*' : origins, exposedHeaders: ['link', 'location', 'retry-after', 'x-request-id'] });
+  }
+
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -92,13 +125,36 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           'Create-or-update appointments; overlaps within an organization are refused atomically; every version is kept; point-in-time reads.',
       },
       tags: [{ name: 'appointments' }, { name: 'health' }],
+      components: {
+        securitySchemes: {
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'An API key (`apk_...`) from `npm run keys -- create --org <org>`; required when the service runs with AUTH=required.',
+          },
+        },
+      },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
-  await app.register(swaggerUi, { routePrefix: '/api/docs' });
+  await app.register(swaggerUi, { routePrefix: '/api/docs', staticCSP: DOCS_CSP });
 
   await app.register(databasePlugin, { databaseUrl: options.databaseUrl, poolMax: options.dbPoolMax });
   await app.register(healthRoutes);
-  await app.register(appointmentRoutes, { prefix: '/api/appointments' });
+  // The API proper: keys and rate limits apply here only, not to /health, /ready or /api/docs.
+  await app.register(async (api) => {
+    await api.register(authPlugin, { required: options.auth === 'required' });
+    const max = options.rateLimitMax ?? DEFAULTS.rateLimitMax;
+    if (max > 0) {
+      await api.register(rateLimit, {
+        max,
+        timeWindow: (options.rateLimitWindowSeconds ?? DEFAULTS.rateLimitWindowSeconds) * 1000,
+        keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.keyId}` : `ip:${request.ip}`),
+        errorResponseBuilder: (_request, context) =>
+          new ApiError(429, ErrorCode.RATE_LIMITED, `Too many requests; retry in ${Math.max(1, Math.ceil(context.ttl / 1000))} s`),
+      });
+    }
+    await api.register(appointmentRoutes, { prefix: '/api/appointments' });
+  });
   return app;
 }

@@ -25,7 +25,20 @@ try {
   process.exit(1);
 }
 
-const app = await buildApp({ databaseUrl: database.url, dbPoolMax: config.dbPoolMax, logger });
+const app = await buildApp({
+  databaseUrl: database.url,
+  dbPoolMax: config.dbPoolMax,
+  logger,
+  auth: config.auth,
+  rateLimitMax: config.rateLimitMax,
+  rateLimitWindowSeconds: config.rateLimitWindowSeconds,
+  corsOrigin: config.corsOrigin,
+  connectionTimeoutMs: config.connectionTimeoutMs,
+  requestTimeoutMs: config.requestTimeoutMs,
+  keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+  headersTimeoutMs: config.headersTimeoutMs,
+});
+if (config.auth === 'off') logger.warn('AUTH=off: no API keys; anyone who reaches the port can use every organization (trusted networks only)');
 
 let shuttingDown = false;
 async function shutdown(signal: string) {

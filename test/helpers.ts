@@ -4,7 +4,7 @@ import pino from 'pino';
 import postgres, { type Sql } from 'postgres';
 import { Agent, request } from 'undici';
 import { inject } from 'vitest';
-import { buildApp } from '../src/app.js';
+import { buildApp, type AppOptions } from '../src/app.js';
 
 export interface TestServer {
   app: FastifyInstance;
@@ -35,9 +35,13 @@ export async function createTestDatabase(): Promise<string> {
 }
 
 /** The real app on a real port, against a database of its own. */
-export async function startTestServer(options: { dbPoolMax?: number } = {}): Promise<TestServer> {
+export async function startTestServer(
+  options: { dbPoolMax?: number } & Partial<Omit<AppOptions, 'databaseUrl' | 'dbPoolMax' | 'logger'>> = {},
+): Promise<TestServer> {
   const databaseUrl = await createTestDatabase();
+  const { dbPoolMax: _dbPoolMax, ...appOptions } = options;
   const app = await buildApp({
+    ...appOptions,
     databaseUrl,
     dbPoolMax: options.dbPoolMax ?? 20,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),

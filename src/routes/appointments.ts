@@ -79,7 +79,7 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: {
           201: Type.Ref(WriteResult, { description: 'created: a new id in the organization (or one deleted with an older updatedAt)' }),
           200: Type.Ref(WriteResult, { description: 'updated, unchanged or stale' }),
-          ...errorResponses(400, 409, 413, 415, 503),
+          ...errorResponses(400, 401, 403, 409, 413, 415, 429, 503),
         },
       },
     },
@@ -100,7 +100,7 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Ordered by start, then id. With `at`, the calendar as the service had recorded it at that instant. ' +
           'When there is more, a `Link: <...>; rel="next"` header gives the next page.',
         querystring: ListQuery,
-        response: { 200: Type.Array(Type.Ref(Appointment)), ...errorResponses(400, 503) },
+        response: { 200: Type.Array(Type.Ref(Appointment)), ...errorResponses(400, 401, 403, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -136,7 +136,7 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Read one appointment, current or as of an instant',
         params: IdParams,
         querystring: ItemQuery,
-        response: { 200: Type.Ref(Appointment), ...errorResponses(400, 404, 503) },
+        response: { 200: Type.Ref(Appointment), ...errorResponses(400, 401, 403, 404, 429, 503) },
       },
     },
     async (request) => {
@@ -159,7 +159,7 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Every version of an appointment, oldest first',
         params: IdParams,
         querystring: OrgQuery,
-        response: { 200: Type.Array(Type.Ref(HistoryEntry)), ...errorResponses(400, 404, 503) },
+        response: { 200: Type.Array(Type.Ref(HistoryEntry)), ...errorResponses(400, 401, 403, 404, 429, 503) },
       },
     },
     async (request) => {
@@ -180,7 +180,7 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description: 'Its history stays readable. A later write with a newer updatedAt creates it again; an older one is `stale`.',
         params: IdParams,
         querystring: OrgQuery,
-        response: { 204: Type.Null({ description: 'Deleted' }), ...errorResponses(400, 404, 503) },
+        response: { 204: Type.Null({ description: 'Deleted' }), ...errorResponses(400, 401, 403, 404, 429, 503) },
       },
     },
     async (request, reply) => {

@@ -4,6 +4,9 @@ import { Type, type Static } from '@sinclair/typebox';
 export const ErrorCode = {
   VALIDATION_ERROR: 'VALIDATION_ERROR',
   NOT_FOUND: 'NOT_FOUND',
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  FORBIDDEN: 'FORBIDDEN',
+  RATE_LIMITED: 'RATE_LIMITED',
   APPOINTMENT_OVERLAP: 'APPOINTMENT_OVERLAP',
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
@@ -39,10 +42,13 @@ export type ErrorResponse = Static<typeof ErrorResponse>;
 
 const errorStatusDescriptions = {
   400: 'VALIDATION_ERROR: a malformed body, query or path value',
+  401: 'UNAUTHORIZED: with AUTH=required, no API key, or an unknown or revoked one',
+  403: "FORBIDDEN: with AUTH=required, an orgId that is not the API key's organization",
   404: 'NOT_FOUND',
   409: 'APPOINTMENT_OVERLAP: the range overlaps another appointment of the organization',
   413: 'PAYLOAD_TOO_LARGE: the body is over 1 MiB',
   415: 'UNSUPPORTED_MEDIA_TYPE: the body is not application/json',
+  429: 'RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header',
   503: 'SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header',
 } as const;
 
