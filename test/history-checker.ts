@@ -251,7 +251,14 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
   for (const list of byId.values()) list.sort((a, b) => a.version - b.version);
   const versionsOf = (orgId: string, id: string) => byId.get(key(orgId, id)) ?? [];
 
-  const writes = events.filter((e) => e.op.kind === 'write');
+  const eventsById = new Map<string, HistoryEvent[]>();
+  for (const e of events) {
+    if (e.op.kind !== 'write' && e.op.kind !== 'delete') continue;
+    const k = key(e.op.orgId, e.op.id);
+    const list = eventsById.get(k);
+    if (list) list.push(e);
+    else eventsById.set(k, [e]);
+  }
   const acknowledged = new Map<Version, HistoryEvent[]>();
 
   for (const e of events) {
@@ -299,7 +306,7 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
           : state.versions.filter((v) => v.orgId === op.orgId && v.id !== op.id);
         const blocker = candidates.find((v) => v.id !== op.id && rangesOverlap(v, op) && aliveDuring(v, e));
         if (e.body?.code !== 'APPOINTMENT_OVERLAP' || !blocker) {
-          report('conflict-without-blocker', `409 for ${op.orgId}/${op.id} [${op.start}, ${op.end}) naming ${c ? `${c.id} [${c.start}, ${c.end})` : 'null'}, which did not overlap it in its window`, [e], candidates.slice(0, 5));
+          report('conflict-without-blocker', `409 for ${op.orgId}/${op.id} [${op.start}, ${op.end}) naming ${c ? `${c.id} [${c.start}, ${c.end})` : 'null'}, which did not overlap it in its window`, [e], near(candidates.filter((v) => v.id !== op.id && rangesOverlap(v, op)), e));
         }
       } else if (e.status !== 0 && e.status !== 503) {
         report('unexpected-answer', `write answered ${e.status}`, [e], []);
@@ -308,10 +315,10 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
       const list = versionsOf(op.orgId, op.id);
       if (e.status === 204) {
         const v = list.find((x) => x.deleted && x.validTo !== null && x.validTo >= e.sentAt - TOLERANCE_US && x.validTo <= e.answeredAt + TOLERANCE_US);
-        if (!v) report('lost-delete', `acknowledged delete of ${op.orgId}/${op.id} ended no version in its window`, [e], list);
+        if (!v) report('lost-delete', `acknowledged delete of ${op.orgId}/${op.id} ended no version in its window`, [e], near(list, e));
         else acknowledged.set(v, acknowledged.get(v) ?? []);
       } else if (e.status === 404) {
-        if (coveredThroughout(list, e)) report('wrong-not-found', `delete of ${op.orgId}/${op.id} answered 404 while it existed throughout`, [e], list);
+        if (coveredThroughout(list, e)) report('wrong-not-found', `delete of ${op.orgId}/${op.id} answered 404 while it existed throughout`, [e], near(list, e));
       } else if (e.status !== 0 && e.status !== 503) report('unexpected-answer', `delete answered ${e.status}`, [e], []);
     } else if (op.kind === 'read') {
       const list = versionsOf(op.orgId, op.id);
@@ -319,7 +326,7 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
         const w = list.find((x) => x.version === e.body.version);
         if (!w || !aliveDuring(w, e) || !sameContent(w, e.body)) report('read-unknown-version', `read of ${op.orgId}/${op.id} returned a version not current in its window`, [e], w ? [w] : list);
       } else if (e.status === 404) {
-        if (coveredThroughout(list, e)) report('wrong-not-found', `read of ${op.orgId}/${op.id} answered 404 while it existed throughout`, [e], list);
+        if (coveredThroughout(list, e)) report('wrong-not-found', `read of ${op.orgId}/${op.id} answered 404 while it existed throughout`, [e], near(list, e));
       } else if (e.status !== 0 && e.status !== 503) report('unexpected-answer', `read answered ${e.status}`, [e], []);
     } else if (op.kind === 'list' && e.status === 200) {
       for (const item of e.body as any[]) {
@@ -331,7 +338,8 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
 
   // Nothing in the history that no request asked for.
   for (const v of state.versions) {
-    const asked = writes.filter((e) => e.op.kind === 'write' && e.op.orgId === v.orgId && e.op.id === v.id && sameContent(e.op, v) && e.sentAt - TOLERANCE_US <= v.validFrom);
+    const ofId = eventsById.get(key(v.orgId, v.id)) ?? [];
+    const asked = ofId.filter((e) => e.op.kind === 'write' && sameContent(e.op, v) && e.sentAt - TOLERANCE_US <= v.validFrom);
     if (asked.length === 0) report('phantom-version', `version ${v.version} of ${v.orgId}/${v.id} matches no request`, [], [v]);
     const acks = acknowledged.get(v) ?? [];
     if (acks.length > 1) report('double-acknowledgment', `version ${v.version} of ${v.orgId}/${v.id} acknowledged as created/updated ${acks.length} times`, acks, [v]);
@@ -339,7 +347,7 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
       report('unacknowledged-version', `version ${v.version} of ${v.orgId}/${v.id} was written but no request was told so`, asked.slice(0, 3), [v]);
     }
     if (v.deleted) {
-      const deletes = events.filter((e) => e.op.kind === 'delete' && e.op.orgId === v.orgId && e.op.id === v.id && e.sentAt - TOLERANCE_US <= v.validTo! && e.answeredAt + TOLERANCE_US >= v.validTo!);
+      const deletes = ofId.filter((e) => e.op.kind === 'delete' && e.sentAt - TOLERANCE_US <= v.validTo! && e.answeredAt + TOLERANCE_US >= v.validTo!);
       if (deletes.length === 0) report('phantom-delete', `version ${v.version} of ${v.orgId}/${v.id} ended by a delete that no request asked for in time`, [], [v]);
     }
   }
@@ -394,6 +402,10 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
   }
   return anomalies;
 }
+
+/** The versions current within a second of the event's window: the ones worth printing. */
+const near = (list: Version[], e: HistoryEvent) =>
+  list.filter((v) => v.validFrom <= e.answeredAt + 1_000_000 && (v.validTo === null || v.validTo >= e.sentAt - 1_000_000));
 
 /** The id existed, without a gap, from before the event was sent until after it was answered. */
 function coveredThroughout(list: Version[], e: HistoryEvent): boolean {

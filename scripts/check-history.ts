@@ -1,0 +1,102 @@
+// The long run of the history checker: `npm run check:history -- --clients 100 --minutes 5 [--seed N]`.
+// Starts its own service (a fresh embedded PostgreSQL in a temporary folder, or DATABASE_URL), drives
+// the seeded concurrent workload of test/history-checker.ts in rounds of fresh orgs, checks each
+// round's whole history, prints operations checked per second and the anomalies, and exits 1 on any.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { buildApp } from '../src/app.js';
+import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
+import { migrate } from '../src/db/migrations.js';
+import { checkHistory, describeAnomalies, readRecordedState, runWorkload } from '../test/history-checker.js';
+
+const { values } = parseArgs({
+  options: {
+    clients: { type: 'string', default: '100' },
+    minutes: { type: 'string', default: '5' },
+    seed: { type: 'string' },
+    'round-seconds': { type: 'string', default: '20' },
+    orgs: { type: 'string', default: '4' },
+    ids: { type: 'string', default: '8' },
+  },
+});
+const clients = Number(values.clients);
+const minutes = Number(values.minutes);
+const seed = values.seed === undefined ? Date.now() % 2 ** 31 : Number(values.seed);
+const roundMs = Number(values['round-seconds']) * 1000;
+for (const [name, n] of [['clients', clients], ['minutes', minutes], ['seed', seed], ['round-seconds', roundMs]] as const) {
+  if (!Number.isFinite(n) || n <= 0) {
+    console.error(`--${name} must be a positive number`);
+    process.exit(2);
+  }
+}
+
+const log = (message: string) => console.error(message);
+let stopDatabase = async () => {};
+let databaseUrl = process.env.DATABASE_URL;
+let anomalyCount = 0;
+try {
+  if (!databaseUrl) {
+    // /var/tmp: reachable by the user postgres when this runs as root
+    const dir = await mkdtemp('/var/tmp/check-history-pg-');
+    const embedded = await startEmbeddedPostgres({ dir, database: 'check_history', persistent: false, unsafeFast: true, log: () => {} });
+    databaseUrl = embedded.url;
+    stopDatabase = async () => {
+      await embedded.stop();
+      await rm(dir, { recursive: true, force: true });
+    };
+  }
+  await migrate(databaseUrl, () => {});
+  const app = await buildApp({ databaseUrl, dbPoolMax: 20, logger: pino({ level: 'silent' }) });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as { port: number };
+  const baseUrl = `http://127.0.0.1:${port}`;
+  log(`check:history: ${clients} clients for ${minutes} min, seed ${seed}, against ${baseUrl}`);
+
+  const runPrefix = `hist-${seed}-${Date.now().toString(36)}`;
+  const endAt = Date.now() + minutes * 60_000;
+  let operations = 0;
+  let versions = 0;
+  let checkingMs = 0;
+  const statusCounts = new Map<string, number>();
+  try {
+    for (let round = 0; Date.now() < endAt; round++) {
+      // each round: fresh orgs and its own seed derived from the run's, so its history stays small enough to check whole
+      const workload = { seed: (seed + round * 7919) >>> 0, orgPrefix: `${runPrefix}-r${round}`, orgs: Number(values.orgs), idsPerOrg: Number(values.ids), clients };
+      const events = await runWorkload(baseUrl, { ...workload, until: Math.min(endAt, Date.now() + roundMs) });
+      const checkStart = performance.now();
+      const state = await readRecordedState(baseUrl, workload);
+      const anomalies = checkHistory(events, state);
+      checkingMs += performance.now() - checkStart;
+      operations += events.length;
+      versions += state.versions.length;
+      for (const e of events) {
+        const label = e.op.kind === 'write' && e.status === 200 ? `write ${e.body.status}` : `${e.op.kind} ${e.status}`;
+        statusCounts.set(label, (statusCounts.get(label) ?? 0) + 1);
+      }
+      log(`round ${round} (seed ${workload.seed}): ${events.length} operations, ${state.versions.length} versions, ${anomalies.length} anomalies`);
+      if (anomalies.length > 0) {
+        anomalyCount += anomalies.length;
+        console.log(describeAnomalies(anomalies, workload.seed));
+      }
+    }
+  } finally {
+    await app.close();
+  }
+  const seconds = minutes * 60;
+  console.log(
+    [
+      `seed ${seed}, ${clients} clients, ${minutes} min`,
+      `operations: ${operations} (${Math.round(operations / seconds)}/s through the service), versions recorded: ${versions}`,
+      `checking: ${(checkingMs / 1000).toFixed(1)} s, ${Math.round(operations / (checkingMs / 1000))} operations checked per second`,
+      `answers: ${[...statusCounts].sort().map(([k, n]) => `${k}: ${n}`).join(', ')}`,
+      `anomalies: ${anomalyCount}`,
+    ].join('\n'),
+  );
+} catch (error) {
+  console.error(error);
+  anomalyCount = Math.max(anomalyCount, 1);
+} finally {
+  await stopDatabase();
+}
+process.exit(anomalyCount === 0 ? 0 : 1);
