@@ -1,0 +1,185 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { Sql } from 'postgres';
+import { Pool } from 'undici';
+import {
+  AppointmentOverlapError,
+  type AppointmentWrite,
+  getAppointment,
+  getAppointmentAt,
+  getAppointmentHistory,
+  listAppointments,
+  listAppointmentsAt,
+  upsertAppointment,
+} from '../../src/db/appointments.js';
+import { parseTime } from '../../src/schemas/time.js';
+
+/** A request of scripts/bench/scenarios.js. */
+export interface ScenarioRequest {
+  method: 'GET' | 'POST' | 'DELETE';
+  path: string;
+  body?: Record<string, unknown>;
+  expected: number[];
+}
+
+export interface Stats {
+  requests: number;
+  seconds: number;
+  rps: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  statuses: Record<string, number>;
+  /** Answers whose status the scenario does not expect. */
+  unexpected: number;
+}
+
+export type Send = (request: ScenarioRequest) => Promise<number>;
+
+/** The HTTP way: an undici pool of `connections` keep-alive connections to the service. */
+export function httpSender(baseUrl: string, connections: number): { send: Send; close(): Promise<void> } {
+  const pool = new Pool(baseUrl, { connections, pipelining: 1 });
+  return {
+    async send(r) {
+      const res = await pool.request({
+        method: r.method,
+        path: r.path,
+        headers: r.body === undefined ? {} : { 'content-type': 'application/json' },
+        body: r.body === undefined ? undefined : JSON.stringify(r.body),
+      });
+      await res.body.text();
+      return res.statusCode;
+    },
+    close: () => pool.close(),
+  };
+}
+
+const canonical = (text: unknown, precision: 3 | 6) => (typeof text === 'string' ? parseTime(text, precision) : null);
+
+/**
+ * The limit: the SQL the route runs for the same request (the functions of src/db/appointments.ts),
+ * straight through the driver, answered with the status the route would give.
+ */
+export function directSender(sql: Sql): Send {
+  return async (r) => {
+    const url = new URL(r.path, 'http://x');
+    const orgId = url.searchParams.get('orgId') ?? 'default';
+    if (r.method === 'POST') {
+      const b = r.body!;
+      const write = {
+        orgId: (b.orgId as string | undefined) ?? 'default',
+        id: String(b.id),
+        start: canonical(b.start, 3),
+        end: canonical(b.end, 3),
+        createdAt: canonical(b.createdAt, 3),
+        updatedAt: canonical(b.updatedAt, 3),
+      };
+      if (!write.start || !write.end || !write.createdAt || !write.updatedAt || write.start >= write.end) return 400;
+      try {
+        const { status } = await upsertAppointment(sql, write as AppointmentWrite);
+        return status === 'created' ? 201 : 200;
+      } catch (error) {
+        if (error instanceof AppointmentOverlapError) return 409;
+        throw error;
+      }
+    }
+    const parts = url.pathname.split('/').filter(Boolean); // api, appointments, [id, [history]]
+    const at = url.searchParams.get('at');
+    if (parts.length === 2) {
+      const options = { orgId, limit: Number(url.searchParams.get('limit') ?? 100) };
+      if (at) await listAppointmentsAt(sql, { ...options, at: canonical(at, 6)! });
+      else await listAppointments(sql, options);
+      return 200;
+    }
+    const id = decodeURIComponent(parts[2]!);
+    if (parts[3] === 'history') return (await getAppointmentHistory(sql, orgId, id)).length > 0 ? 200 : 404;
+    const found = at ? await getAppointmentAt(sql, orgId, id, canonical(at, 6)!) : await getAppointment(sql, orgId, id);
+    return found ? 200 : 404;
+  };
+}
+
+export interface LoopOptions {
+  connections: number;
+  warmupMs: number;
+  durationMs: number;
+  /** Builds the request of worker `vu` (1-based) at its iteration `iter`. */
+  build: (vu: number, iter: number) => ScenarioRequest;
+  /** Each worker's next iteration; carried on from one loop to the next so ids stay unique. */
+  iterations: number[];
+  send: Send;
+  /** Bound on the number of requests, whatever the time. */
+  maxRequests?: number;
+}
+
+/** `connections` workers, each sending its next request as soon as it has an answer; a warm-up, then a timed window. */
+export async function runLoop(o: LoopOptions): Promise<Stats> {
+  const latencies: number[] = [];
+  const statuses: Record<string, number> = {};
+  let unexpected = 0;
+  let sent = 0;
+  const maxRequests = o.maxRequests ?? 2_000_000;
+  const start = performance.now();
+  const measureFrom = start + o.warmupMs;
+  const end = measureFrom + o.durationMs;
+  let measuredUntil = measureFrom;
+  const worker = async (vu: number) => {
+    while (sent < maxRequests) {
+      const t0 = performance.now();
+      if (t0 >= end) break;
+      const iter = (o.iterations[vu] ??= 0);
+      o.iterations[vu] = iter + 1;
+      const request = o.build(vu, iter);
+      sent++;
+      let status: number;
+      try {
+        status = await o.send(request);
+      } catch {
+        status = 599; // no answer: a connection or driver error
+      }
+      const t1 = performance.now();
+      if (t0 >= measureFrom) {
+        latencies.push(t1 - t0);
+        statuses[status] = (statuses[status] ?? 0) + 1;
+        if (!request.expected.includes(status)) unexpected++;
+        if (t1 > measuredUntil) measuredUntil = t1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: o.connections }, (_, i) => worker(i + 1)));
+  latencies.sort((a, b) => a - b);
+  const q = (p: number) => round(latencies[Math.min(latencies.length - 1, Math.ceil(p * latencies.length) - 1)] ?? 0);
+  const seconds = Math.max(0.001, (measuredUntil - measureFrom) / 1000);
+  return {
+    requests: latencies.length,
+    seconds: round(seconds),
+    rps: round(latencies.length / seconds),
+    p50: q(0.5),
+    p95: q(0.95),
+    p99: q(0.99),
+    max: round(latencies.at(-1) ?? 0),
+    statuses,
+    unexpected,
+  };
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+
+/** CPU time (user + system, seconds) and resident set peak (VmHWM, MB) of a process, from /proc. */
+export function processUsage(pid: number): { cpuSeconds: number; peakRssMb: number; rssMb: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd on
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (14th, 15th)
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+  return { cpuSeconds: ticks / 100, peakRssMb: round(kb('VmHWM') / 1024), rssMb: round(kb('VmRSS') / 1024) };
+}
+
+/** Resets VmHWM (the kernel's "5" to clear_refs), so that the peak is the peak of one scenario. */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,189 @@
+import type { Stats } from './load.js';
+
+export interface RunResult {
+  connections: number;
+  service: Stats;
+  limit: Stats;
+  serviceCpuSeconds: number;
+  serviceCpuMsPerRequest: number;
+  servicePeakRssMb: number;
+  /** service req/s ÷ limit req/s */
+  throughputRatio: number;
+  /** service p99 ÷ limit p99 */
+  p99Ratio: number;
+}
+
+export interface ScenarioResult {
+  name: string;
+  title: string;
+  description: string;
+  runs: RunResult[];
+}
+
+export interface BenchResult {
+  date: string;
+  mode: 'quick' | 'full';
+  machine: { cpus: number; cpuModel: string; loadAverage: number[]; node: string };
+  database: string;
+  poolMax: number;
+  plan: { connections: number[]; warmupMs: number; durationMs: number; tableSizes: number[]; history: { ids: number; versions: number } };
+  scenarios: ScenarioResult[];
+  growth: {
+    createBySize: Array<{ appointments: number; connections: number; service: Stats; servicePeakRssMb: number }>;
+    pointInTime: { historyRows: number; appointments: number; connections: number; service: Stats; limit: Stats };
+  };
+  pgbench: Array<{ connections: number; tps: number | null; latencyAvgMs: number | null; error?: string }> | null;
+  totalSeconds: number;
+}
+
+const statuses = (s: Stats) =>
+  Object.entries(s.statuses)
+    .map(([k, v]) => `${k}×${v}`)
+    .join(' ');
+const n = (x: number) => x.toLocaleString('en-US');
+
+/** The report; with summary, only the headline table and the targets. */
+export function renderMarkdown(r: BenchResult, { summary = false } = {}): string {
+  const lines: string[] = [];
+  const at = (s: ScenarioResult, c: number) => s.runs.find((x) => x.connections === c);
+  const create = r.scenarios.find((s) => s.name === 'create-heavy');
+  const sizes = r.growth.createBySize;
+  const small = sizes[0];
+  const big = sizes.at(-1);
+  const peak = Math.max(...r.scenarios.flatMap((s) => s.runs.map((x) => x.servicePeakRssMb)), ...sizes.map((x) => x.servicePeakRssMb));
+  const classic5xx = r.scenarios
+    .find((s) => s.name === 'classic-mix')
+    ?.runs.reduce((sum, x) => sum + Object.entries(x.service.statuses).filter(([k]) => Number(k) >= 500).reduce((a, [, v]) => a + v, 0), 0);
+  const worstP99Ratio = Math.max(...r.scenarios.map((s) => at(s, 10)?.p99Ratio ?? 0));
+  const mark = (ok: boolean | undefined) => (ok === undefined ? 'n/a' : ok ? 'met' : '**missed**');
+
+  if (!summary) {
+    lines.push(`# Benchmark (${r.mode} run, ${r.date.slice(0, 16).replace('T', ' ')} UTC)`, '');
+    lines.push(
+      `${r.machine.cpus} CPU (${r.machine.cpuModel}), load average at the end ${r.machine.loadAverage.join(' / ')}, Node ${r.machine.node}; ` +
+        `${r.database}; pool of ${r.poolMax} connections for the service and the limit alike; ` +
+        `${r.plan.warmupMs / 1000} s warm-up then ${r.plan.durationMs / 1000} s per measurement; the load generator runs on the same machine. ` +
+        `The limit is the same SQL (src/db/appointments.ts) sent straight through the postgres driver at the same concurrency. Total ${r.totalSeconds} s.`,
+      '',
+      '![throughput and p99](chart.svg)',
+      '',
+    );
+  }
+  lines.push('## Headline: service ÷ direct-driver limit', '');
+  lines.push('| scenario | conns | service req/s | limit req/s | ratio | service p99 ms | limit p99 ms | p99 ratio |', '|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const s of r.scenarios) {
+    for (const x of s.runs) {
+      lines.push(`| ${s.name} | ${x.connections} | ${n(x.service.rps)} | ${n(x.limit.rps)} | ${x.throughputRatio} | ${x.service.p99} | ${x.limit.p99} | ${x.p99Ratio} |`);
+    }
+  }
+  lines.push('', '## Targets', '');
+  const c50 = create && at(create, 50);
+  lines.push(
+    `- create-heavy at 50 connections ≥ 60% of the limit: ${c50 ? `${Math.round(c50.throughputRatio * 100)}%` : 'n/a'} (${mark(c50 && c50.throughputRatio >= 0.6)})`,
+    `- every scenario at 10 connections, p99 within 3× the limit's: worst ${worstP99Ratio}× (${mark(worstP99Ratio > 0 ? worstP99Ratio <= 3 : undefined)})`,
+    `- create with ${small && n(big!.appointments)} appointments ≥ 70% of with ${small && n(small.appointments)}: ${small && big ? `${Math.round((big.service.rps / small.service.rps) * 100)}%` : 'n/a'} (${mark(small && big ? big.service.rps / small.service.rps >= 0.7 : undefined)})`,
+    `- point-in-time list on ${n(r.growth.pointInTime.historyRows)} history rows at ${r.growth.pointInTime.connections} connections, p99 < 20 ms: ${r.growth.pointInTime.service.p99} ms (${mark(r.growth.pointInTime.service.p99 < 20)})`,
+    `- peak RSS of the service < 200 MB: ${peak} MB (${mark(peak < 200)})`,
+    `- classic mix, zero 5xx at any concurrency: ${classic5xx ?? 'n/a'} (${mark(classic5xx === undefined ? undefined : classic5xx === 0)})`,
+  );
+  if (summary) return lines.join('\n');
+
+  lines.push('', '## Every measurement', '');
+  lines.push(
+    '| scenario | conns | way | req/s | p50 | p95 | p99 | max (ms) | statuses | unexpected | service CPU s (ms/req) | peak RSS MB |',
+    '|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|',
+  );
+  for (const s of r.scenarios) {
+    for (const x of s.runs) {
+      for (const [way, st] of [['service', x.service], ['limit', x.limit]] as const) {
+        const extra = way === 'service' ? `${x.serviceCpuSeconds} (${x.serviceCpuMsPerRequest}) | ${x.servicePeakRssMb}` : ' | ';
+        lines.push(`| ${s.name} | ${x.connections} | ${way} | ${n(st.rps)} | ${st.p50} | ${st.p95} | ${st.p99} | ${st.max} | ${statuses(st)} | ${st.unexpected} | ${extra} |`);
+      }
+    }
+  }
+  lines.push('', '## How cost grows', '');
+  lines.push('| appointments in the org | conns | create req/s | p50 | p99 (ms) | statuses |', '|---:|---:|---:|---:|---:|---|');
+  for (const x of sizes) lines.push(`| ${n(x.appointments)} | ${x.connections} | ${n(x.service.rps)} | ${x.service.p50} | ${x.service.p99} | ${statuses(x.service)} |`);
+  const pit = r.growth.pointInTime;
+  lines.push(
+    '',
+    `Point-in-time list (\`?at=\`, limit 100) of an org of ${n(pit.appointments)} appointments with ${n(pit.historyRows)} history rows, ${pit.connections} connections: ` +
+      `service ${n(pit.service.rps)} req/s, p50 ${pit.service.p50} ms, p99 ${pit.service.p99} ms; limit ${n(pit.limit.rps)} req/s, p99 ${pit.limit.p99} ms.`,
+  );
+  if (r.pgbench) {
+    lines.push('', '## pgbench: the create statement, each client in an org of its own', '', '| conns | tps | latency avg ms |', '|---:|---:|---:|');
+    for (const x of r.pgbench) lines.push(`| ${x.connections} | ${x.tps ?? `failed: ${x.error?.split('\n').at(-2) ?? ''}`} | ${x.latencyAvgMs ?? ''} |`);
+  }
+  lines.push('', '## Scenarios', '');
+  for (const s of r.scenarios) lines.push(`- **${s.name}** (${s.title}): ${s.description}`);
+  return `${lines.join('\n')}\n`;
+}
+
+const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2'];
+
+interface Series {
+  label: string;
+  points: Array<[number, number]>;
+  dashed?: boolean;
+  color: string;
+}
+
+/** One line chart with categorical x positions; returns an SVG group. */
+function panel(x0: number, title: string, xLabels: string[], yLabel: string, series: Series[]): string {
+  const w = 300;
+  const h = 200;
+  const top = 40;
+  const left = x0 + 50;
+  const maxY = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p[1]))) * 1.1;
+  const xAt = (i: number) => left + (xLabels.length === 1 ? w / 2 : (i * w) / (xLabels.length - 1));
+  const yAt = (v: number) => top + h - (v / maxY) * h;
+  const out: string[] = [`<text x="${left + w / 2}" y="20" text-anchor="middle" font-weight="bold">${title}</text>`];
+  out.push(`<line x1="${left}" y1="${top + h}" x2="${left + w}" y2="${top + h}" stroke="#333"/><line x1="${left}" y1="${top}" x2="${left}" y2="${top + h}" stroke="#333"/>`);
+  for (let k = 0; k <= 4; k++) {
+    const v = (maxY * k) / 4;
+    out.push(`<text x="${left - 5}" y="${yAt(v) + 4}" text-anchor="end" font-size="10">${v >= 100 ? Math.round(v) : v.toFixed(1)}</text>`);
+    out.push(`<line x1="${left}" y1="${yAt(v)}" x2="${left + w}" y2="${yAt(v)}" stroke="#eee"/>`);
+  }
+  xLabels.forEach((l, i) => out.push(`<text x="${xAt(i)}" y="${top + h + 15}" text-anchor="middle" font-size="10">${l}</text>`));
+  out.push(`<text x="${left + w / 2}" y="${top + h + 32}" text-anchor="middle" font-size="11">${yLabel}</text>`);
+  for (const s of series) {
+    const d = s.points.map(([i, v], k) => `${k ? 'L' : 'M'}${xAt(i).toFixed(1)},${yAt(v).toFixed(1)}`).join(' ');
+    out.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="4 3"' : ''}/>`);
+    for (const [i, v] of s.points) out.push(`<circle cx="${xAt(i)}" cy="${yAt(v)}" r="2.5" fill="${s.color}"/>`);
+  }
+  return out.join('\n');
+}
+
+/** Throughput and p99 by connections (service solid, limit dashed), and create by table size. */
+export function renderChart(r: BenchResult): string {
+  const conns = r.plan.connections;
+  const byConn = (pick: (x: RunResult) => number, way: 'service' | 'limit') =>
+    r.scenarios.map((s, k) => ({
+      label: s.name,
+      color: COLORS[k % COLORS.length]!,
+      dashed: way === 'limit',
+      points: s.runs.map((x) => [conns.indexOf(x.connections), pick(x)] as [number, number]),
+    }));
+  const rps = [...byConn((x) => x.service.rps, 'service'), ...byConn((x) => x.limit.rps, 'limit')];
+  const p99 = [...byConn((x) => x.service.p99, 'service'), ...byConn((x) => x.limit.p99, 'limit')];
+  const sizes = r.growth.createBySize;
+  const sizeLabels = sizes.map((x) => (x.appointments >= 1e6 ? `${x.appointments / 1e6}M` : `${x.appointments / 1e3}k`));
+  const growth: Series[] = [
+    { label: 'create req/s', color: COLORS[0]!, points: sizes.map((x, i) => [i, x.service.rps]) },
+  ];
+  const growthP99: Series[] = [{ label: 'create p99 ms', color: COLORS[3]!, points: sizes.map((x, i) => [i, x.service.p99]) }];
+  const width = 4 * 380 + 20;
+  const legend = r.scenarios
+    .map((s, k) => `<rect x="${20 + k * 200}" y="290" width="12" height="12" fill="${COLORS[k % COLORS.length]}"/><text x="${36 + k * 200}" y="300" font-size="11">${s.name}</text>`)
+    .join('\n');
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="330" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+${panel(0, 'requests per second', conns.map(String), 'connections', rps)}
+${panel(380, 'p99 latency (ms)', conns.map(String), 'connections', p99)}
+${panel(760, `create req/s at ${sizes[0]?.connections ?? 10} conns`, sizeLabels, 'appointments in the org', growth)}
+${panel(1140, 'create p99 (ms)', sizeLabels, 'appointments in the org', growthP99)}
+${legend}
+<text x="${20}" y="320" font-size="11">solid: the service over HTTP; dashed: the same SQL straight through the driver (the limit)</text>
+</svg>
+`;
+}

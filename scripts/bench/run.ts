@@ -1,0 +1,320 @@
+// npm run bench [-- --quick] [-- --scenarios=reads,create-heavy] [-- --out=DIR]
+// Starts PostgreSQL (embedded, or a fresh database on the server of BENCH_DATABASE_URL) and the service
+// as a child process, runs each scenario of scenarios.js through HTTP and straight through the driver
+// (the limit), then the growth measurements, and writes result.json, report.md and chart.svg.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdirSync, copyFileSync, writeFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import postgres, { type Sql } from 'postgres';
+import { createSql } from '../../src/db/client.js';
+import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
+import { migrate } from '../../src/db/migrations.js';
+import { directSender, httpSender, processUsage, resetPeakRss, runLoop, type ScenarioRequest, type Stats } from './load.js';
+import { renderChart, renderMarkdown, type BenchResult, type ScenarioResult } from './report.js';
+import { SCENARIO_NAMES, scenarios, type ScenarioContext } from './scenarios.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const PROJECT = path.resolve(HERE, '../..');
+const args = process.argv.slice(2);
+const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+const quick = args.includes('--quick');
+const POOL_MAX = 10; // the service's default DB_POOL_MAX; the limit uses the same
+
+const plan = quick
+  ? { connections: [1, 10, 50], warmupMs: 200, durationMs: 600, tableSizes: [1_000, 10_000], history: { ids: 1_000, versions: 10 } }
+  : { connections: [1, 10, 50], warmupMs: 2_000, durationMs: 10_000, tableSizes: [10_000, 100_000, 1_000_000], history: { ids: 10_000, versions: 100 } };
+const chosen = (flag('scenarios')?.split(',') ?? SCENARIO_NAMES).filter((n) => SCENARIO_NAMES.includes(n));
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+const outDir = path.resolve(flag('out') ?? path.join(PROJECT, 'bench-results', stamp));
+
+const log = (message: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
+
+// --- what has to be cleaned up, whatever happens
+const cleanups: Array<() => Promise<void> | void> = [];
+let cleaning: Promise<void> | undefined;
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const step of cleanups.reverse()) {
+      try {
+        await step();
+      } catch (error) {
+        console.error('cleanup:', error);
+      }
+    }
+  })();
+  return cleaning;
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping the service and the database`);
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer().once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function openDatabase(): Promise<{ url: string; kind: string }> {
+  const given = process.env.BENCH_DATABASE_URL;
+  if (given) {
+    const name = `bench_${randomBytes(4).toString('hex')}`;
+    const admin = postgres(given, { max: 1, onnotice: () => {} });
+    await admin`CREATE DATABASE ${admin(name)}`;
+    cleanups.push(async () => {
+      await admin`DROP DATABASE IF EXISTS ${admin(name)} WITH (FORCE)`;
+      await admin.end();
+    });
+    const url = new URL(given);
+    url.pathname = `/${name}`;
+    return { url: url.toString(), kind: `database ${name} on BENCH_DATABASE_URL's server` };
+  }
+  // as root PostgreSQL runs as the user postgres, who must reach the folder: /var/tmp, opened to others
+  const dir = mkdtempSync(path.join(process.getuid?.() === 0 ? '/var/tmp' : os.tmpdir(), 'appointments-bench-'));
+  chmodSync(dir, 0o755);
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const pg = await startEmbeddedPostgres({ dir: path.join(dir, 'pg'), database: 'bench', persistent: false, log });
+  cleanups.push(() => pg.stop());
+  return { url: pg.url, kind: 'embedded PostgreSQL (durable settings: fsync on)' };
+}
+
+async function startService(databaseUrl: string): Promise<{ baseUrl: string; child: ChildProcess }> {
+  const port = await freePort();
+  const logFile = path.join(outDir, 'service.log');
+  const out = createWriteStream(logFile);
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: PROJECT,
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', DB_POOL_MAX: String(POOL_MAX) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.pipe(out);
+  child.stderr!.pipe(out);
+  cleanups.push(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  });
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the service exited before it was ready; see ${logFile}`);
+    try {
+      const res = await fetch(`${baseUrl}/ready`);
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`the service was not ready within 60 s; see ${logFile}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { baseUrl, child };
+}
+
+/** Sends the seed requests, 10 at a time, and fails when one is not answered as expected. */
+async function seed(baseUrl: string, requests: ScenarioRequest[]) {
+  const http = httpSender(baseUrl, 10);
+  let next = 0;
+  const worker = async () => {
+    while (next < requests.length) {
+      const r = requests[next++]!;
+      const status = await http.send(r);
+      if (!r.expected.includes(status)) throw new Error(`seed ${r.method} ${r.path} ${JSON.stringify(r.body)}: ${status}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 10 }, worker));
+  await http.close();
+}
+
+const fmt = (s: Stats) => `${s.rps} req/s, p50 ${s.p50} ms, p99 ${s.p99} ms, ${JSON.stringify(s.statuses)}`;
+
+async function main() {
+  mkdirSync(outDir, { recursive: true });
+  const started = Date.now();
+  log(`${quick ? 'quick' : 'full'} run; results in ${outDir}`);
+  const db = await openDatabase();
+  log(`database: ${db.kind}`);
+  await migrate(db.url, () => {});
+  const { baseUrl, child } = await startService(db.url);
+  const pid = child.pid!;
+  log(`service pid ${pid} at ${baseUrl}`);
+  const sql = createSql({ databaseUrl: db.url, poolMax: POOL_MAX }, true);
+  cleanups.push(() => sql.end({ timeout: 5 }));
+  const direct = directSender(sql);
+  const loop = { warmupMs: plan.warmupMs, durationMs: plan.durationMs };
+  const run = randomBytes(3).toString('hex');
+
+  const results: ScenarioResult[] = [];
+  for (const name of chosen) {
+    const scenario = scenarios[name as keyof typeof scenarios];
+    const ctx: ScenarioContext = { run: `${run}-${name}` };
+    const seedRequests = scenario.seed(ctx);
+    if (seedRequests.length) {
+      log(`${name}: seeding ${seedRequests.length} requests`);
+      await seed(baseUrl, seedRequests);
+    }
+    ctx.at = new Date().toISOString();
+    const build = (vu: number, iter: number) => scenario.request(ctx, vu, iter);
+    const iterations: number[] = [];
+    const result: ScenarioResult = { name, title: scenario.title, description: scenario.description, runs: [] };
+    for (const connections of plan.connections) {
+      const http = httpSender(baseUrl, connections);
+      const peakReset = resetPeakRss(pid);
+      const before = processUsage(pid);
+      const service = await runLoop({ ...loop, connections, build, iterations, send: http.send });
+      const after = processUsage(pid);
+      await http.close();
+      const limit = await runLoop({ ...loop, connections, build, iterations, send: direct });
+      const cpuSeconds = Math.round((after.cpuSeconds - before.cpuSeconds) * 100) / 100;
+      result.runs.push({
+        connections,
+        service,
+        limit,
+        serviceCpuSeconds: cpuSeconds,
+        serviceCpuMsPerRequest: service.requests ? Math.round((cpuSeconds * 1000 * 100) / service.requests) / 100 : 0,
+        servicePeakRssMb: peakReset ? after.peakRssMb : Math.max(before.rssMb, after.rssMb),
+        throughputRatio: limit.rps ? Math.round((service.rps / limit.rps) * 100) / 100 : 0,
+        p99Ratio: limit.p99 ? Math.round((service.p99 / limit.p99) * 100) / 100 : 0,
+      });
+      log(`${name} @${connections}: service ${fmt(service)} | limit ${fmt(limit)}`);
+    }
+    results.push(result);
+  }
+
+  const growth = await measureGrowth(sql, baseUrl, pid, run);
+  const result: BenchResult = {
+    date: new Date().toISOString(),
+    mode: quick ? 'quick' : 'full',
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? '', loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100), node: process.version },
+    database: db.kind,
+    poolMax: POOL_MAX,
+    plan,
+    scenarios: results,
+    growth,
+    pgbench: await runPgbench(db.url, plan.connections, quick ? 1 : 10),
+    totalSeconds: 0,
+  };
+  result.totalSeconds = Math.round((Date.now() - started) / 1000);
+  writeFileSync(path.join(outDir, 'result.json'), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(path.join(outDir, 'chart.svg'), renderChart(result));
+  writeFileSync(path.join(outDir, 'report.md'), renderMarkdown(result));
+  if (!quick && !flag('out')) {
+    const latest = path.join(HERE, 'latest');
+    mkdirSync(latest, { recursive: true });
+    for (const file of ['result.json', 'chart.svg', 'report.md']) copyFileSync(path.join(outDir, file), path.join(latest, file));
+    log(`copied the report to ${path.relative(PROJECT, latest)}/`);
+  }
+  console.log(`\n${renderMarkdown(result, { summary: true })}`);
+  log(`done in ${result.totalSeconds} s; report: ${path.join(outDir, 'report.md')}`);
+}
+
+/** Create throughput by table size (seeded with generate_series), and point-in-time reads on a long history. */
+async function measureGrowth(sql: Sql, baseUrl: string, pid: number, run: string): Promise<BenchResult['growth']> {
+  const create = scenarios['create-heavy'];
+  const org = `scale-${run}`;
+  const connections = 10;
+  const iterations: number[] = [];
+  const bySize: BenchResult['growth']['createBySize'] = [];
+  let seeded = 0;
+  for (const size of plan.tableSizes) {
+    log(`growth: seeding the org to ${size} appointments`);
+    await sql`
+      INSERT INTO appointments (org_id, id, start_at, end_at, created_at, updated_at, version, recorded_at)
+      SELECT ${org}, 's-' || g, ${'2030-01-01T00:00:00Z'}::timestamptz + g * interval '30 minutes',
+             ${'2030-01-01T00:00:00Z'}::timestamptz + (g + 1) * interval '30 minutes',
+             ${'2029-12-31T23:59:00Z'}::timestamptz, ${'2030-01-01T00:00:00Z'}::timestamptz, 1, clock_timestamp()
+      FROM generate_series(${seeded}::int, ${size - 1}::int) AS g`;
+    await sql`ANALYZE appointments`;
+    seeded = size;
+    const ctx = { run: `${run}-scale`, orgId: org, slotOffset: 2_000_000 };
+    const build = (vu: number, iter: number) => create.request(ctx, vu, iter);
+    const http = httpSender(baseUrl, connections);
+    resetPeakRss(pid);
+    const service = await runLoop({ warmupMs: plan.warmupMs, durationMs: plan.durationMs, connections, build, iterations, send: http.send });
+    await http.close();
+    bySize.push({ appointments: size, connections, service, servicePeakRssMb: processUsage(pid).peakRssMb });
+    log(`growth: create with ${size} in the org: ${fmt(service)}`);
+  }
+
+  const { ids, versions } = plan.history;
+  const pitOrg = `pit-${run}`;
+  log(`growth: seeding ${ids * versions} history rows (${ids} appointments x ${versions} versions)`);
+  const t0 = '2031-01-01T00:00:00Z';
+  // version v of appointment i was current during [t0 + v h + i ms, t0 + (v+1) h + i ms)
+  await sql`
+    INSERT INTO appointment_versions (org_id, id, version, start_at, end_at, created_at, updated_at, valid_from, valid_to, deleted)
+    SELECT ${pitOrg}, 'p-' || i, v,
+           ${'2030-01-01T00:00:00Z'}::timestamptz + i * interval '30 minutes',
+           ${'2030-01-01T00:00:00Z'}::timestamptz + (i + 1) * interval '30 minutes',
+           ${t0}::timestamptz, ${t0}::timestamptz + v * interval '1 second',
+           ${t0}::timestamptz + v * interval '1 hour' + i * interval '1 millisecond',
+           ${t0}::timestamptz + (v + 1) * interval '1 hour' + i * interval '1 millisecond', false
+    FROM generate_series(1, ${versions}::int) AS v, generate_series(0, ${ids - 1}::int) AS i`;
+  await sql`
+    INSERT INTO appointments (org_id, id, start_at, end_at, created_at, updated_at, version, recorded_at)
+    SELECT ${pitOrg}, 'p-' || i, ${'2030-01-01T00:00:00Z'}::timestamptz + i * interval '30 minutes',
+           ${'2030-01-01T00:00:00Z'}::timestamptz + (i + 1) * interval '30 minutes',
+           ${t0}::timestamptz, ${t0}::timestamptz + (${versions}::int + 1) * interval '1 second', ${versions}::int + 1,
+           ${t0}::timestamptz + (${versions}::int + 1) * interval '1 hour' + i * interval '1 millisecond'
+    FROM generate_series(0, ${ids - 1}::int) AS i`;
+  await sql`ANALYZE appointment_versions`;
+  await sql`ANALYZE appointments`;
+  const at = new Date(Date.parse(t0) + Math.floor(versions / 2) * 3_600_000 + 1_800_000).toISOString();
+  const request: ScenarioRequest = { method: 'GET', path: `/api/appointments?orgId=${pitOrg}&limit=100&at=${encodeURIComponent(at)}`, expected: [200] };
+  const build = () => request;
+  const http = httpSender(baseUrl, connections);
+  const service = await runLoop({ warmupMs: plan.warmupMs, durationMs: plan.durationMs, connections, build, iterations: [], send: http.send });
+  await http.close();
+  const limit = await runLoop({ warmupMs: plan.warmupMs, durationMs: plan.durationMs, connections, build, iterations: [], send: directSender(sql) });
+  log(`growth: point-in-time list on ${ids * versions} history rows: service ${fmt(service)} | limit ${fmt(limit)}`);
+  return { createBySize: bySize, pointInTime: { historyRows: ids * versions, appointments: ids, connections, service, limit } };
+}
+
+/** pgbench on the create statement, where pgbench is installed: each client in an org of its own. */
+async function runPgbench(url: string, connections: number[], seconds: number): Promise<BenchResult['pgbench']> {
+  if (spawnSync('pgbench', ['--version']).status !== 0) return null;
+  const script = path.join(outDir, 'create.pgbench.sql');
+  // a slot at random among 5e9 half hours: two creates of one client meet in one slot once in ~1e5 runs
+  writeFileSync(
+    script,
+    `\\set n random(1, 5000000000)
+SELECT status FROM upsert_appointment('pgbench-' || :client_id, 'c-' || :n::bigint, '2040-01-01 00:00:00+00'::timestamptz + :n::float8 * interval '30 minutes', '2040-01-01 00:00:00+00'::timestamptz + (:n::float8 + 1) * interval '30 minutes', '2039-12-31 00:00:00+00', '2040-01-01 00:00:00+00');
+`,
+  );
+  const u = new URL(url);
+  const env = { ...process.env, PGPASSWORD: decodeURIComponent(u.password) };
+  const out: NonNullable<BenchResult['pgbench']> = [];
+  for (const c of connections) {
+    const res = spawnSync(
+      'pgbench',
+      ['-n', '-M', 'prepared', '-f', script, '-c', String(c), '-j', String(Math.min(c, 2)), '-T', String(seconds), '-h', u.hostname, '-p', u.port, '-U', decodeURIComponent(u.username), u.pathname.slice(1)],
+      { env, encoding: 'utf8', timeout: (seconds + 30) * 1000 },
+    );
+    const tps = /tps = ([\d.]+)/.exec(res.stdout ?? '')?.[1];
+    const latency = /latency average = ([\d.]+) ms/.exec(res.stdout ?? '')?.[1];
+    out.push({ connections: c, tps: tps ? Number(tps) : null, latencyAvgMs: latency ? Number(latency) : null, error: res.status === 0 ? undefined : (res.stderr || String(res.error)).slice(-300) });
+    log(`pgbench create @${c}: ${tps ?? '?'} tps`);
+  }
+  return out;
+}
+
+try {
+  await main();
+  await cleanup();
+} catch (error) {
+  console.error(error);
+  await cleanup();
+  process.exitCode = 1;
+}

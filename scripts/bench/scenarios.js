@@ -1,0 +1,140 @@
+// The load scenarios, described once: the k6 scripts (scripts/k6/) and the Node runner
+// (scripts/bench/run.ts) both build their requests here, so neither can drift from the other.
+// Plain ES module with no Node or k6 API: k6 imports it by relative path, Node and vitest as usual.
+//
+// A request is { method, path, body?, expected }: `expected` lists the statuses a check accepts.
+// ctx is { run, at?, orgId? }: `run` makes ids and org ids unique to one run, so runs can share a
+// database; `at` is the instant of point-in-time reads (taken after seeding).
+
+const MINUTE = 60_000;
+const SLOT = 30 * MINUTE;
+/** Far from the seven classic payloads (2019-2020) and from every other scenario's slots. */
+const BASE = Date.UTC(2030, 0, 1);
+const iso = (ms) => new Date(ms).toISOString();
+
+export const MIX_ORGS = 100;
+const READS_SEEDED = 150;
+const MIX_SEEDED_PER_ORG = 20;
+const HOT_IDS = 20;
+
+/** The seven payloads of scripts/concurrent-requests.sh, with the statuses each may get. */
+export const CLASSIC_PAYLOADS = [
+  [{ id: 1, start: '2020-10-10 20:20', end: '2020-10-10 20:30', createdAt: '2020-09-02 14:23:12', updatedAt: '2020-09-28 14:23:12' }, [200, 201, 409]],
+  [{ id: 2, start: '2019-10-10 20:20', end: '2020-10-10 20:30', createdAt: '2018-10-02 16:23:12', updatedAt: '2020-09-28 14:23:12' }, [200, 201, 409]],
+  [{ id: 3, start: '2020-10-10 20:25', end: '2020-10-10 20:35', createdAt: '2020-10-01 13:23:12', updatedAt: '2020-09-28 14:23:12' }, [200, 201, 409]],
+  [{ id: 4, start: '2020-10-11 10:00', end: '2020-10-11 11:30', createdAt: '2020-10-01 11:23:12', updatedAt: '2020-09-28 14:23:12' }, [200, 201]],
+  [{ id: 5, start: '2020-10-12 11:27', end: '2020-10-10 12:27', createdAt: '2020-09-11 10:23:12', updatedAt: '2020-09-28 14:23:12' }, [400]],
+  [{ id: 6, start: '2020-10-12 12:00', end: '2020-10-12 13:30', createdAt: '2020-08-02 13:23:12', updatedAt: '2020-09-28 14:23:12' }, [200, 201]],
+  [{ id: 1, start: '2020-10-17 14:40', end: '2020-10-17 15:30', createdAt: '2020-03-02 19:23:12', updatedAt: '2020-09-28 14:24:12' }, [200, 201]],
+];
+
+const post = (body, expected) => ({ method: 'POST', path: '/api/appointments', body, expected });
+const get = (path, expected = [200]) => ({ method: 'GET', path, expected });
+const q = encodeURIComponent;
+
+/** A small deterministic hash, so that a (vu, iter) pair always picks the same request. */
+function pick(vu, iter, n) {
+  let h = Math.imul(vu + 1, 0x9e3779b1) ^ Math.imul(iter + 1, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return ((h ^ (h >>> 16)) >>> 0) % n;
+}
+
+/** A write in a slot of its own: slot numbers are unique per (vu, iter) within a run's org. */
+const freshWrite = (orgId, id, slot, updatedMs = BASE) => ({
+  orgId,
+  id,
+  start: iso(BASE + slot * SLOT),
+  end: iso(BASE + (slot + 1) * SLOT),
+  createdAt: iso(BASE - MINUTE),
+  updatedAt: iso(updatedMs),
+});
+const uniqueSlot = (vu, iter) => iter * 1024 + vu; // up to 1024 VUs
+
+const readsOrg = (ctx) => `reads-${ctx.run}`;
+const mixOrg = (ctx, n) => `mix-${ctx.run}-${n}`;
+
+export const scenarios = {
+  'classic-mix': {
+    title: 'classic seven-payload mix',
+    description: 'Each request one of the seven payloads of scripts/concurrent-requests.sh, in an org of the run.',
+    seed: () => [],
+    request(ctx, vu, iter) {
+      const [payload, expected] = CLASSIC_PAYLOADS[pick(vu, iter, CLASSIC_PAYLOADS.length)];
+      return post({ ...payload, orgId: ctx.orgId ?? `classic-${ctx.run}` }, expected);
+    },
+  },
+  'create-heavy': {
+    title: 'create-heavy',
+    description: 'Every request a new id in a free 30-minute slot.',
+    seed: () => [],
+    request(ctx, vu, iter) {
+      const orgId = ctx.orgId ?? `create-${ctx.run}`;
+      return post(freshWrite(orgId, `c-${ctx.run}-${vu}-${iter}`, (ctx.slotOffset ?? 0) + uniqueSlot(vu, iter)), [201]);
+    },
+  },
+  'update-heavy': {
+    title: 'update-heavy',
+    description: `${HOT_IDS} hot ids updated with ever-newer updatedAt.`,
+    seed: (ctx) => Array.from({ length: HOT_IDS }, (_, n) => post(freshWrite(`update-${ctx.run}`, `hot-${n}`, n), [201])),
+    request(ctx, vu, iter) {
+      const n = pick(vu, iter, HOT_IDS);
+      // ever newer: a later iteration always carries a later updatedAt; equal ones meet as stale or unchanged (200)
+      return post(freshWrite(`update-${ctx.run}`, `hot-${n}`, n, BASE + (iter + 1) * 1024 + vu), [200]);
+    },
+  },
+  contention: {
+    title: 'contention',
+    description: 'Many writers, new ids, 30-minute appointments in one 2-hour window: mostly 409.',
+    seed: () => [],
+    request(ctx, vu, iter) {
+      const start = BASE + pick(vu, iter, 90) * MINUTE;
+      return post(
+        { orgId: `contention-${ctx.run}`, id: `w-${vu}-${iter}`, start: iso(start), end: iso(start + SLOT), createdAt: iso(BASE), updatedAt: iso(BASE) },
+        [201, 409],
+      );
+    },
+  },
+  reads: {
+    title: 'reads',
+    description: `List (100 items), one by id, history, and point-in-time list ?at= on an org of ${READS_SEEDED} appointments, a third of them updated.`,
+    seed: (ctx) => [
+      ...Array.from({ length: READS_SEEDED }, (_, n) => post(freshWrite(readsOrg(ctx), `r-${n}`, n), [201])),
+      ...Array.from({ length: READS_SEEDED / 3 }, (_, n) => post(freshWrite(readsOrg(ctx), `r-${n * 3}`, n * 3, BASE + MINUTE), [200])),
+    ],
+    request(ctx, vu, iter) {
+      const org = q(readsOrg(ctx));
+      const id = `r-${pick(vu, iter, READS_SEEDED)}`;
+      switch (iter % 4) {
+        case 0: return get(`/api/appointments?orgId=${org}&limit=100`);
+        case 1: return get(`/api/appointments/${id}?orgId=${org}`);
+        case 2: return get(`/api/appointments/${id}/history?orgId=${org}`);
+        default: return get(`/api/appointments?orgId=${org}&limit=100&at=${q(ctx.at)}`);
+      }
+    },
+  },
+  'read-write-mix': {
+    title: '80% reads, 20% writes, 100 orgs',
+    description: `${MIX_ORGS} orgs of ${MIX_SEEDED_PER_ORG} appointments; reads list an org or get one appointment, writes create in a free slot or update a seeded one.`,
+    seed: (ctx) =>
+      Array.from({ length: MIX_ORGS * MIX_SEEDED_PER_ORG }, (_, k) =>
+        post(freshWrite(mixOrg(ctx, k % MIX_ORGS), `m-${Math.floor(k / MIX_ORGS)}`, Math.floor(k / MIX_ORGS)), [201]),
+      ),
+    request(ctx, vu, iter) {
+      const n = pick(vu, iter, MIX_ORGS);
+      const org = mixOrg(ctx, n);
+      const seeded = pick(iter, vu, MIX_SEEDED_PER_ORG);
+      switch (pick(vu + 7, iter, 10)) {
+        case 0: // a create, beyond the seeded slots
+          return post(freshWrite(org, `n-${vu}-${iter}`, MIX_SEEDED_PER_ORG + uniqueSlot(vu, iter)), [201]);
+        case 1: // an update of a seeded one, same slot, newer updatedAt (stale if another writer was newer)
+          return post(freshWrite(org, `m-${seeded}`, seeded, BASE + (iter + 1) * 1024 + vu), [200]);
+        case 2: case 3: case 4: case 5:
+          return get(`/api/appointments?orgId=${q(org)}&limit=100`);
+        default:
+          return get(`/api/appointments/m-${seeded}?orgId=${q(org)}`);
+      }
+    },
+  },
+};
+
+export const SCENARIO_NAMES = Object.keys(scenarios);
