@@ -55,7 +55,7 @@ describe('tenants with API keys (AUTH=required)', () => {
     const alphaKey = auth[ALPHA]!.authorization!.slice('Bearer '.length);
     const wrongSecret = `apk_${alphaKeyId}_${'A'.repeat(43)}`;
     const unknownId = `apk_${'0'.repeat(16)}_${alphaKey.slice(-43)}`;
-    for (const headers of [
+    const headerSets: Array<Record<string, string>> = [
       {},
       { authorization: '' },
       { authorization: 'Bearer' },
@@ -65,7 +65,8 @@ describe('tenants with API keys (AUTH=required)', () => {
       { authorization: `Bearer ${unknownId}` },
       { authorization: `Bearer ${revokedKey}` },
       { authorization: `Bearer ${alphaKey}x` },
-    ]) {
+    ];
+    for (const headers of headerSets) {
       for (const [method, path] of [['GET', '/api/appointments'], ['GET', `/api/appointments/${ALPHA_SECRET_ID}`], ['DELETE', `/api/appointments/${ALPHA_SECRET_ID}`]] as const) {
         const res = await http(server.baseUrl, method, path, undefined, headers);
         expect(res.status, `${method} ${path} with ${JSON.stringify(headers)}`).toBe(401);
