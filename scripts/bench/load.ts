@@ -98,6 +98,12 @@ export function directSender(sql: Sql): Send {
   };
 }
 
+let stopped = false;
+/** Ends every running loop at its workers' next request (on Ctrl-C). */
+export function stopLoops() {
+  stopped = true;
+}
+
 export interface LoopOptions {
   connections: number;
   warmupMs: number;
@@ -123,7 +129,7 @@ export async function runLoop(o: LoopOptions): Promise<Stats> {
   const end = measureFrom + o.durationMs;
   let measuredUntil = measureFrom;
   const worker = async (vu: number) => {
-    while (sent < maxRequests) {
+    while (sent < maxRequests && !stopped) {
       const t0 = performance.now();
       if (t0 >= end) break;
       const iter = (o.iterations[vu] ??= 0);
@@ -135,6 +141,7 @@ export async function runLoop(o: LoopOptions): Promise<Stats> {
         status = await o.send(request);
       } catch {
         status = 599; // no answer: a connection or driver error
+        await new Promise((resolve) => setImmediate(resolve)); // a failing send must not starve the event loop
       }
       const t1 = performance.now();
       if (t0 >= measureFrom) {

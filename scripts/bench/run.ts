@@ -13,7 +13,7 @@ import postgres, { type Sql } from 'postgres';
 import { createSql } from '../../src/db/client.js';
 import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
 import { migrate } from '../../src/db/migrations.js';
-import { directSender, httpSender, processUsage, resetPeakRss, runLoop, type ScenarioRequest, type Stats } from './load.js';
+import { directSender, httpSender, stopLoops, processUsage, resetPeakRss, runLoop, type ScenarioRequest, type Stats } from './load.js';
 import { renderChart, renderMarkdown, type BenchResult, type ScenarioResult } from './report.js';
 import { SCENARIO_NAMES, scenarios, type ScenarioContext } from './scenarios.js';
 
@@ -51,6 +51,7 @@ function cleanup(): Promise<void> {
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     log(`${signal}: stopping the service and the database`);
+    stopLoops();
     void cleanup().then(() => process.exit(130));
   });
 }
@@ -83,7 +84,9 @@ async function openDatabase(): Promise<{ url: string; kind: string }> {
   const dir = mkdtempSync(path.join(process.getuid?.() === 0 ? '/var/tmp' : os.tmpdir(), 'appointments-bench-'));
   chmodSync(dir, 0o755);
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const pg = await startEmbeddedPostgres({ dir: path.join(dir, 'pg'), database: 'bench', persistent: false, log });
+  // its ERROR lines are the expected 409s (exclusion violations, deadlocks): only FATAL and PANIC are shown
+  const pgLog = (message: string) => (/^postgres: .*\bERROR:/.test(message) ? undefined : log(message));
+  const pg = await startEmbeddedPostgres({ dir: path.join(dir, 'pg'), database: 'bench', persistent: false, log: pgLog });
   cleanups.push(() => pg.stop());
   return { url: pg.url, kind: 'embedded PostgreSQL (durable settings: fsync on)' };
 }
@@ -304,7 +307,7 @@ SELECT status FROM upsert_appointment('pgbench-' || :client_id, 'c-' || :n::bigi
     );
     const tps = /tps = ([\d.]+)/.exec(res.stdout ?? '')?.[1];
     const latency = /latency average = ([\d.]+) ms/.exec(res.stdout ?? '')?.[1];
-    out.push({ connections: c, tps: tps ? Number(tps) : null, latencyAvgMs: latency ? Number(latency) : null, error: res.status === 0 ? undefined : (res.stderr || String(res.error)).slice(-300) });
+    out.push({ connections: c, tps: tps ? Math.round(Number(tps)) : null, latencyAvgMs: latency ? Number(latency) : null, error: res.status === 0 ? undefined : (res.stderr || String(res.error)).slice(-300) });
     log(`pgbench create @${c}: ${tps ?? '?'} tps`);
   }
   return out;
