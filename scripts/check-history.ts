@@ -35,6 +35,9 @@ const log = (message: string) => console.error(message);
 let stopDatabase = async () => {};
 let databaseUrl = process.env.DATABASE_URL;
 let anomalyCount = 0;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => void stopDatabase().finally(() => process.exit(130)));
+}
 try {
   if (!databaseUrl) {
     // /var/tmp: reachable by the user postgres when this runs as root
