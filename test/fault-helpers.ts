@@ -1,0 +1,282 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import postgres, { type Sql } from 'postgres';
+import { Agent, request } from 'undici';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded-postgres.js';
+
+// Shared by test/faults.test.ts and scripts/check-faults.ts (no vitest here): a PostgreSQL cluster of
+// the scenario's own that it may stop and start, the real server as a child process, and a load.
+
+const PROJECT_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+
+export interface Cluster {
+  port: number;
+  adminUrl: string;
+  /** The url of a database of this cluster. */
+  url(database: string): string;
+  createDatabase(database: string): Promise<string>;
+  /** A fast shutdown (SIGINT); the data stays. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port. */
+  start(): Promise<void>;
+  /** Stops it and removes its folder. */
+  destroy(): Promise<void>;
+}
+
+export async function startCluster(label: string, options: { unsafeFast?: boolean } = {}): Promise<Cluster> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), `appointments-faults-${label}-`));
+  const open = (port?: number) =>
+    startEmbeddedPostgres({ dir, database: 'postgres', persistent: true, unsafeFast: options.unsafeFast, port, log: () => {} });
+  let pg: EmbeddedPostgres | undefined = await open();
+  const port = Number(new URL(pg.adminUrl).port);
+  const adminUrl = pg.adminUrl;
+  const url = (database: string) => {
+    const u = new URL(adminUrl);
+    u.pathname = `/${database}`;
+    return u.toString();
+  };
+  return {
+    port,
+    adminUrl,
+    url,
+    async createDatabase(database) {
+      const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+      try {
+        await admin`CREATE DATABASE ${admin(database)}`;
+      } finally {
+        await admin.end();
+      }
+      return url(database);
+    },
+    async stop() {
+      await pg?.stop();
+      pg = undefined;
+    },
+    async start() {
+      pg ??= await open(port);
+    },
+    async destroy() {
+      await pg?.stop();
+      pg = undefined;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export interface ServerProcess {
+  baseUrl: string;
+  child: ChildProcess;
+  /** Resolves with the exit code (null when killed by a signal) and the signal. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  output(): string;
+  /** SIGKILL if it still runs. */
+  kill(): Promise<void>;
+}
+
+/** The real service, as `node --import tsx src/server.ts`, against `databaseUrl`. */
+export async function spawnServer(databaseUrl: string, env: Record<string, string> = {}): Promise<ServerProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: PROJECT_DIR,
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const keep = (chunk: Buffer) => {
+    lines.push(chunk.toString('utf8'));
+    if (lines.length > 200) lines.shift();
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    baseUrl: `http://127.0.0.1:${port}`,
+    child,
+    exited,
+    output: () => lines.join(''),
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** Waits until GET /ready answers 200; throws after `timeoutMs` or when the process exits. */
+export async function waitReady(server: ServerProcess, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  void server.exited.then(() => (exited = true));
+  for (;;) {
+    if (exited) throw new Error(`the service exited before it was ready:\n${server.output()}`);
+    try {
+      const res = await request(`${server.baseUrl}/ready`, { headersTimeout: 2_000, bodyTimeout: 2_000 });
+      await res.body.text();
+      if (res.statusCode === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`the service was not ready within ${timeoutMs} ms:\n${server.output()}`);
+    await sleep(100);
+  }
+}
+
+export interface Outcome {
+  status: number | 'network-error';
+  ms: number;
+  retryAfter?: string;
+  code?: string;
+  startedAt: number;
+}
+
+export interface Acked {
+  id: string;
+  updatedAt: string;
+}
+
+export interface Load {
+  /** Stops the workers and waits for the requests in flight. */
+  stop(): Promise<void>;
+  outcomes: Outcome[];
+  /** Writes answered 201 or 200 (created or updated). */
+  acked: Acked[];
+  /** Every write sent, answered or not. */
+  sent: Acked[];
+}
+
+const BASE_TIME = Date.parse('2030-01-01T00:00:00Z');
+
+/** The `n`-th millisecond after 2030-01-01 as an API time. */
+const updatedAtOf = (n: number) => new Date(BASE_TIME + n).toISOString().replace('T', ' ').replace('Z', '');
+
+/**
+ * `concurrency` workers, each writing its own ids in `orgId` in a loop: `versionsPerId` versions of
+ * an id (the time slot of the id stays the same; updatedAt grows), then the next id. Slots never
+ * overlap, so every answer is 201/200 unless something fails.
+ */
+export function startLoad(options: { baseUrl: string; orgId: string; concurrency: number; versionsPerId?: number; timeoutMs?: number }): Load {
+  const { baseUrl, orgId, concurrency, versionsPerId = 1, timeoutMs = 10_000 } = options;
+  const agent = new Agent({ connections: concurrency, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  const outcomes: Outcome[] = [];
+  const acked: Acked[] = [];
+  const sent: Acked[] = [];
+  let running = true;
+  const worker = async (w: number) => {
+    for (let n = 0; running; n++) {
+      const idNumber = Math.floor(n / versionsPerId);
+      const id = `w${w}-${idNumber}`;
+      const slot = (w * 1_000_000 + idNumber) * 3_600_000;
+      const updatedAt = updatedAtOf(n);
+      const body = {
+        orgId,
+        id,
+        start: new Date(BASE_TIME + slot).toISOString(),
+        end: new Date(BASE_TIME + slot + 1_800_000).toISOString(),
+        createdAt: '2029-12-01 00:00',
+        updatedAt,
+      };
+      sent.push({ id, updatedAt });
+      const startedAt = Date.now();
+      try {
+        const res = await request(`${baseUrl}/api/appointments`, {
+          method: 'POST',
+          dispatcher: agent,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        const text = await res.body.text();
+        const outcome: Outcome = { status: res.statusCode, ms: Date.now() - startedAt, startedAt };
+        if (res.headers['retry-after'] !== undefined) outcome.retryAfter = String(res.headers['retry-after']);
+        try {
+          outcome.code = (JSON.parse(text) as { code?: string }).code;
+        } catch {
+          // not JSON
+        }
+        outcomes.push(outcome);
+        if (res.statusCode === 201 || res.statusCode === 200) acked.push({ id, updatedAt });
+        if (res.statusCode >= 500) await sleep(20); // the client backs off a little, as Retry-After asks
+      } catch {
+        outcomes.push({ status: 'network-error', ms: Date.now() - startedAt, startedAt });
+        await sleep(20);
+      }
+    }
+  };
+  const workers = Array.from({ length: concurrency }, (_, w) => worker(w));
+  return {
+    outcomes,
+    acked,
+    sent,
+    async stop() {
+      running = false;
+      await Promise.all(workers);
+      await agent.close();
+    },
+  };
+}
+
+/** Statuses and their counts, e.g. { 201: 120, 503: 14 }. */
+export function countStatuses(outcomes: Outcome[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const o of outcomes) counts[o.status] = (counts[o.status] ?? 0) + 1;
+  return counts;
+}
+
+export interface StoreCheck {
+  /** Acknowledged versions found neither as the current row nor in history. */
+  lost: Acked[];
+  /** (id, updatedAt) stored more than once. */
+  duplicated: string[];
+  /** Ids whose history and current row disagree: versions not 1..n, or a gap between periods. */
+  inconsistent: string[];
+  storedVersions: number;
+}
+
+/**
+ * Compares what the service acknowledged with what the database holds: every acknowledged version is
+ * stored, none twice, and each id's history runs 1..n-1 without gaps, ending where the current row begins.
+ */
+export async function checkStore(sql: Sql, orgId: string, acked: Acked[]): Promise<StoreCheck> {
+  const rows = await sql<{ id: string; version: number; updatedAt: string; from: string; to: string | null; current: boolean }[]>`
+    SELECT id, version, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS') AS "updatedAt",
+           valid_from::text AS "from", valid_to::text AS "to", false AS current
+    FROM appointment_versions WHERE org_id = ${orgId}
+    UNION ALL
+    SELECT id, version, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), recorded_at::text, NULL, true
+    FROM appointments WHERE org_id = ${orgId}
+    ORDER BY 1, 2`;
+  const stored = new Map<string, number>();
+  const byId = new Map<string, Array<(typeof rows)[number]>>();
+  for (const row of rows) {
+    const key = `${row.id}@${row.updatedAt}`;
+    stored.set(key, (stored.get(key) ?? 0) + 1);
+    byId.set(row.id, [...(byId.get(row.id) ?? []), row]);
+  }
+  const inconsistent: string[] = [];
+  for (const [id, versions] of byId) {
+    const ok = versions.every((v, i) => v.version === i + 1 && v.current === (i === versions.length - 1) && (i === 0 || versions[i - 1]!.to === v.from));
+    if (!ok) inconsistent.push(id);
+  }
+  return {
+    lost: acked.filter((a) => !stored.has(`${a.id}@${a.updatedAt}`)),
+    duplicated: [...stored].filter(([, count]) => count > 1).map(([key]) => key),
+    inconsistent,
+    storedVersions: rows.length,
+  };
+}
