@@ -139,5 +139,12 @@ describe('the checker on doctored histories', () => {
     expect(rulesOf([...events, read(200, body(vA1), 2)], state)).toEqual(['read-unknown-version']);
     expect(rulesOf([...events, read(404, {}, 2)], state)).toEqual([]);
     expect(rulesOf([...events, read(404, {}, 40)], state)).toEqual(['wrong-not-found']);
+    // v1 replaced by v2 (recorded at 30, answered at 35): reading v1 at 31-32 is the commit not yet
+    // visible; reading it at 40-41, after the writer of v2 was answered, is a stale read
+    const a2: Version = { ...vA1, version: 2, updatedAt: '2020-06-01T00:01:00.000Z', validFrom: ms(30) };
+    const replaced = { versions: [{ ...vA1, validTo: ms(30) }, a2, vB1], finalState: new Map([['o', [body(a2), body(vB1)]]]) };
+    const withUpdate = [...events, write(2, a2, 29, 35, 200, 'updated')];
+    expect(rulesOf([...withUpdate, { ...read(200, body(vA1), 31), index: 3 }], replaced)).toEqual([]);
+    expect(rulesOf([...withUpdate, { ...read(200, body(vA1), 40), index: 3 }], replaced)).toEqual(['read-unknown-version']);
   });
 });

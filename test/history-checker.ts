@@ -225,9 +225,6 @@ const key = (orgId: string, id: string) => `${orgId}\u0000${id}`;
 const sameContent = (a: { start: string; end: string; createdAt: string; updatedAt: string }, b: typeof a) =>
   a.start === b.start && a.end === b.end && a.createdAt === b.createdAt && a.updatedAt === b.updatedAt;
 const rangesOverlap = (a: { start: string; end: string }, b: { start: string; end: string }) => a.start < b.end && b.start < a.end;
-/** The version was current at some instant of the event's window (widened by the tolerance). */
-const aliveDuring = (v: Version, e: HistoryEvent) =>
-  v.validFrom <= e.answeredAt + TOLERANCE_US && (v.validTo === null || v.validTo > e.sentAt - TOLERANCE_US);
 /** The write's (updatedAt, start, end, createdAt) is greater: the tie-break of the service. */
 const beats = (a: Version | Op, b: Version | Op) => {
   const t = (x: any) => [x.updatedAt, x.start, x.end, x.createdAt] as string[];
@@ -250,6 +247,46 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
   }
   for (const list of byId.values()) list.sort((a, b) => a.version - b.version);
   const versionsOf = (orgId: string, id: string) => byId.get(key(orgId, id)) ?? [];
+
+  // A version's validFrom / validTo are clock_timestamp() readings taken inside the writing
+  // transaction, before its commit; other requests see the change only at the commit, which comes
+  // before the writer's answer. So a version stays visible to readers until the answer of the request
+  // that ended it (a version of unknown end: indefinitely), and is surely visible only from the answer
+  // of the request that wrote it: the windows of linearizability, not the recorded instants.
+  const writerOf = new Map<Version, HistoryEvent>();
+  const enderAnsweredAt = new Map<Version, number>();
+  for (const e of events) {
+    if (e.op.kind === 'write' && (e.body?.status === 'created' || e.body?.status === 'updated')) {
+      const v = versionsOf(e.op.orgId, e.op.id).find((x) => x.version === e.body.appointment?.version);
+      if (v && !writerOf.has(v)) writerOf.set(v, e);
+    } else if (e.op.kind === 'delete' && e.status === 204) {
+      const v = versionsOf(e.op.orgId, e.op.id).find((x) => x.deleted && x.validTo !== null && x.validTo >= e.sentAt - TOLERANCE_US && x.validTo <= e.answeredAt + TOLERANCE_US);
+      if (v) enderAnsweredAt.set(v, e.answeredAt);
+    }
+  }
+  for (const list of byId.values()) {
+    list.forEach((v, i) => {
+      const next = list[i + 1];
+      if (!v.deleted && next) enderAnsweredAt.set(v, writerOf.get(next)?.answeredAt ?? Infinity);
+    });
+  }
+  /** The version may have been what a request saw at some instant of its window. */
+  const visibleDuring = (v: Version, e: HistoryEvent) =>
+    v.validFrom <= e.answeredAt + TOLERANCE_US &&
+    (v.validTo === null || Math.max(v.validTo, enderAnsweredAt.get(v) ?? Infinity) > e.sentAt - TOLERANCE_US);
+  /** The id was surely visible throughout the request's window: a 404 would be wrong. */
+  const surelyExisted = (list: Version[], e: HistoryEvent) => {
+    let chainStart: number | null = null;
+    for (const v of list) {
+      chainStart ??= writerOf.get(v)?.answeredAt ?? Infinity;
+      const end = v.deleted ? v.validTo! : v.validTo === null ? Infinity : null;
+      if (end !== null) {
+        if (chainStart <= e.sentAt - TOLERANCE_US && end >= e.answeredAt + TOLERANCE_US) return true;
+        chainStart = null;
+      }
+    }
+    return false;
+  };
 
   const eventsById = new Map<string, HistoryEvent[]>();
   for (const e of events) {
@@ -293,18 +330,18 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
             w !== undefined &&
             (tombstone
               ? w.deleted && w.updatedAt >= op.updatedAt && w.validTo! <= e.answeredAt + TOLERANCE_US && (!next || next.validFrom > e.sentAt - TOLERANCE_US)
-              : aliveDuring(w, e) && beats(w, op) && sameContent(w, a));
+              : visibleDuring(w, e) && beats(w, op) && sameContent(w, a));
           if (!ok) report('stale-without-winner', `stale answer for ${op.orgId}/${op.id} with no newer version current in its window`, [e], w ? [w] : shown);
         } else if (status === 'unchanged') {
           const w = versionsOf(op.orgId, op.id).find((x) => x.version === a.version);
-          if (!w || !aliveDuring(w, e) || !sameContent(w, op)) report('unchanged-without-version', `unchanged answer for ${op.orgId}/${op.id} with no equal version current in its window`, [e], w ? [w] : []);
+          if (!w || !visibleDuring(w, e) || !sameContent(w, op)) report('unchanged-without-version', `unchanged answer for ${op.orgId}/${op.id} with no equal version current in its window`, [e], w ? [w] : []);
         }
       } else if (e.status === 409) {
         const c = e.body?.conflictsWith;
         const candidates = c
           ? versionsOf(op.orgId, c.id).filter((v) => v.start === c.start && v.end === c.end)
           : state.versions.filter((v) => v.orgId === op.orgId && v.id !== op.id);
-        const blocker = candidates.find((v) => v.id !== op.id && rangesOverlap(v, op) && aliveDuring(v, e));
+        const blocker = candidates.find((v) => v.id !== op.id && rangesOverlap(v, op) && visibleDuring(v, e));
         if (e.body?.code !== 'APPOINTMENT_OVERLAP' || !blocker) {
           report('conflict-without-blocker', `409 for ${op.orgId}/${op.id} [${op.start}, ${op.end}) naming ${c ? `${c.id} [${c.start}, ${c.end})` : 'null'}, which did not overlap it in its window`, [e], near(candidates.filter((v) => v.id !== op.id && rangesOverlap(v, op)), e));
         }
@@ -318,20 +355,20 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
         if (!v) report('lost-delete', `acknowledged delete of ${op.orgId}/${op.id} ended no version in its window`, [e], near(list, e));
         else acknowledged.set(v, acknowledged.get(v) ?? []);
       } else if (e.status === 404) {
-        if (coveredThroughout(list, e)) report('wrong-not-found', `delete of ${op.orgId}/${op.id} answered 404 while it existed throughout`, [e], near(list, e));
+        if (surelyExisted(list, e)) report('wrong-not-found', `delete of ${op.orgId}/${op.id} answered 404 while it existed throughout`, [e], near(list, e));
       } else if (e.status !== 0 && e.status !== 503) report('unexpected-answer', `delete answered ${e.status}`, [e], []);
     } else if (op.kind === 'read') {
       const list = versionsOf(op.orgId, op.id);
       if (e.status === 200) {
         const w = list.find((x) => x.version === e.body.version);
-        if (!w || !aliveDuring(w, e) || !sameContent(w, e.body)) report('read-unknown-version', `read of ${op.orgId}/${op.id} returned a version not current in its window`, [e], w ? [w] : list);
+        if (!w || !visibleDuring(w, e) || !sameContent(w, e.body)) report('read-unknown-version', `read of ${op.orgId}/${op.id} returned a version not current in its window`, [e], w ? [w] : list);
       } else if (e.status === 404) {
-        if (coveredThroughout(list, e)) report('wrong-not-found', `read of ${op.orgId}/${op.id} answered 404 while it existed throughout`, [e], near(list, e));
+        if (surelyExisted(list, e)) report('wrong-not-found', `read of ${op.orgId}/${op.id} answered 404 while it existed throughout`, [e], near(list, e));
       } else if (e.status !== 0 && e.status !== 503) report('unexpected-answer', `read answered ${e.status}`, [e], []);
     } else if (op.kind === 'list' && e.status === 200) {
       for (const item of e.body as any[]) {
         const w = versionsOf(op.orgId, item.id).find((x) => x.version === item.version);
-        if (!w || !aliveDuring(w, e) || !sameContent(w, item)) report('read-unknown-version', `list of ${op.orgId} returned ${item.id} v${item.version}, not current in its window`, [e], w ? [w] : []);
+        if (!w || !visibleDuring(w, e) || !sameContent(w, item)) report('read-unknown-version', `list of ${op.orgId} returned ${item.id} v${item.version}, not current in its window`, [e], w ? [w] : []);
       }
     }
   }
@@ -407,16 +444,6 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
 const near = (list: Version[], e: HistoryEvent) =>
   list.filter((v) => v.validFrom <= e.answeredAt + 1_000_000 && (v.validTo === null || v.validTo >= e.sentAt - 1_000_000));
 
-/** The id existed, without a gap, from before the event was sent until after it was answered. */
-function coveredThroughout(list: Version[], e: HistoryEvent): boolean {
-  const from = e.sentAt - TOLERANCE_US;
-  const to = e.answeredAt + TOLERANCE_US;
-  let reached = from;
-  for (const v of list) {
-    if (v.validFrom <= reached && (v.validTo ?? Infinity) > reached) reached = v.validTo ?? Infinity;
-  }
-  return reached >= to;
-}
 
 /** A human-readable account of the anomalies: the seed to replay, and the events and versions of each. */
 export function describeAnomalies(anomalies: Anomaly[], seed: number, limit = 20): string {
