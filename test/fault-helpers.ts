@@ -90,9 +90,9 @@ export interface ServerProcess {
 }
 
 /** The real service, as `node --import tsx src/server.ts`, against `databaseUrl`. */
-export async function spawnServer(databaseUrl: string, env: Record<string, string> = {}): Promise<ServerProcess> {
+export async function spawnServer(databaseUrl: string, env: Record<string, string> = {}, entry = 'src/server.ts'): Promise<ServerProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
     cwd: PROJECT_DIR,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
