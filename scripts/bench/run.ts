@@ -223,6 +223,14 @@ async function main() {
   log(`done in ${result.totalSeconds} s; report: ${path.join(outDir, 'report.md')}`);
 }
 
+/** A bulk seed, free of the statement timeout that the service's pool settings (createSql) impose. */
+async function bulk(sql: Sql, statement: (tx: postgres.TransactionSql) => Promise<unknown>) {
+  await sql.begin(async (tx) => {
+    await tx`SET LOCAL statement_timeout = 0`;
+    await statement(tx);
+  });
+}
+
 /** Create throughput by table size (seeded with generate_series), and point-in-time reads on a long history. */
 async function measureGrowth(sql: Sql, baseUrl: string, pid: number, run: string): Promise<BenchResult['growth']> {
   const create = scenarios['create-heavy'];
@@ -233,12 +241,12 @@ async function measureGrowth(sql: Sql, baseUrl: string, pid: number, run: string
   let seeded = 0;
   for (const size of plan.tableSizes) {
     log(`growth: seeding the org to ${size} appointments`);
-    await sql`
+    await bulk(sql, (tx) => tx`
       INSERT INTO appointments (org_id, id, start_at, end_at, created_at, updated_at, version, recorded_at)
       SELECT ${org}, 's-' || g, ${'2030-01-01T00:00:00Z'}::timestamptz + g * interval '30 minutes',
              ${'2030-01-01T00:00:00Z'}::timestamptz + (g + 1) * interval '30 minutes',
              ${'2029-12-31T23:59:00Z'}::timestamptz, ${'2030-01-01T00:00:00Z'}::timestamptz, 1, clock_timestamp()
-      FROM generate_series(${seeded}::int, ${size - 1}::int) AS g`;
+      FROM generate_series(${seeded}::int, ${size - 1}::int) AS g`);
     await sql`ANALYZE appointments`;
     seeded = size;
     const ctx = { run: `${run}-scale`, orgId: org, slotOffset: 2_000_000 };
@@ -256,7 +264,7 @@ async function measureGrowth(sql: Sql, baseUrl: string, pid: number, run: string
   log(`growth: seeding ${ids * versions} history rows (${ids} appointments x ${versions} versions)`);
   const t0 = '2031-01-01T00:00:00Z';
   // version v of appointment i was current during [t0 + v h + i ms, t0 + (v+1) h + i ms)
-  await sql`
+  await bulk(sql, (tx) => tx`
     INSERT INTO appointment_versions (org_id, id, version, start_at, end_at, created_at, updated_at, valid_from, valid_to, deleted)
     SELECT ${pitOrg}, 'p-' || i, v,
            ${'2030-01-01T00:00:00Z'}::timestamptz + i * interval '30 minutes',
@@ -264,14 +272,14 @@ async function measureGrowth(sql: Sql, baseUrl: string, pid: number, run: string
            ${t0}::timestamptz, ${t0}::timestamptz + v * interval '1 second',
            ${t0}::timestamptz + v * interval '1 hour' + i * interval '1 millisecond',
            ${t0}::timestamptz + (v + 1) * interval '1 hour' + i * interval '1 millisecond', false
-    FROM generate_series(1, ${versions}::int) AS v, generate_series(0, ${ids - 1}::int) AS i`;
-  await sql`
+    FROM generate_series(1, ${versions}::int) AS v, generate_series(0, ${ids - 1}::int) AS i`);
+  await bulk(sql, (tx) => tx`
     INSERT INTO appointments (org_id, id, start_at, end_at, created_at, updated_at, version, recorded_at)
     SELECT ${pitOrg}, 'p-' || i, ${'2030-01-01T00:00:00Z'}::timestamptz + i * interval '30 minutes',
            ${'2030-01-01T00:00:00Z'}::timestamptz + (i + 1) * interval '30 minutes',
            ${t0}::timestamptz, ${t0}::timestamptz + (${versions}::int + 1) * interval '1 second', ${versions}::int + 1,
            ${t0}::timestamptz + (${versions}::int + 1) * interval '1 hour' + i * interval '1 millisecond'
-    FROM generate_series(0, ${ids - 1}::int) AS i`;
+    FROM generate_series(0, ${ids - 1}::int) AS i`);
   await sql`ANALYZE appointment_versions`;
   await sql`ANALYZE appointments`;
   const at = new Date(Date.parse(t0) + Math.floor(versions / 2) * 3_600_000 + 1_800_000).toISOString();
