@@ -34,7 +34,8 @@ export const STATEMENT_TIMEOUT_MS = 3_000;
 export const LOCK_TIMEOUT_MS = 2_000;
 // postgres.js queues queries without bound while every connection is busy (and pipelines them behind
 // slow ones). A query waits for a free connection at most this long, and at most this many wait.
-export const POOL_WAIT_TIMEOUT_MS = 2_000;
+// Wait plus statement_timeout stays under the 5 s within which every request must be answered.
+export const POOL_WAIT_TIMEOUT_MS = 1_000;
 export const POOL_MAX_WAITING = 1_000;
 // A query given to a closed connection first waits out postgres.js's reconnect backoff, which grows
 // to 20 s while the database is down: requests would hang that long instead of a quick 503. Capped
