@@ -25,19 +25,7 @@ try {
   process.exit(1);
 }
 
-const app = await buildApp({
-  databaseUrl: database.url,
-  dbPoolMax: config.dbPoolMax,
-  logger,
-  auth: config.auth,
-  rateLimitMax: config.rateLimitMax,
-  rateLimitWindowSeconds: config.rateLimitWindowSeconds,
-  corsOrigin: config.corsOrigin,
-  connectionTimeoutMs: config.connectionTimeoutMs,
-  requestTimeoutMs: config.requestTimeoutMs,
-  keepAliveTimeoutMs: config.keepAliveTimeoutMs,
-  headersTimeoutMs: config.headersTimeoutMs,
-});
+const app = await buildApp({ ...config, databaseUrl: database.url, logger });
 if (config.auth === 'off') logger.warn('AUTH=off: no API keys; anyone who reaches the port can use every organization (trusted networks only)');
 
 let shuttingDown = false;
@@ -51,7 +39,11 @@ async function shutdown(signal: string) {
   }, SHUTDOWN_TIMEOUT_MS);
   force.unref();
   try {
+    // Fastify closes idle keep-alive connections once, when the close begins; one whose request
+    // finishes during the close turns idle later and would hold the server open until it times out.
+    const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
     await app.close(); // stops accepting, waits for requests in flight, ends the pool
+    clearInterval(sweep);
     await database.stop();
     process.exit(0);
   } catch (error) {

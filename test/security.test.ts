@@ -100,7 +100,7 @@ describe('rate limiting', () => {
       for (let i = 0; i < 3; i++) expect((await http(server.baseUrl, 'GET', `/api/appointments?orgId=${org}`)).status).toBe(200);
       const limited = await http(server.baseUrl, 'POST', '/api/appointments', appointment(1, '2020-10-10 20:20', '2020-10-10 20:30', undefined, { orgId: org }));
       expect(limited.status).toBe(429);
-      expect(limited.body).toMatchObject({ statusCode: 429, code: 'RATE_LIMITED' });
+      expect(limited.body).toMatchObject({ statusCode: 429, error: 'Too Many Requests', code: 'RATE_LIMITED' });
       expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
       // the refused write was not made
       const [{ count }] = await server.sql<{ count: number }[]>`SELECT count(*)::int AS count FROM appointments WHERE org_id = ${org}`;
