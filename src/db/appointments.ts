@@ -27,9 +27,12 @@ export class AppointmentOverlapError extends Error {
   }
 }
 
-// exclusion_violation, and deadlock_detected: two overlapping inserts that wait on each other
-// inside the exclusion check; PostgreSQL aborts one of them, and for its client that is an overlap.
-const OVERLAP_SQLSTATES = new Set(['23P01', '40P01']);
+const EXCLUSION_VIOLATION = '23P01';
+// Two overlapping writers can wait on each other inside the exclusion check; PostgreSQL aborts one
+// with deadlock_detected. The other may still roll back (or itself be refused), so the aborted write
+// is an overlap only when a committed appointment is in its way; otherwise it is sent again.
+const DEADLOCK_DETECTED = '40P01';
+const DEADLOCK_ATTEMPTS = 3;
 
 export interface ListOptions {
   orgId: string;
@@ -56,18 +59,21 @@ export async function upsertAppointment(
   a: AppointmentWrite,
 ): Promise<{ status: WriteStatus; appointment: Appointment }> {
   let row: (Appointment & { status: WriteStatus; deletedAt: string | null }) | undefined;
-  try {
-    [row] = await sql<(Appointment & { status: WriteStatus; deletedAt: string | null })[]>`
-      SELECT status, (a).id, (a).org_id AS "orgId", api_time((a).start_at) AS "start", api_time((a).end_at) AS "end",
-             api_time((a).created_at) AS "createdAt", api_time((a).updated_at) AS "updatedAt", (a).version,
-             api_system_time((a).recorded_at) AS "recordedAt", api_system_time((a).deleted_at) AS "deletedAt"
-      FROM upsert_appointment(${a.orgId}, ${a.id}, ${a.start}::timestamptz, ${a.end}::timestamptz,
-                              ${a.createdAt}::timestamptz, ${a.updatedAt}::timestamptz) AS u(status, a)`;
-  } catch (error) {
-    if (error instanceof postgres.PostgresError && OVERLAP_SQLSTATES.has(error.code)) {
-      throw new AppointmentOverlapError(await findOverlappingAppointment(sql, a));
+  for (let attempt = 1; row === undefined; attempt++) {
+    try {
+      [row] = await sql<(Appointment & { status: WriteStatus; deletedAt: string | null })[]>`
+        SELECT status, (a).id, (a).org_id AS "orgId", api_time((a).start_at) AS "start", api_time((a).end_at) AS "end",
+               api_time((a).created_at) AS "createdAt", api_time((a).updated_at) AS "updatedAt", (a).version,
+               api_system_time((a).recorded_at) AS "recordedAt", api_system_time((a).deleted_at) AS "deletedAt"
+        FROM upsert_appointment(${a.orgId}, ${a.id}, ${a.start}::timestamptz, ${a.end}::timestamptz,
+                                ${a.createdAt}::timestamptz, ${a.updatedAt}::timestamptz) AS u(status, a)`;
+    } catch (error) {
+      if (!(error instanceof postgres.PostgresError)) throw error;
+      if (error.code === EXCLUSION_VIOLATION) throw new AppointmentOverlapError(await findOverlappingAppointment(sql, a));
+      if (error.code !== DEADLOCK_DETECTED) throw error;
+      const conflict = await findOverlappingAppointment(sql, a);
+      if (conflict !== null || attempt === DEADLOCK_ATTEMPTS) throw new AppointmentOverlapError(conflict);
     }
-    throw error;
   }
   const { status, deletedAt, ...appointment } = row!;
   return { status, appointment: deletedAt === null ? appointment : { ...appointment, deletedAt } };
