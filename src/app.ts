@@ -10,7 +10,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { authPlugin } from './auth.js';
 import { DEFAULTS } from './config.js';
 import { databasePlugin } from './db/client.js';
-import { answerFrameworkError, ApiError, registerErrorHandlers } from './errors.js';
+import { answerClientError, answerFrameworkError, ApiError, registerErrorHandlers } from './errors.js';
 import { appointmentRoutes } from './routes/appointments.js';
 import { healthRoutes } from './routes/health.js';
 import { Appointment, HistoryEntry, WriteResult } from './schemas/appointments.js';
@@ -79,6 +79,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // ids are at most 128 characters; longer ones reach validation and get a 400 that says why
     routerOptions: { maxParamLength: 2048 },
     frameworkErrors: answerFrameworkError,
+    clientErrorHandler: answerClientError,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     connectionTimeout: options.connectionTimeoutMs ?? DEFAULTS.connectionTimeoutMs,

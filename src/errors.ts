@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import postgres from 'postgres';
 import { AppointmentOverlapError } from './db/appointments.js';
@@ -24,10 +25,12 @@ const STATUS_TEXT: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
+  408: 'Request Timeout',
   409: 'Conflict',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
   429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
@@ -91,6 +94,29 @@ export function answerFrameworkError(error: FastifyError, request: FastifyReques
   request.log.info({ err: error }, 'refused by the router');
   const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is too long' : 'The URL is malformed';
   return send(reply, 400, ErrorCode.VALIDATION_ERROR, message);
+}
+
+/**
+ * Requests that Node's HTTP parser refuses before any route sees them (malformed HTTP, headers over
+ * 16 KiB, a client too slow to send its request), answered in the API's error shape; the connection closes.
+ */
+export function answerClientError(this: FastifyInstance, error: Error & { code?: string }, socket: Socket) {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [statusCode, code, message] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, ErrorCode.REQUEST_TIMEOUT, 'The request was not received in time']
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, ErrorCode.HEADERS_TOO_LARGE, 'The request headers are larger than 16 KiB']
+        : [400, ErrorCode.VALIDATION_ERROR, 'The request is not valid HTTP'];
+  this.log.debug({ err: error }, 'refused by the HTTP parser');
+  if (socket.writable) {
+    const body = JSON.stringify({ statusCode, error: STATUS_TEXT[statusCode], code, message } satisfies ErrorResponse);
+    socket.write(
+      `HTTP/1.1 ${statusCode} ${STATUS_TEXT[statusCode]}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
 }
 
 /** The one place that turns errors into responses. A 5xx never shows its cause to the client. */
