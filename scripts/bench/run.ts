@@ -95,7 +95,10 @@ async function startService(databaseUrl: string): Promise<{ baseUrl: string; chi
   const port = await freePort();
   const logFile = path.join(outDir, 'service.log');
   const out = createWriteStream(logFile);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  // the service as `npm start` runs it: compiled JavaScript
+  const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: PROJECT, stdio: 'inherit' });
+  if (build.status !== 0) throw new Error('npm run build failed');
+  const child = spawn(process.execPath, ['--enable-source-maps', 'dist/server.js'], {
     cwd: PROJECT,
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', DB_POOL_MAX: String(POOL_MAX) },
     stdio: ['ignore', 'pipe', 'pipe'],
