@@ -1,11 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import postgres, { type Sql } from 'postgres';
 import { Agent, request } from 'undici';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded-postgres.js';
+import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded-postgres.js';
 
 // Shared by test/faults.test.ts and scripts/check-faults.ts (no vitest here): a PostgreSQL cluster of
 // the scenario's own that it may stop and start, the real server as a child process, and a load.
@@ -66,16 +65,6 @@ export async function startCluster(label: string, options: { unsafeFast?: boolea
   };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

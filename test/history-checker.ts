@@ -1,4 +1,5 @@
 import { Agent, request } from 'undici';
+import { seededRandom } from './seeded-random.js';
 
 // A Jepsen-style history checker for the appointments API: a seeded workload of creates, updates,
 // deletes and reads from many concurrent clients, a recorder of every request with the instants it was
@@ -62,17 +63,6 @@ export interface WorkloadOptions {
   idsPerOrg?: number;
 }
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same operation sequences. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export const orgIdsOf = (o: WorkloadOptions) => Array.from({ length: o.orgs ?? 3 }, (_, k) => `${o.orgPrefix}-o${k}`);
 export const idsOf = (o: WorkloadOptions) => Array.from({ length: o.idsPerOrg ?? 6 }, (_, k) => `a${k}`);

@@ -5,13 +5,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, copyFileSync, writeFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import postgres, { type Sql } from 'postgres';
 import { createSql } from '../../src/db/client.js';
-import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
+import { freePort, startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
 import { migrate } from '../../src/db/migrations.js';
 import { directSender, httpSender, stopLoops, processUsage, resetPeakRss, runLoop, type ScenarioRequest, type Stats } from './load.js';
 import { renderChart, renderMarkdown, type BenchResult, type ScenarioResult } from './report.js';
@@ -56,15 +55,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function openDatabase(): Promise<{ url: string; kind: string }> {
   const given = process.env.BENCH_DATABASE_URL;
