@@ -102,4 +102,10 @@ describe('every read is served by an index', () => {
       expect(indexesUsed(plan).length).toBeGreaterThan(0);
     });
   }
+
+  it('list at: history is read through the timeline index, whatever the window', async () => {
+    for (const [, run] of cases.filter(([name]) => name.startsWith('list at'))) {
+      expect(indexesUsed(await planOf(run))).toContain('appointment_versions_timeline');
+    }
+  });
 });

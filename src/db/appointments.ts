@@ -110,30 +110,64 @@ export function listAppointments(sql: Sql, o: ListOptions): Promise<Appointment[
     LIMIT ${o.limit + 1}`;
 }
 
-/** Versions current at `at`: from history those whose period holds it, and current rows recorded by then. */
-const versionsAt = (sql: Sql, orgId: string, at: string, id?: string) => {
-  const oneId = id === undefined ? sql`` : sql`AND id = ${id}`;
-  return sql`
-    SELECT id, org_id, start_at, end_at, created_at, updated_at, version, valid_from AS recorded_at
-    FROM appointment_versions
-    WHERE org_id = ${orgId} ${oneId} AND tstzrange(valid_from, valid_to, '[)') @> ${at}::timestamptz
-    UNION ALL
-    SELECT id, org_id, start_at, end_at, created_at, updated_at, version, recorded_at
-    FROM appointments
-    WHERE org_id = ${orgId} ${oneId} AND deleted_at IS NULL AND recorded_at <= ${at}::timestamptz`;
-};
-
-/** The org's calendar as recorded at the instant `at` (system time). */
+/**
+ * The org's calendar as recorded at the instant `at` (system time). Each source gives its first page
+ * in start order: history through the timeline index (see its migration), current rows through their
+ * start index; the two pages are merged.
+ */
 export function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string }): Promise<Appointment[]> {
+  const at = sql`${o.at}::timestamptz`;
+  const pageSize = o.limit + 1;
   const from = o.from ? sql`AND end_at > ${o.from}::timestamptz` : sql``;
   const to = o.to ? sql`AND start_at < ${o.to}::timestamptz` : sql``;
+  const filters = sql`${from} ${to} ${afterKey(sql, o.after)}`;
+  // As in listAppointments: a snapshot has no overlaps, so only the last appointment starting at or
+  // before `from` can reach past it, and nothing that starts earlier need be read.
+  const lowestStart = o.after
+    ? sql`${o.after.start}::timestamptz`
+    : o.from
+      ? sql`greatest(
+          (SELECT start_at FROM appointment_versions
+           WHERE org_id = ${o.orgId}
+             AND timeline_box(valid_from, valid_to, start_at)
+                 && box(point(timeline_micros(${at}), -1e18), point(timeline_micros(${at}), timeline_micros(${o.from}::timestamptz)))
+           ORDER BY timeline_box(valid_from, valid_to, start_at) <-> point(timeline_micros(${at}), timeline_micros(${o.from}::timestamptz))
+           LIMIT 1),
+          (SELECT max(start_at) FROM appointments
+           WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at} AND start_at <= ${o.from}::timestamptz))`
+      : undefined;
+  // the point on the line x = at where the walk up the start axis begins, and where it ends
+  const low = sql`point(timeline_micros(${at}), ${lowestStart ? sql`coalesce(timeline_micros(${lowestStart}), -1e18)` : sql`-1e18`})`;
+  const high = sql`point(timeline_micros(${at}), ${o.to ? sql`timeline_micros(${o.to}::timestamptz)` : sql`1e18`})`;
   return sql<Appointment[]>`
     SELECT ${columns(sql)}
-    FROM (${versionsAt(sql, o.orgId, o.at)}) AS snapshot
-    WHERE true ${from} ${to} ${afterKey(sql, o.after)}
+    FROM (
+      (SELECT id, org_id, start_at, end_at, created_at, updated_at, version, valid_from AS recorded_at
+       FROM appointment_versions
+       WHERE org_id = ${o.orgId} AND timeline_box(valid_from, valid_to, start_at) && box(${low}, ${high}) ${filters}
+       ORDER BY timeline_box(valid_from, valid_to, start_at) <-> ${low}, id
+       LIMIT ${pageSize})
+      UNION ALL
+      (SELECT id, org_id, start_at, end_at, created_at, updated_at, version, recorded_at
+       FROM appointments
+       WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at}
+         ${lowestStart ? sql`AND start_at >= coalesce(${lowestStart}, '-infinity')` : sql``} ${filters}
+       ORDER BY start_at, id
+       LIMIT ${pageSize})
+    ) AS snapshot
     ORDER BY start_at, id
-    LIMIT ${o.limit + 1}`;
+    LIMIT ${pageSize}`;
 }
+
+/** One appointment's version current at `at`: from history the one whose period holds it, or the current row. */
+const versionAt = (sql: Sql, orgId: string, id: string, at: string) => sql`
+  SELECT id, org_id, start_at, end_at, created_at, updated_at, version, valid_from AS recorded_at
+  FROM appointment_versions
+  WHERE org_id = ${orgId} AND id = ${id} AND tstzrange(valid_from, valid_to, '[)') @> ${at}::timestamptz
+  UNION ALL
+  SELECT id, org_id, start_at, end_at, created_at, updated_at, version, recorded_at
+  FROM appointments
+  WHERE org_id = ${orgId} AND id = ${id} AND deleted_at IS NULL AND recorded_at <= ${at}::timestamptz`;
 
 export async function getAppointment(sql: Sql, orgId: string, id: string): Promise<Appointment | undefined> {
   const [row] = await sql<Appointment[]>`
@@ -142,7 +176,7 @@ export async function getAppointment(sql: Sql, orgId: string, id: string): Promi
 }
 
 export async function getAppointmentAt(sql: Sql, orgId: string, id: string, at: string): Promise<Appointment | undefined> {
-  const [row] = await sql<Appointment[]>`SELECT ${columns(sql)} FROM (${versionsAt(sql, orgId, at, id)}) AS snapshot`;
+  const [row] = await sql<Appointment[]>`SELECT ${columns(sql)} FROM (${versionAt(sql, orgId, id, at)}) AS snapshot`;
   return row;
 }
 
