@@ -4,7 +4,7 @@
 // (the limit), then the growth measurements, and writes result.json, report.md and chart.svg.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, copyFileSync, writeFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { createWriteStream, mkdirSync, copyFileSync, readFileSync, writeFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,10 +85,11 @@ async function startService(databaseUrl: string): Promise<{ baseUrl: string; chi
   const port = await freePort();
   const logFile = path.join(outDir, 'service.log');
   const out = createWriteStream(logFile);
-  // the service as `npm start` runs it: compiled JavaScript
+  // the service as `npm start` runs it: compiled JavaScript, with the node flags of that script
   const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: PROJECT, stdio: 'inherit' });
   if (build.status !== 0) throw new Error('npm run build failed');
-  const child = spawn(process.execPath, ['--enable-source-maps', 'dist/server.js'], {
+  const startScript = (JSON.parse(readFileSync(path.join(PROJECT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const child = spawn(process.execPath, startScript.replace(/^.*\bnode /, '').split(' '), {
     cwd: PROJECT,
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', DB_POOL_MAX: String(POOL_MAX) },
     stdio: ['ignore', 'pipe', 'pipe'],
