@@ -25,6 +25,17 @@ describe('security headers, no banner, no CORS by default', () => {
     }
   });
 
+  it('sends the same headers, and the request id, on error answers', async () => {
+    const bad = await http(server.baseUrl, 'POST', '/api/appointments', { id: 'x' }, { 'x-request-id': 'req-400' });
+    const missing = await http(server.baseUrl, 'GET', '/no/such/route', undefined, { 'x-request-id': 'req-404' });
+    for (const [res, status, id] of [[bad, 400, 'req-400'], [missing, 404, 'req-404']] as const) {
+      expect(res.status).toBe(status);
+      expect(res.headers['x-request-id']).toBe(id);
+      expect(res.headers['content-security-policy']).toBe("default-src 'none';frame-ancestors 'none';base-uri 'none';form-action 'none'");
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+    }
+  });
+
   it('answers a CORS preflight with no CORS headers when CORS_ORIGIN is unset', async () => {
     const res = await http(server.baseUrl, 'OPTIONS' as 'GET', '/api/appointments', undefined, {
       origin: 'https://evil.example',
