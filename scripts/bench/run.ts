@@ -4,7 +4,7 @@
 // (the limit), then the growth measurements, and writes result.json, report.md and chart.svg.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, copyFileSync, readFileSync, writeFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, copyFileSync, readFileSync, writeFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,7 +84,9 @@ async function openDatabase(): Promise<{ url: string; kind: string }> {
 async function startService(databaseUrl: string): Promise<{ baseUrl: string; child: ChildProcess }> {
   const port = await freePort();
   const logFile = path.join(outDir, 'service.log');
-  const out = createWriteStream(logFile);
+  // the service writes its log to the file itself: relayed through a pipe, each line would also wake
+  // the load generator, which shares the cores with the service
+  const logFd = openSync(logFile, 'a');
   // the service as `npm start` runs it: compiled JavaScript, with the node flags of that script
   const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: PROJECT, stdio: 'inherit' });
   if (build.status !== 0) throw new Error('npm run build failed');
@@ -92,10 +94,9 @@ async function startService(databaseUrl: string): Promise<{ baseUrl: string; chi
   const child = spawn(process.execPath, startScript.replace(/^.*\bnode /, '').split(' '), {
     cwd: PROJECT,
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', DB_POOL_MAX: String(POOL_MAX) },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', logFd, logFd],
   });
-  child.stdout!.pipe(out);
-  child.stderr!.pipe(out);
+  closeSync(logFd);
   cleanups.push(async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
