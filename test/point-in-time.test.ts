@@ -26,15 +26,15 @@ interface Version {
 const DAY = '2030-05-01';
 const slot = (n: number) => new Date(Date.parse(`${DAY}T08:00:00Z`) + n * 30 * 60_000).toISOString();
 
-async function writeRandomCalendar(orgId: string, random: () => number, operations: number): Promise<string[]> {
-  const ids = Array.from({ length: 24 }, (_, i) => `p${i}`);
+async function writeRandomCalendar(orgId: string, random: () => number, operations: number, appointments = 24): Promise<string[]> {
+  const ids = Array.from({ length: appointments }, (_, i) => `p${i}`);
   for (let n = 1; n <= operations; n++) {
     const id = ids[Math.floor(random() * ids.length)]!;
     if (random() < 0.15) {
       await http(server.baseUrl, 'DELETE', `/api/appointments/${id}?orgId=${orgId}`);
       continue;
     }
-    const first = Math.floor(random() * 96);
+    const first = Math.floor(random() * 4 * appointments);
     const updatedAt = new Date(Date.parse('2030-01-01T00:00:00Z') + n * 1000).toISOString();
     const res = await post(server.baseUrl, { ...appointment(id, slot(first), slot(first + 1 + Math.floor(random() * 2)), updatedAt), orgId });
     expect([200, 201, 409]).toContain(res.status);
@@ -66,13 +66,23 @@ async function readAllPages(query: string, limit: number): Promise<unknown[]> {
   return seen;
 }
 
-describe('point-in-time list', () => {
+// The current rows of a snapshot are read one of two ways, depending on how many of them were
+// recorded by `at` compared with the page size (see listAppointmentsAt): a calendar of many
+// appointments and small pages takes both ways as `at` moves on.
+const workloads = [
+  { name: 'a calendar of few appointments, often moved', appointments: 24, operations: 400, maxLimit: 8, bothWays: false },
+  { name: 'a calendar of many appointments, some moved', appointments: 80, operations: 300, maxLimit: 3, bothWays: true },
+];
+// FEW_RECORDED_PAGES in src/db/appointments.ts
+const FEW_RECORDED_PAGES = 10;
+
+describe.each(workloads)('point-in-time list: $name', ({ appointments, operations, maxLimit, bothWays }) => {
   it('equals the versions current at each instant, in start order, for any window and page size', async () => {
     const seed = Date.now() % 1_000_000;
     const random = seededRandom(seed);
     const orgId = newOrg('pit');
     const neighbour = newOrg('pit');
-    const ids = await writeRandomCalendar(orgId, random, 400);
+    const ids = await writeRandomCalendar(orgId, random, operations, appointments);
     // another org in the same slots at the same moments: never part of the answer
     await writeRandomCalendar(neighbour, seededRandom(seed + 1), 40);
     const versions = await allVersions(orgId, ids);
@@ -87,6 +97,7 @@ describe('point-in-time list', () => {
     const windows: Array<{ from?: string; to?: string }> = [{}, { from: slot(30) }, { to: slot(50) }, { from: slot(20), to: slot(60) }, { from: slot(41), to: slot(42) }];
 
     let compared = 0;
+    const ways = { fewRecorded: 0, manyRecorded: 0 };
     for (const at of instants) {
       const window = windows[Math.floor(random() * windows.length)]!;
       const expected = versions
@@ -95,10 +106,13 @@ describe('point-in-time list', () => {
         .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.id < b.id ? -1 : 1))
         .map((v) => ({ id: v.id, orgId, start: v.start, end: v.end, createdAt: v.createdAt, updatedAt: v.updatedAt, version: v.version, recordedAt: v.validFrom }));
       const query = [`orgId=${orgId}`, `at=${at}`, ...(window.from ? [`from=${window.from}`] : []), ...(window.to ? [`to=${window.to}`] : [])].join('&');
-      const limit = 1 + Math.floor(random() * 8);
+      const limit = 1 + Math.floor(random() * maxLimit);
+      const recordedBy = versions.filter((v) => v.validTo === null && v.validFrom <= at).length;
+      ways[recordedBy >= FEW_RECORDED_PAGES * (limit + 1) ? 'manyRecorded' : 'fewRecorded']++;
       expect(await readAllPages(query, limit), `seed ${seed}, ${query}, limit ${limit}`).toEqual(expected);
       compared += expected.length;
     }
     expect(compared, 'the instants chosen showed appointments').toBeGreaterThan(200);
+    if (bothWays) expect(Math.min(ways.fewRecorded, ways.manyRecorded), JSON.stringify(ways)).toBeGreaterThan(10);
   });
 });

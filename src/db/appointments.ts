@@ -110,10 +110,18 @@ export function listAppointments(sql: Sql, o: ListOptions): Promise<Appointment[
     LIMIT ${o.limit + 1}`;
 }
 
+// Current rows of a snapshot are those recorded at or before `at`. When most of an org's rows are, a
+// walk through the start index meets the first page at once; when few are (`at` lies before most of
+// them were written), that walk reads nearly every row of the org for nothing, and the few are better
+// fetched through the recorded_at index and sorted. Statistics over the whole table cannot tell the
+// planner which holds for one org at one instant, so a count, capped at this many pages, decides when
+// the query runs.
+const FEW_RECORDED_PAGES = 10;
+
 /**
  * The org's calendar as recorded at the instant `at` (system time). Each source gives its first page
- * in start order: history through the timeline index (see its migration), current rows through their
- * start index; the two pages are merged.
+ * in start order: history through the timeline index (see its migration), current rows as above; the
+ * pages are merged.
  */
 export function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string }): Promise<Appointment[]> {
   const at = sql`${o.at}::timestamptz`;
@@ -139,7 +147,17 @@ export function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string }): P
   // the point on the line x = at where the walk up the start axis begins, and where it ends
   const low = sql`point(timeline_micros(${at}), ${lowestStart ? sql`coalesce(timeline_micros(${lowestStart}), -1e18)` : sql`-1e18`})`;
   const high = sql`point(timeline_micros(${at}), ${o.to ? sql`timeline_micros(${o.to}::timestamptz)` : sql`1e18`})`;
+  const few = FEW_RECORDED_PAGES * pageSize;
+  const recorded = sql`
+    SELECT id, org_id, start_at, end_at, created_at, updated_at, version, recorded_at
+    FROM appointments
+    WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at}
+      ${lowestStart ? sql`AND start_at >= coalesce(${lowestStart}, '-infinity')` : sql``} ${filters}`;
   return sql<Appointment[]>`
+    WITH recorded_count AS MATERIALIZED (
+      SELECT count(*) AS n FROM (
+        SELECT FROM appointments WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at} LIMIT ${few}
+      ) AS capped)
     SELECT ${columns(sql)}
     FROM (
       (SELECT id, org_id, start_at, end_at, created_at, updated_at, version, valid_from AS recorded_at
@@ -148,10 +166,12 @@ export function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string }): P
        ORDER BY timeline_box(valid_from, valid_to, start_at) <-> ${low}, id
        LIMIT ${pageSize})
       UNION ALL
-      (SELECT id, org_id, start_at, end_at, created_at, updated_at, version, recorded_at
-       FROM appointments
-       WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at}
-         ${lowestStart ? sql`AND start_at >= coalesce(${lowestStart}, '-infinity')` : sql``} ${filters}
+      (SELECT * FROM (${recorded} ORDER BY recorded_at OFFSET 0) AS few
+       WHERE (SELECT n FROM recorded_count) < ${few}
+       ORDER BY start_at, id
+       LIMIT ${pageSize})
+      UNION ALL
+      (${recorded} AND (SELECT n FROM recorded_count) >= ${few}
        ORDER BY start_at, id
        LIMIT ${pageSize})
     ) AS snapshot
