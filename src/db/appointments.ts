@@ -129,35 +129,43 @@ export function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string }): P
   const from = o.from ? sql`AND end_at > ${o.from}::timestamptz` : sql``;
   const to = o.to ? sql`AND start_at < ${o.to}::timestamptz` : sql``;
   const filters = sql`${from} ${to} ${afterKey(sql, o.after)}`;
+  const few = FEW_RECORDED_PAGES * pageSize;
   // As in listAppointments: a snapshot has no overlaps, so only the last appointment starting at or
-  // before `from` can reach past it, and nothing that starts earlier need be read.
-  const lowestStart = o.after
-    ? sql`${o.after.start}::timestamptz`
-    : o.from
-      ? sql`greatest(
+  // before `from` can reach past it, and nothing that starts earlier need be read. Any lower bound is
+  // correct; the current rows' is sought only when many were recorded by `at` (when few were, they
+  // are all read anyway, and the walk down the start index could pass every row of the org). It is
+  // worked out once, in a CTE: written out at each place it is used, it cost milliseconds of planning.
+  const lowerBound =
+    o.from && !o.after
+      ? sql`, lower_bound AS MATERIALIZED (SELECT greatest(
           (SELECT start_at FROM appointment_versions
            WHERE org_id = ${o.orgId}
              AND timeline_box(valid_from, valid_to, start_at)
                  && box(point(timeline_micros(${at}), -1e18), point(timeline_micros(${at}), timeline_micros(${o.from}::timestamptz)))
            ORDER BY timeline_box(valid_from, valid_to, start_at) <-> point(timeline_micros(${at}), timeline_micros(${o.from}::timestamptz))
            LIMIT 1),
-          (SELECT max(start_at) FROM appointments
-           WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at} AND start_at <= ${o.from}::timestamptz))`
+          CASE WHEN (SELECT n FROM recorded_count) >= ${few} THEN
+            (SELECT max(start_at) FROM appointments
+             WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at} AND start_at <= ${o.from}::timestamptz)
+          END) AS start_at)`
+      : sql``;
+  const lowestStart = o.after
+    ? sql`${o.after.start}::timestamptz`
+    : o.from
+      ? sql`(SELECT start_at FROM lower_bound)`
       : undefined;
   // the point on the line x = at where the walk up the start axis begins, and where it ends
   const low = sql`point(timeline_micros(${at}), ${lowestStart ? sql`coalesce(timeline_micros(${lowestStart}), -1e18)` : sql`-1e18`})`;
   const high = sql`point(timeline_micros(${at}), ${o.to ? sql`timeline_micros(${o.to}::timestamptz)` : sql`1e18`})`;
-  const few = FEW_RECORDED_PAGES * pageSize;
   const recorded = sql`
     SELECT id, org_id, start_at, end_at, created_at, updated_at, version, recorded_at
     FROM appointments
-    WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at}
-      ${lowestStart ? sql`AND start_at >= coalesce(${lowestStart}, '-infinity')` : sql``} ${filters}`;
+    WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at}`;
   return sql<Appointment[]>`
     WITH recorded_count AS MATERIALIZED (
       SELECT count(*) AS n FROM (
         SELECT FROM appointments WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at} LIMIT ${few}
-      ) AS capped)
+      ) AS capped) ${lowerBound}
     SELECT ${columns(sql)}
     FROM (
       (SELECT id, org_id, start_at, end_at, created_at, updated_at, version, valid_from AS recorded_at
@@ -167,11 +175,12 @@ export function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string }): P
        LIMIT ${pageSize})
       UNION ALL
       (SELECT * FROM (${recorded} ORDER BY recorded_at OFFSET 0) AS few
-       WHERE (SELECT n FROM recorded_count) < ${few}
+       WHERE (SELECT n FROM recorded_count) < ${few} ${filters}
        ORDER BY start_at, id
        LIMIT ${pageSize})
       UNION ALL
       (${recorded} AND (SELECT n FROM recorded_count) >= ${few}
+         ${lowestStart ? sql`AND start_at >= coalesce(${lowestStart}, '-infinity')` : sql``} ${filters}
        ORDER BY start_at, id
        LIMIT ${pageSize})
     ) AS snapshot
