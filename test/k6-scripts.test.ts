@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { scenarios, SCENARIO_NAMES, type ScenarioContext, type ScenarioRequest } from '../scripts/bench/scenarios.js';
+import { instantAfterSeeding, scenarios, SCENARIO_NAMES, type ScenarioContext, type ScenarioRequest } from '../scripts/bench/scenarios.js';
 import { http, startTestServer, type TestServer } from './helpers.js';
 
 // The k6 scripts (scripts/k6/) and npm run bench build their requests from scripts/bench/scenarios.js;
@@ -34,7 +34,7 @@ describe('the k6 scenarios', () => {
       const res = await send(r);
       expect(r.expected, `seed ${r.method} ${r.path} ${JSON.stringify(r.body)}: ${JSON.stringify(res.body)}`).toContain(res.status);
     }
-    ctx.at = new Date().toISOString();
+    ctx.at = instantAfterSeeding();
     const statuses = new Set<number>();
     // four virtual users, six iterations each, as k6's __VU (from 1) and __ITER (from 0) would number them
     for (let iter = 0; iter < 6; iter++) {
@@ -60,7 +60,7 @@ describe('the k6 scenarios', () => {
   it('reads: the list holds 100 items and the point-in-time list sees the seeded calendar', async () => {
     const ctx: ScenarioContext = { run: `t2${Date.now().toString(36)}` };
     for (const r of scenarios.reads.seed(ctx)) expect((await send(r)).status).toBe(r.expected[0]);
-    ctx.at = new Date().toISOString();
+    ctx.at = instantAfterSeeding();
     const list = await send(scenarios.reads.request(ctx, 1, 0));
     const atList = await send(scenarios.reads.request(ctx, 1, 3));
     expect(list.body).toHaveLength(100);

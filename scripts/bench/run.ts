@@ -14,7 +14,7 @@ import { freePort, startEmbeddedPostgres } from '../../src/db/embedded-postgres.
 import { migrate } from '../../src/db/migrations.js';
 import { directSender, httpSender, stopLoops, processUsage, resetPeakRss, runLoop, type ScenarioRequest, type Stats } from './load.js';
 import { renderChart, renderMarkdown, type BenchResult, type ScenarioResult } from './report.js';
-import { SCENARIO_NAMES, scenarios, type ScenarioContext } from './scenarios.js';
+import { instantAfterSeeding, SCENARIO_NAMES, scenarios, type ScenarioContext } from './scenarios.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PROJECT = path.resolve(HERE, '../..');
@@ -163,7 +163,7 @@ async function main() {
       log(`${name}: seeding ${seedRequests.length} requests`);
       await seed(baseUrl, seedRequests);
     }
-    ctx.at = new Date().toISOString();
+    ctx.at = instantAfterSeeding();
     const build = (vu: number, iter: number) => scenario.request(ctx, vu, iter);
     const iterations: number[] = [];
     const result: ScenarioResult = { name, title: scenario.title, description: scenario.description, runs: [] };

@@ -18,6 +18,7 @@ export interface Scenario {
   seed(ctx: ScenarioContext): ScenarioRequest[];
   request(ctx: ScenarioContext, vu: number, iter: number): ScenarioRequest;
 }
+export declare const instantAfterSeeding: () => string;
 export declare const MIX_ORGS: number;
 export declare const CLASSIC_PAYLOADS: Array<[Record<string, string | number>, number[]]>;
 export declare const scenarios: Record<'classic-mix' | 'create-heavy' | 'update-heavy' | 'contention' | 'reads' | 'read-write-mix', Scenario>;

@@ -12,6 +12,13 @@ const SLOT = 30 * MINUTE;
 const BASE = Date.UTC(2030, 0, 1);
 const iso = (ms) => new Date(ms).toISOString();
 
+/**
+ * The instant for point-in-time reads of what was seeded, taken once every seed write is answered.
+ * The next millisecond: a write is recorded to the microsecond, and its answer can arrive within the
+ * millisecond it was recorded in, which a time truncated to milliseconds would then precede.
+ */
+export const instantAfterSeeding = () => iso(Date.now() + 1);
+
 export const MIX_ORGS = 100;
 const READS_SEEDED = 150;
 const MIX_SEEDED_PER_ORG = 20;

@@ -4,7 +4,7 @@
 // P99_MS (the p99 latency threshold, default 500).
 import http from 'k6/http';
 import { check } from 'k6';
-import { scenarios } from '../bench/scenarios.js';
+import { instantAfterSeeding, scenarios } from '../bench/scenarios.js';
 
 const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:3000').replace(/\/$/, '');
 const VUS = Number(__ENV.VUS || 10);
@@ -44,7 +44,7 @@ export function k6Scenario(name) {
         const res = send(request);
         check(res, { 'seed accepted': (r) => request.expected.includes(r.status) });
       }
-      return { ...ctx, at: new Date().toISOString() };
+      return { ...ctx, at: instantAfterSeeding() };
     },
     run(ctx) {
       const request = scenario.request(ctx, __VU, __ITER);
