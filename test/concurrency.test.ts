@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HistoryEntry } from '../src/schemas/appointments.js';
 import {
   appointment,
   http,
@@ -28,23 +29,13 @@ interface Stored {
   version: number;
   recordedAt: string;
 }
-interface Version {
-  version: number;
-  start: string;
-  end: string;
-  createdAt: string;
-  updatedAt: string;
-  validFrom: string;
-  validTo: string | null;
-  deleted: boolean;
-}
 
 const list = async (orgId: string, query = ''): Promise<Stored[]> => {
   const res = await http(server.baseUrl, 'GET', `/api/appointments?orgId=${orgId}&limit=1000${query}`);
   expect(res.status).toBe(200);
   return res.body;
 };
-const historyOf = async (orgId: string, id: string): Promise<Version[]> => {
+const historyOf = async (orgId: string, id: string): Promise<HistoryEntry[]> => {
   const res = await http(server.baseUrl, 'GET', `/api/appointments/${id}/history?orgId=${orgId}`);
   return res.status === 404 ? [] : res.body;
 };
@@ -221,7 +212,7 @@ describe('a random concurrent mix of creates, updates and deletes', () => {
     }
 
     for (const orgId of orgs) {
-      const histories = new Map<string, Version[]>();
+      const histories = new Map<string, HistoryEntry[]>();
       for (const id of ids) histories.set(id, await historyOf(orgId, id));
 
       // every acknowledged write is a version with the acknowledged content and start

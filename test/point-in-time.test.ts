@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FEW_RECORDED_PAGES } from '../src/db/appointments.js';
+import type { HistoryEntry } from '../src/schemas/appointments.js';
 import { appointment, http, microsecondBefore, newOrg, post, seededRandom, startTestServer, type TestServer } from './helpers.js';
 
 // The point-in-time list against an oracle: a random sequence of creates, moves, deletes and
@@ -12,16 +14,8 @@ beforeAll(async () => {
 });
 afterAll(() => server.close());
 
-interface Version {
-  id: string;
-  version: number;
-  start: string;
-  end: string;
-  createdAt: string;
-  updatedAt: string;
-  validFrom: string;
-  validTo: string | null;
-}
+/** A history entry of one appointment, with its id. */
+type Version = HistoryEntry & { id: string };
 
 const DAY = '2030-05-01';
 const slot = (n: number) => new Date(Date.parse(`${DAY}T08:00:00Z`) + n * 30 * 60_000).toISOString();
@@ -48,7 +42,7 @@ async function allVersions(orgId: string, ids: string[]): Promise<Version[]> {
     const res = await http(server.baseUrl, 'GET', `/api/appointments/${id}/history?orgId=${orgId}`);
     if (res.status === 404) continue;
     expect(res.status).toBe(200);
-    versions.push(...(res.body as Array<Omit<Version, 'id'>>).map((v) => ({ ...v, id })));
+    versions.push(...(res.body as HistoryEntry[]).map((v) => ({ ...v, id })));
   }
   return versions;
 }
@@ -73,8 +67,6 @@ const workloads = [
   { name: 'a calendar of few appointments, often moved', appointments: 24, operations: 400, maxLimit: 8, bothWays: false },
   { name: 'a calendar of many appointments, some moved', appointments: 80, operations: 300, maxLimit: 3, bothWays: true },
 ];
-// FEW_RECORDED_PAGES in src/db/appointments.ts
-const FEW_RECORDED_PAGES = 10;
 
 describe.each(workloads)('point-in-time list: $name', ({ appointments, operations, maxLimit, bothWays }) => {
   it('equals the versions current at each instant, in start order, for any window and page size', async () => {

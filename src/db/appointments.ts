@@ -116,7 +116,7 @@ export function listAppointments(sql: Sql, o: ListOptions): Promise<Appointment[
 // fetched through the recorded_at index and sorted. Statistics over the whole table cannot tell the
 // planner which holds for one org at one instant, so a count, capped at this many pages, decides when
 // the query runs.
-const FEW_RECORDED_PAGES = 10;
+export const FEW_RECORDED_PAGES = 10;
 
 /**
  * The org's calendar as recorded at the instant `at` (system time). Each source gives its first page
@@ -162,10 +162,7 @@ export function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string }): P
     FROM appointments
     WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at}`;
   return sql<Appointment[]>`
-    WITH recorded_count AS MATERIALIZED (
-      SELECT count(*) AS n FROM (
-        SELECT FROM appointments WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at} LIMIT ${few}
-      ) AS capped) ${lowerBound}
+    WITH recorded_count AS MATERIALIZED (SELECT count(*) AS n FROM (${recorded} LIMIT ${few}) AS capped) ${lowerBound}
     SELECT ${columns(sql)}
     FROM (
       (SELECT id, org_id, start_at, end_at, created_at, updated_at, version, valid_from AS recorded_at
