@@ -1,10 +1,10 @@
 // npm run keys -- create --org <org> [--label <text>] | list [--org <org>] | revoke <keyId>
 // Against DATABASE_URL, or the embedded PostgreSQL of `npm start`; migrates first.
 import { parseArgs } from 'node:util';
-import postgres from 'postgres';
 import { generateApiKey } from '../src/auth.js';
 import { loadConfig } from '../src/config.js';
 import { insertApiKey, listApiKeys, revokeApiKey } from '../src/db/api-keys.js';
+import { createSql } from '../src/db/client.js';
 import { openConfiguredDatabase } from '../src/db/embedded-postgres.js';
 import { migrate } from '../src/db/migrations.js';
 
@@ -30,7 +30,7 @@ if (values.label !== undefined && values.label.length > 200) fail('--label is at
 
 const config = loadConfig();
 const database = await openConfiguredDatabase(config, (message) => console.error(message));
-const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+const sql = createSql({ databaseUrl: database.url, poolMax: 1 });
 let exitCode = 0;
 try {
   await migrate(database.url, () => {});

@@ -1,7 +1,9 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Sql } from 'postgres';
+import { createSql } from '../src/db/client.js';
 import { parseTime } from '../src/schemas/time.js';
-import { http, newOrg, post, startTestServer, type TestServer } from './helpers.js';
+import { createTestDatabase, http, newOrg, post, startTestServer, type TestServer } from './helpers.js';
 
 // Times without a zone are UTC whatever the zone of the process (vitest.config.ts runs the tests in
 // Pacific/Chatham, +13:45 in October); appointment times keep milliseconds (finer digits truncated),
@@ -258,6 +260,36 @@ it('shiftMicroseconds borrows and carries across seconds', () => {
   expect(shiftMicroseconds('2020-01-01T00:00:00.000000Z', -1)).toBe('2019-12-31T23:59:59.999999Z');
   expect(shiftMicroseconds('2020-01-01T00:00:00.123457Z', -1)).toBe('2020-01-01T00:00:00.123456Z');
   expect(shiftMicroseconds('2020-01-01T00:00:00.999999Z', 1)).toBe('2020-01-01T00:00:01.000000Z');
+});
+
+describe('times from PostgreSQL', () => {
+  // The service's pool has the driver print each timestamptz (client.ts); the SQL functions
+  // api_system_time() and api_time() print them with to_char(), as the service once did.
+  let sql: Sql;
+  beforeAll(async () => {
+    sql = createSql({ databaseUrl: await createTestDatabase(), poolMax: 1 });
+  });
+  afterAll(() => sql.end());
+
+  it('read through the service\'s pool, a time is what api_system_time() prints, whatever its year and fraction', async () => {
+    await sql`SELECT setseed(0.25)`;
+    const rows = await sql<{ t: string; expected: string; ms: string; expectedMs: string }[]>`
+      SELECT t, api_system_time(t) AS expected, date_trunc('milliseconds', t) AS ms, api_time(t) AS "expectedMs"
+      FROM (
+        SELECT date_trunc(unit, timestamptz '0001-01-01 00:00:00+00' + random() * interval '3652058 days') AS t
+        FROM generate_series(1, 1000), unnest(array['microseconds', 'milliseconds', 'second', 'minute', 'day']) AS unit
+        UNION ALL
+        SELECT unnest(array['0001-01-01 00:00:00+00', '9999-12-31 23:59:59.999999+00', '2020-10-10 20:20:00.5+00',
+                            '2020-10-10 20:20:00.05+00', '2020-10-10 20:20:00.000001+00', '2020-10-10 20:20:00.1+00',
+                            '2020-10-10 20:20:00.123+00', '2020-10-10 20:20:00.12345+00', '1999-12-31 23:59:59.99+00']::timestamptz[])
+      ) AS times`;
+    expect(rows.length).toBe(5009);
+    for (const row of rows) {
+      expect(row.t).toBe(row.expected);
+      expect(row.t).toMatch(US_ISO);
+      expect(`${row.ms.slice(0, 23)}Z`).toBe(row.expectedMs);
+    }
+  });
 });
 
 describe('times over HTTP', () => {

@@ -1,6 +1,6 @@
 import type { Sql } from 'postgres';
 
-// Every SQL statement about API keys.
+// Every SQL statement about API keys. Times come out as canonical text with microseconds (see client.ts).
 
 export interface ApiKeyRecord {
   keyId: string;
@@ -17,8 +17,7 @@ export async function insertApiKey(
   const [row] = await sql<ApiKeyRecord[]>`
     INSERT INTO api_keys (key_id, org_id, secret_hash, label)
     VALUES (${key.keyId}, ${key.orgId}, ${key.secretHash}, ${key.label ?? null})
-    RETURNING key_id AS "keyId", org_id AS "orgId", label, api_system_time(created_at) AS "createdAt",
-              api_system_time(revoked_at) AS "revokedAt"`;
+    RETURNING key_id AS "keyId", org_id AS "orgId", label, created_at AS "createdAt", revoked_at AS "revokedAt"`;
   return row!;
 }
 
@@ -32,8 +31,7 @@ export async function findActiveApiKey(sql: Sql, keyId: string): Promise<{ orgId
 /** Every key (never a secret), newest first; of one org when given. */
 export function listApiKeys(sql: Sql, orgId?: string): Promise<ApiKeyRecord[]> {
   return sql<ApiKeyRecord[]>`
-    SELECT key_id AS "keyId", org_id AS "orgId", label, api_system_time(created_at) AS "createdAt",
-           api_system_time(revoked_at) AS "revokedAt"
+    SELECT key_id AS "keyId", org_id AS "orgId", label, created_at AS "createdAt", revoked_at AS "revokedAt"
     FROM api_keys
     WHERE ${orgId === undefined ? sql`true` : sql`org_id = ${orgId}`}
     ORDER BY created_at DESC, key_id`;

@@ -2,7 +2,8 @@ import postgres, { type Sql } from 'postgres';
 import type { Appointment, HistoryEntry, WriteStatus } from '../schemas/appointments.js';
 
 // Every SQL statement about appointments. Times go in as canonical UTC text (see schemas/time.ts)
-// and come out formatted by api_time()/api_system_time() (see the migration).
+// and come out in the same form with microseconds (see client.ts); appointment times, which keep
+// milliseconds, are cut to them here.
 
 /** An appointment as written by a client, its times canonical. */
 export interface AppointmentWrite {
@@ -46,9 +47,19 @@ export interface ListOptions {
 }
 
 const columns = (sql: Sql) => sql`
-  id, org_id AS "orgId", api_time(start_at) AS "start", api_time(end_at) AS "end",
-  api_time(created_at) AS "createdAt", api_time(updated_at) AS "updatedAt", version,
-  api_system_time(recorded_at) AS "recordedAt"`;
+  id, org_id AS "orgId", start_at AS "start", end_at AS "end", created_at AS "createdAt",
+  updated_at AS "updatedAt", version, recorded_at AS "recordedAt"`;
+
+const toMilliseconds = (time: string) => `${time.slice(0, 23)}Z`;
+
+/** Cuts a row's appointment times to milliseconds, in place. */
+function withAppointmentTimes<T extends { start: string; end: string; createdAt: string; updatedAt: string }>(row: T): T {
+  row.start = toMilliseconds(row.start);
+  row.end = toMilliseconds(row.end);
+  row.createdAt = toMilliseconds(row.createdAt);
+  row.updatedAt = toMilliseconds(row.updatedAt);
+  return row;
+}
 
 const afterKey = (sql: Sql, after: ListOptions['after']) =>
   after ? sql`AND (start_at, id) > (${after.start}::timestamptz, ${after.id})` : sql``;
@@ -62,9 +73,9 @@ export async function upsertAppointment(
   for (let attempt = 1; row === undefined; attempt++) {
     try {
       [row] = await sql<(Appointment & { status: WriteStatus; deletedAt: string | null })[]>`
-        SELECT status, (a).id, (a).org_id AS "orgId", api_time((a).start_at) AS "start", api_time((a).end_at) AS "end",
-               api_time((a).created_at) AS "createdAt", api_time((a).updated_at) AS "updatedAt", (a).version,
-               api_system_time((a).recorded_at) AS "recordedAt", api_system_time((a).deleted_at) AS "deletedAt"
+        SELECT status, (a).id, (a).org_id AS "orgId", (a).start_at AS "start", (a).end_at AS "end",
+               (a).created_at AS "createdAt", (a).updated_at AS "updatedAt", (a).version,
+               (a).recorded_at AS "recordedAt", (a).deleted_at AS "deletedAt"
         FROM upsert_appointment(${a.orgId}, ${a.id}, ${a.start}::timestamptz, ${a.end}::timestamptz,
                                 ${a.createdAt}::timestamptz, ${a.updatedAt}::timestamptz) AS u(status, a)`;
     } catch (error) {
@@ -75,24 +86,24 @@ export async function upsertAppointment(
       if (conflict !== null || attempt === DEADLOCK_ATTEMPTS) throw new AppointmentOverlapError(conflict);
     }
   }
-  const { status, deletedAt, ...appointment } = row!;
+  const { status, deletedAt, ...appointment } = withAppointmentTimes(row!);
   return { status, appointment: deletedAt === null ? appointment : { ...appointment, deletedAt } };
 }
 
 /** The current appointment of the org in the way of `a`, if one still is. */
 export async function findOverlappingAppointment(sql: Sql, a: AppointmentWrite): Promise<ConflictingAppointment | null> {
   const [row] = await sql<ConflictingAppointment[]>`
-    SELECT id, api_time(start_at) AS "start", api_time(end_at) AS "end"
+    SELECT id, start_at AS "start", end_at AS "end"
     FROM appointments
     WHERE org_id = ${a.orgId} AND deleted_at IS NULL AND id <> ${a.id}
       AND tstzrange(start_at, end_at, '[)') && tstzrange(${a.start}::timestamptz, ${a.end}::timestamptz, '[)')
     ORDER BY start_at
     LIMIT 1`;
-  return row ?? null;
+  return row ? { id: row.id, start: toMilliseconds(row.start), end: toMilliseconds(row.end) } : null;
 }
 
 /** The current appointments of an org, by start then id; limit + 1 rows tell whether there is more. */
-export function listAppointments(sql: Sql, o: ListOptions): Promise<Appointment[]> {
+export async function listAppointments(sql: Sql, o: ListOptions): Promise<Appointment[]> {
   // Appointments of one org never overlap, so among those starting at or before `from` only the last
   // can still run past it: a lower bound on start_at that the index can use, unlike end_at > from.
   const from = o.from
@@ -102,12 +113,14 @@ export function listAppointments(sql: Sql, o: ListOptions): Promise<Appointment[
           AND end_at > ${o.from}::timestamptz`
     : sql``;
   const to = o.to ? sql`AND start_at < ${o.to}::timestamptz` : sql``;
-  return sql<Appointment[]>`
+  const rows = await sql<Appointment[]>`
     SELECT ${columns(sql)}
     FROM appointments
     WHERE org_id = ${o.orgId} AND deleted_at IS NULL ${from} ${to} ${afterKey(sql, o.after)}
     ORDER BY start_at, id
     LIMIT ${o.limit + 1}`;
+  rows.forEach(withAppointmentTimes);
+  return rows;
 }
 
 // Current rows of a snapshot are those recorded at or before `at`. When most of an org's rows are, a
@@ -123,7 +136,7 @@ export const FEW_RECORDED_PAGES = 10;
  * in start order: history through the timeline index (see its migration), current rows as above; the
  * pages are merged.
  */
-export function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string }): Promise<Appointment[]> {
+export async function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string }): Promise<Appointment[]> {
   const at = sql`${o.at}::timestamptz`;
   const pageSize = o.limit + 1;
   const from = o.from ? sql`AND end_at > ${o.from}::timestamptz` : sql``;
@@ -161,7 +174,7 @@ export function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string }): P
     SELECT id, org_id, start_at, end_at, created_at, updated_at, version, recorded_at
     FROM appointments
     WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at}`;
-  return sql<Appointment[]>`
+  const rows = await sql<Appointment[]>`
     WITH recorded_count AS MATERIALIZED (SELECT count(*) AS n FROM (${recorded} LIMIT ${few}) AS capped) ${lowerBound}
     SELECT ${columns(sql)}
     FROM (
@@ -183,6 +196,8 @@ export function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string }): P
     ) AS snapshot
     ORDER BY start_at, id
     LIMIT ${pageSize}`;
+  rows.forEach(withAppointmentTimes);
+  return rows;
 }
 
 /** One appointment's version current at `at`: from history the one whose period holds it, or the current row. */
@@ -198,20 +213,19 @@ const versionAt = (sql: Sql, orgId: string, id: string, at: string) => sql`
 export async function getAppointment(sql: Sql, orgId: string, id: string): Promise<Appointment | undefined> {
   const [row] = await sql<Appointment[]>`
     SELECT ${columns(sql)} FROM appointments WHERE org_id = ${orgId} AND id = ${id} AND deleted_at IS NULL`;
-  return row;
+  return row && withAppointmentTimes(row);
 }
 
 export async function getAppointmentAt(sql: Sql, orgId: string, id: string, at: string): Promise<Appointment | undefined> {
   const [row] = await sql<Appointment[]>`SELECT ${columns(sql)} FROM (${versionAt(sql, orgId, id, at)}) AS snapshot`;
-  return row;
+  return row && withAppointmentTimes(row);
 }
 
 /** Every version, oldest first; empty when the id never existed in the org. */
-export function getAppointmentHistory(sql: Sql, orgId: string, id: string): Promise<HistoryEntry[]> {
-  return sql<HistoryEntry[]>`
-    SELECT version, api_time(start_at) AS "start", api_time(end_at) AS "end", api_time(created_at) AS "createdAt",
-           api_time(updated_at) AS "updatedAt", api_system_time(valid_from) AS "validFrom",
-           api_system_time(valid_to) AS "validTo", deleted
+export async function getAppointmentHistory(sql: Sql, orgId: string, id: string): Promise<HistoryEntry[]> {
+  const rows = await sql<HistoryEntry[]>`
+    SELECT version, start_at AS "start", end_at AS "end", created_at AS "createdAt", updated_at AS "updatedAt",
+           valid_from AS "validFrom", valid_to AS "validTo", deleted
     FROM (
       SELECT version, start_at, end_at, created_at, updated_at, valid_from, valid_to, deleted
       FROM appointment_versions WHERE org_id = ${orgId} AND id = ${id}
@@ -220,6 +234,8 @@ export function getAppointmentHistory(sql: Sql, orgId: string, id: string): Prom
       FROM appointments WHERE org_id = ${orgId} AND id = ${id} AND deleted_at IS NULL
     ) AS versions
     ORDER BY version`;
+  rows.forEach(withAppointmentTimes);
+  return rows;
 }
 
 /** Ends the current version (the trigger moves it to history) and keeps a tombstone; false when there was none. */

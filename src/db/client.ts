@@ -12,12 +12,25 @@ export interface DatabaseOptions {
   poolMax: number;
 }
 
+/**
+ * PostgreSQL's text for a timestamptz, `2020-10-10 20:20:00.5+00` (DateStyle ISO and TimeZone UTC, both
+ * set for every connection below: its fraction stops at the last digit that is not 0), in the
+ * canonical form of schemas/time.ts with microseconds: `2020-10-10T20:20:00.500000Z`. Formatted here
+ * rather than by to_char() in each query: that was over a third of PostgreSQL's time for a page of 100
+ * appointments at an instant.
+ */
+export function canonicalTimestamptz(text: string): string {
+  // 'YYYY-MM-DD HH:MM:SS' is 19 characters (the service keeps to the years 1 to 9999); '+00' ends it
+  const fraction = text.charCodeAt(19) === 46 /* . */ ? text.slice(20, -3) : '';
+  return `${text.slice(0, 10)}T${text.slice(11, 19)}.${fraction.padEnd(6, '0')}Z`;
+}
+
 /** Times travel as text both ways: no JavaScript Date, so no lost microseconds and no local time zone. */
-const timeAsText = {
+export const timeAsText = {
   to: 1184,
-  from: [1082, 1114, 1184],
+  from: [1184],
   serialize: (value: unknown) => (value instanceof Date ? value.toISOString() : String(value)),
-  parse: (value: string) => value,
+  parse: canonicalTimestamptz,
 };
 
 // Two overlapping inserts can wait on each other inside the exclusion check; PostgreSQL breaks such a
@@ -113,6 +126,7 @@ export function createSql({ databaseUrl, poolMax }: DatabaseOptions, setDeadlock
     connection: {
       application_name: 'appointments-service',
       TimeZone: 'UTC',
+      DateStyle: 'ISO',
       statement_timeout: STATEMENT_TIMEOUT_MS,
       lock_timeout: LOCK_TIMEOUT_MS,
       ...(setDeadlockTimeout ? { deadlock_timeout: DEADLOCK_TIMEOUT } : {}),
