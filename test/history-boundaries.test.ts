@@ -44,19 +44,22 @@ async function assertEverySnapshotFree(orgId: string, ids: string[]) {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('version boundaries across appointments', () => {
-  it('a create into a range that another appointment is leaving starts after that version ends', async () => {
+  // A new id is checked against the committed appointments before its row is formed (see the
+  // migration refuse-overlaps-before-insert): arriving while the range is held, it is refused at once
+  // instead of waiting in the exclusion check for the holder to leave. Updates still form their row
+  // first (below).
+  it('a create into a range that another appointment holds when it arrives is refused at once, though that one leaves', async () => {
     const orgId = newOrg();
     await post(server.baseUrl, { ...appointment('x', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-28 10:00'), orgId });
     const slowCreate = post(server.baseUrl, { ...appointment('slow-insert', '2020-10-10 10:00', '2020-10-10 11:00'), orgId });
-    await sleep(100); // the create has formed its row and sleeps before its exclusion check
+    await sleep(100); // had it formed its row, it would still be asleep before its exclusion check
     const move = await post(server.baseUrl, { ...appointment('x', '2020-10-10 14:00', '2020-10-10 15:00', '2020-09-28 11:00'), orgId });
     expect(move.body.status).toBe('updated');
     const created = await slowCreate;
-    expect(created.status).toBe(201);
-
-    const [xv1] = await history(orgId, 'x');
-    expect(created.body.appointment.recordedAt >= xv1!.validTo!).toBe(true);
-    await assertEverySnapshotFree(orgId, ['x', 'slow-insert']);
+    expect(created.status).toBe(409);
+    expect(created.body.conflictsWith).toEqual({ id: 'x', start: '2020-10-10T10:00:00.000Z', end: '2020-10-10T11:00:00.000Z' });
+    expect((await http(server.baseUrl, 'GET', `/api/appointments/slow-insert?orgId=${orgId}`)).status).toBe(404);
+    await assertEverySnapshotFree(orgId, ['x']);
   });
 
   it('an update into such a range ends its own previous version when the new one begins', async () => {
@@ -78,13 +81,16 @@ describe('version boundaries across appointments', () => {
     await assertEverySnapshotFree(orgId, ['x', 'slow-update']);
   });
 
-  it('a create into a range freed by a delete starts after the delete', async () => {
+  it('a create into a range freed by a delete while it was on its way is refused, and stores nothing', async () => {
     const orgId = newOrg();
     await post(server.baseUrl, { ...appointment('x', '2020-10-10 10:00', '2020-10-10 11:00'), orgId });
     const slowCreate = post(server.baseUrl, { ...appointment('slow-insert', '2020-10-10 10:00', '2020-10-10 11:00'), orgId });
     await sleep(100);
     expect((await http(server.baseUrl, 'DELETE', `/api/appointments/x?orgId=${orgId}`)).status).toBe(204);
-    const created = await slowCreate;
+    expect((await slowCreate).status).toBe(409);
+    expect((await http(server.baseUrl, 'GET', `/api/appointments/slow-insert?orgId=${orgId}`)).status).toBe(404);
+    // sent again, it is stored, and its version starts after the delete
+    const created = await post(server.baseUrl, { ...appointment('slow-insert', '2020-10-10 10:00', '2020-10-10 11:00'), orgId });
     expect(created.status).toBe(201);
     const [xv1] = await history(orgId, 'x');
     expect(created.body.appointment.recordedAt >= xv1!.validTo!).toBe(true);
