@@ -7,6 +7,8 @@ import {
   getAppointmentHistory,
   listAppointments,
   listAppointmentsAt,
+  upsertAppointment,
+  AppointmentOverlapError,
 } from '../src/db/appointments.js';
 import { timeAsText } from '../src/db/client.js';
 import { createTestDatabase } from './helpers.js';
@@ -137,5 +139,37 @@ describe('every read is served by an index', () => {
     for (const [, run] of cases.filter(([name]) => name.startsWith('list at'))) {
       expect(indexesUsed(await planOf(mode, run))).toContain('appointment_versions_timeline');
     }
+  });
+});
+
+describe('refused writes', () => {
+  // org-7's last appointment, a2000, runs 2020-03-24 08:00 to 08:30 (one an hour from 2020-01-01 01:00)
+  const late = { orgId: 'org-7', start: '2020-03-24T08:10:00.000Z', end: '2020-03-24T09:10:00.000Z', createdAt: '2020-01-01T00:00:00.000Z', updatedAt: '2020-01-01T00:00:00.000Z' };
+
+  it.each(PLAN_MODES)('finding the appointment in the way reads a few index entries, not the org (%s)', async (mode) => {
+    const plan = await planOf(mode, () => findOverlappingAppointment(capturing, { ...late, id: 'z' }));
+    const read = plan.filter((n) => n['Index Name']).reduce((sum, n) => sum + (n['Actual Rows'] ?? 0) + (n['Rows Removed by Filter'] ?? 0), 0);
+    expect(read).toBeLessThanOrEqual(3);
+    expect(await findOverlappingAppointment(capturing, { ...late, id: 'z' })).toEqual({ id: 'a2000', start: '2020-03-24T08:00:00.000Z', end: '2020-03-24T08:30:00.000Z' });
+  });
+
+  // A refused INSERT leaves a dead row and dead index entries that every later check in that range
+  // visits until a vacuum; a create in the way of a committed appointment must not insert at all.
+  it('a create refused for a committed appointment in its way inserts no row, not even a dead one', async () => {
+    const inserted = async () => {
+      await capturing`SELECT pg_stat_force_next_flush()`;
+      await capturing`SELECT pg_stat_clear_snapshot()`;
+      const [row] = await capturing<{ n: string }[]>`SELECT n_tup_ins::text AS n FROM pg_stat_user_tables WHERE relname = 'appointments'`;
+      return Number(row!.n);
+    };
+    const before = await inserted();
+    for (let i = 0; i < 5; i++) {
+      await expect(upsertAppointment(capturing, { ...late, id: `refused-${i}` })).rejects.toBeInstanceOf(AppointmentOverlapError);
+    }
+    expect(await inserted()).toBe(before);
+    // the count does see an insert: a create in a free slot
+    const free = { ...late, id: 'free', start: '2021-01-01T00:00:00.000Z', end: '2021-01-01T00:30:00.000Z' };
+    expect((await upsertAppointment(capturing, free)).status).toBe('created');
+    expect(await inserted()).toBe(before + 1);
   });
 });

@@ -92,11 +92,20 @@ export async function upsertAppointment(
 
 /** The current appointment of the org in the way of `a`, if one still is. */
 export async function findOverlappingAppointment(sql: Sql, a: AppointmentWrite): Promise<ConflictingAppointment | null> {
+  // The first by start. The org's appointments never overlap one another, so it is the last one that
+  // starts at or before a.start if that one runs past it, or else the first that starts inside the
+  // range: two steps into the start index, where a filter on the range read every appointment of the
+  // org that starts before it (0.6 s in an org of a million).
+  const others = sql`FROM appointments WHERE org_id = ${a.orgId} AND deleted_at IS NULL AND id <> ${a.id}`;
   const [row] = await sql<ConflictingAppointment[]>`
     SELECT id, start_at AS "start", end_at AS "end"
-    FROM appointments
-    WHERE org_id = ${a.orgId} AND deleted_at IS NULL AND id <> ${a.id}
-      AND tstzrange(start_at, end_at, '[)') && tstzrange(${a.start}::timestamptz, ${a.end}::timestamptz, '[)')
+    FROM (
+      (SELECT id, start_at, end_at ${others} AND start_at <= ${a.start}::timestamptz ORDER BY start_at DESC LIMIT 1)
+      UNION ALL
+      (SELECT id, start_at, end_at ${others} AND start_at > ${a.start}::timestamptz AND start_at < ${a.end}::timestamptz
+       ORDER BY start_at LIMIT 1)
+    ) AS neighbours
+    WHERE end_at > ${a.start}::timestamptz
     ORDER BY start_at
     LIMIT 1`;
   return row ? { id: row.id, start: toMilliseconds(row.start), end: toMilliseconds(row.end) } : null;
