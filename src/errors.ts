@@ -37,8 +37,9 @@ const STATUS_TEXT: Record<number, string> = {
 
 // Errors of the connection to PostgreSQL, not of the request: refused, reset, timed out, server shutting down or starting.
 const UNAVAILABLE_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED']);
-// connection exception, operator intervention (57014 query_canceled: statement_timeout), insufficient resources
-const UNAVAILABLE_SQLSTATE_CLASSES = ['08', '57', '53'];
+// connection exception, operator intervention (57014 query_canceled: statement_timeout), insufficient
+// resources, transaction rollback (a deadlock or serialization failure the service did not resolve)
+const UNAVAILABLE_SQLSTATE_CLASSES = ['08', '57', '53', '40'];
 const UNAVAILABLE_SQLSTATES = new Set(['55P03']); // lock_not_available: lock_timeout
 
 // Input the database refused although the schemas let it through: a value out of range, a failed CHECK.

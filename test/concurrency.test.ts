@@ -1,3 +1,4 @@
+import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HistoryEntry } from '../src/schemas/appointments.js';
 import {
@@ -114,6 +115,51 @@ describe('contention on one slot and one id', () => {
     expect(results.filter((r) => r.status === 201)).toHaveLength(1);
     expect(results.filter((r) => r.status === 409)).toHaveLength(29);
     expect(await list(orgId)).toHaveLength(1);
+  });
+
+  it('a write that lost a deadlock is sent again alone: it waits for the org\'s writes in flight, then gets its answer', async () => {
+    // Another writer's transaction writes a, the service's write of b waits for it inside the
+    // exclusion check, and the same transaction then writes c, which waits for b. The service's
+    // connection checks for a deadlock 50 ms after it began to wait, so it is the one aborted when c
+    // comes in time; on a slow machine c may come later and be aborted instead: then try again.
+    const b = (orgId: string) => ({ ...appointment('b', '2020-10-10 10:30', '2020-10-10 11:30'), orgId });
+    const waitOfB = async (orgId: string) => {
+      const [row] = await server.sql<{ wait: string | null }[]>`
+        SELECT wait_event AS wait FROM pg_stat_activity
+        WHERE query LIKE '%write_appointment(%' AND query NOT LIKE '%pg_stat_activity%' AND state = 'active'
+          AND pid NOT IN (SELECT pid FROM pg_stat_activity WHERE application_name = ${orgId})`;
+      return row?.wait ?? null;
+    };
+    const waitUntil = async (orgId: string, event: string) => {
+      for (let i = 0; i < 1_000 && (await waitOfB(orgId)) !== event; i++) await new Promise((r) => setTimeout(r, 5));
+      return waitOfB(orgId);
+    };
+    for (let attempt = 1; ; attempt++) {
+      const orgId = newOrg('deadlock');
+      let answer: Promise<HttpResult> | undefined;
+      let waitWhileHeld: string | null = null;
+      try {
+        await server.sql.begin(async (tx) => {
+          await tx`SELECT set_config('application_name', ${orgId}, true), set_config('deadlock_timeout', '1s', true)`;
+          await tx`SELECT 1 FROM write_appointment(${orgId}, 'a', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-01', '2020-09-01', false)`;
+          answer = post(server.baseUrl, b(orgId));
+          expect(await waitUntil(orgId, 'transactionid')).toBe('transactionid');
+          await tx`SELECT 1 FROM write_appointment(${orgId}, 'c', '2020-10-10 11:15', '2020-10-10 11:20', '2020-09-01', '2020-09-01', false)`;
+          // b lost the deadlock; no appointment is committed in its way, so it is sent again, alone
+          waitWhileHeld = await waitUntil(orgId, 'advisory');
+        });
+      } catch (error) {
+        await answer;
+        if (error instanceof postgres.PostgresError && error.code === '40P01' && attempt < 5) continue;
+        throw error;
+      }
+      expect(waitWhileHeld).toBe('advisory');
+      const res = await answer!;
+      expect(res.status).toBe(409);
+      expect(res.body.conflictsWith).toEqual({ id: 'a', start: '2020-10-10T10:00:00.000Z', end: '2020-10-10T11:00:00.000Z' });
+      expect((await list(orgId)).map((x) => x.id)).toEqual(['a', 'c']);
+      return;
+    }
   });
 
   it('30 concurrent first creates of one new id: one created, the rest updated, unchanged or stale', async () => {

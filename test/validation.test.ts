@@ -94,7 +94,7 @@ async function databaseState() {
 const LEAKS = [
   /\b(SELECT|INSERT|UPDATE|DELETE FROM|ON CONFLICT|RETURNING)\b/,
   /constraint|sqlstate|postgres|syntax error at|violates/i,
-  /appointments_|appointment_versions|_pkey|upsert_appointment|api_time|timestamptz/,
+  /appointments_|appointment_versions|_pkey|upsert_appointment|write_appointment|api_time|timestamptz/,
   /\n\s+at |node_modules|\.[jt]s:\d+/,
   /"stack"/,
 ];

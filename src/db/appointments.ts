@@ -31,12 +31,9 @@ export class AppointmentOverlapError extends Error {
 const EXCLUSION_VIOLATION = '23P01';
 // Two overlapping writers can wait on each other inside the exclusion check; PostgreSQL aborts one
 // with deadlock_detected. The other may still roll back (or itself be refused), so the aborted write
-// is an overlap only when a committed appointment is in its way; otherwise it is sent again. Thirty
-// creates of one slot at once, on a loaded machine, once saw a write deadlock three times before any
-// of them had committed (a 409 that could not name the appointment in the way); once one has, the
-// overlap check in upsert_appointment refuses the next attempt before it can deadlock again.
+// is an overlap only when a committed appointment is in its way; otherwise it is sent again once,
+// alone among the org's writers (see write_appointment), where it cannot deadlock.
 const DEADLOCK_DETECTED = '40P01';
-const DEADLOCK_ATTEMPTS = 5;
 
 export interface ListOptions {
   orgId: string;
@@ -67,26 +64,28 @@ function withAppointmentTimes<T extends { start: string; end: string; createdAt:
 const afterKey = (sql: Sql, after: ListOptions['after']) =>
   after ? sql`AND (start_at, id) > (${after.start}::timestamptz, ${after.id})` : sql``;
 
-/** Create-or-update in one statement (see upsert_appointment in the migration). */
+/** Create-or-update in one statement (see write_appointment and upsert_appointment in the migrations). */
 export async function upsertAppointment(
   sql: Sql,
   a: AppointmentWrite,
 ): Promise<{ status: WriteStatus; appointment: Appointment }> {
   let row: (Appointment & { status: WriteStatus; deletedAt: string | null }) | undefined;
-  for (let attempt = 1; row === undefined; attempt++) {
+  for (let alone = false; row === undefined; alone = true) {
     try {
       [row] = await sql<(Appointment & { status: WriteStatus; deletedAt: string | null })[]>`
         SELECT status, (a).id, (a).org_id AS "orgId", (a).start_at AS "start", (a).end_at AS "end",
                (a).created_at AS "createdAt", (a).updated_at AS "updatedAt", (a).version,
                (a).recorded_at AS "recordedAt", (a).deleted_at AS "deletedAt"
-        FROM upsert_appointment(${a.orgId}, ${a.id}, ${a.start}::timestamptz, ${a.end}::timestamptz,
-                                ${a.createdAt}::timestamptz, ${a.updatedAt}::timestamptz) AS u(status, a)`;
+        FROM write_appointment(${a.orgId}, ${a.id}, ${a.start}::timestamptz, ${a.end}::timestamptz,
+                               ${a.createdAt}::timestamptz, ${a.updatedAt}::timestamptz, ${alone}) AS u(status, a)`;
     } catch (error) {
       if (!(error instanceof postgres.PostgresError)) throw error;
       if (error.code === EXCLUSION_VIOLATION) throw new AppointmentOverlapError(await findOverlappingAppointment(sql, a));
       if (error.code !== DEADLOCK_DETECTED) throw error;
       const conflict = await findOverlappingAppointment(sql, a);
-      if (conflict !== null || attempt === DEADLOCK_ATTEMPTS) throw new AppointmentOverlapError(conflict);
+      if (conflict !== null) throw new AppointmentOverlapError(conflict);
+      // Alone it can only have met a writer from outside the service: the client may try again.
+      if (alone) throw error;
     }
   }
   const { status, deletedAt, ...appointment } = withAppointmentTimes(row!);
