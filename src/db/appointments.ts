@@ -1,5 +1,6 @@
 import postgres, { type Sql } from 'postgres';
 import type { Appointment, HistoryEntry, WriteStatus } from '../schemas/appointments.js';
+import { toMilliseconds } from './client.js';
 
 // Every SQL statement about appointments. Times go in as canonical UTC text (see schemas/time.ts)
 // and come out in the same form with microseconds (see client.ts); appointment times, which keep
@@ -49,8 +50,6 @@ export interface ListOptions {
 const columns = (sql: Sql) => sql`
   id, org_id AS "orgId", start_at AS "start", end_at AS "end", created_at AS "createdAt",
   updated_at AS "updatedAt", version, recorded_at AS "recordedAt"`;
-
-const toMilliseconds = (time: string) => `${time.slice(0, 23)}Z`;
 
 /** Cuts a row's appointment times to milliseconds, in place. */
 function withAppointmentTimes<T extends { start: string; end: string; createdAt: string; updatedAt: string }>(row: T): T {

@@ -25,6 +25,9 @@ export function canonicalTimestamptz(text: string): string {
   return `${text.slice(0, 10)}T${text.slice(11, 19)}.${fraction.padEnd(6, '0')}Z`;
 }
 
+/** A canonical time with microseconds cut to the milliseconds that appointment times keep. */
+export const toMilliseconds = (time: string) => `${time.slice(0, 23)}Z`;
+
 /** Times travel as text both ways: no JavaScript Date, so no lost microseconds and no local time zone. */
 export const timeAsText = {
   to: 1184,
