@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { runner } from 'node-pg-migrate';
 import pg from 'pg';
 import postgres from 'postgres';
-import { describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { EXPECTED_MIGRATIONS, MIGRATIONS_DIR, migrate, pendingMigrations } from '../src/db/migrations.js';
 
 async function emptyDatabase(): Promise<string> {

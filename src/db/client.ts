@@ -93,7 +93,7 @@ export function boundedPool(sql: Sql, { max, maxWaiting, waitTimeoutMs }: { max:
       const start = () => {
         running++;
         // Promise.prototype.then: the Query's own then would start it again
-        Promise.prototype.then.call(q, release, release);
+        void Promise.prototype.then.call(q, release, release);
         run(q);
       };
       if (running < max) return start();
