@@ -62,7 +62,13 @@ async function send(baseUrl: string, method: string, path: string, body?: unknow
     } catch {
       // not JSON
     }
-    return { status: res.statusCode, ms: Date.now() - startedAt, startedAt, code, retryAfter: res.headers['retry-after'] as string | undefined };
+    return {
+      status: res.statusCode,
+      ms: Date.now() - startedAt,
+      startedAt,
+      code,
+      retryAfter: res.headers['retry-after'] as string | undefined,
+    };
   } catch {
     return { status: 'network-error', ms: Date.now() - startedAt, startedAt };
   }
@@ -92,11 +98,28 @@ async function twoInstances(c: Cluster) {
   const [a, b] = await Promise.all([start(url), start(url)]);
   await Promise.all([waitReady(a!), waitReady(b!)]);
   const ready = Date.now() - started;
-  const writes = await Promise.all([send(a!.baseUrl, 'POST', '/api/appointments', write('two', 'a', 1)), send(b!.baseUrl, 'POST', '/api/appointments', write('two', 'b', 2))]);
-  const rows = await withSql(url, (sql) => sql<{ name: string; count: number }[]>`SELECT name, count(*)::int AS count FROM pgmigrations GROUP BY name ORDER BY name`);
-  console.log(`  both ready after ${ready} ms; writes ${writes.map((w) => w.status).join(', ')}; pgmigrations ${JSON.stringify(rows)}`);
-  expect(writes.every((w) => w.status === 201), 'both instances serve');
-  expect(rows.length === EXPECTED_MIGRATIONS.length && rows.every((r) => r.count === 1), 'each migration is recorded once');
+  const writes = await Promise.all([
+    send(a!.baseUrl, 'POST', '/api/appointments', write('two', 'a', 1)),
+    send(b!.baseUrl, 'POST', '/api/appointments', write('two', 'b', 2)),
+  ]);
+  const rows = await withSql(
+    url,
+    (sql) =>
+      sql<
+        { name: string; count: number }[]
+      >`SELECT name, count(*)::int AS count FROM pgmigrations GROUP BY name ORDER BY name`,
+  );
+  console.log(
+    `  both ready after ${ready} ms; writes ${writes.map((w) => w.status).join(', ')}; pgmigrations ${JSON.stringify(rows)}`,
+  );
+  expect(
+    writes.every((w) => w.status === 201),
+    'both instances serve',
+  );
+  expect(
+    rows.length === EXPECTED_MIGRATIONS.length && rows.every((r) => r.count === 1),
+    'each migration is recorded once',
+  );
   await Promise.all([a!.kill(), b!.kill()]);
 }
 
@@ -134,10 +157,14 @@ async function sigterm(c: Cluster) {
   await withSql(url, (sql) => sql.unsafe(slowTrigger));
   const load = startLoad({ baseUrl: server.baseUrl, orgId: 'sigterm', concurrency: 8 });
   // writes that take 1.5 s in the database: surely in flight when the signal comes
-  const slow = Array.from({ length: 5 }, (_, i) => send(server.baseUrl, 'POST', '/api/appointments', write('slow-sigterm', `s${i}`, i)));
+  const slow = Array.from({ length: 5 }, (_, i) =>
+    send(server.baseUrl, 'POST', '/api/appointments', write('slow-sigterm', `s${i}`, i)),
+  );
   await withSql(url, async (sql) => {
     for (let i = 0; i < 100; i++) {
-      const [{ n }] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%write_appointment%' AND wait_event = 'PgSleep'`;
+      const [{ n }] = await sql<
+        { n: number }[]
+      >`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%write_appointment%' AND wait_event = 'PgSleep'`;
       if (n === 5) return;
       await sleep(20);
     }
@@ -145,22 +172,39 @@ async function sigterm(c: Cluster) {
   const signalled = Date.now();
   server.child.kill('SIGTERM');
   await sleep(100);
-  const late = await Promise.all(Array.from({ length: 5 }, (_, i) => send(server.baseUrl, 'POST', '/api/appointments', write('late', `l${i}`, i))));
+  const late = await Promise.all(
+    Array.from({ length: 5 }, (_, i) => send(server.baseUrl, 'POST', '/api/appointments', write('late', `l${i}`, i))),
+  );
   const slowAnswers = await Promise.all(slow);
   const exit = await Promise.race([server.exited, sleep(SHUTDOWN_BOUND_MS + 5_000).then(() => null)]);
   const exitMs = Date.now() - signalled;
   await load.stop();
   const check = await withSql(url, (sql) => checkStore(sql, 'sigterm', load.acked));
-  const lateStored = await withSql(url, (sql) => sql<{ n: number }[]>`SELECT count(*)::int AS n FROM appointments WHERE org_id = 'late'`);
+  const lateStored = await withSql(
+    url,
+    (sql) => sql<{ n: number }[]>`SELECT count(*)::int AS n FROM appointments WHERE org_id = 'late'`,
+  );
   console.log(
     `  in flight: ${slowAnswers.map((a) => a.status).join(', ')}; sent after the signal: ${late.map((a) => a.status).join(', ')}; ` +
       `exit ${exit ? `code ${exit.code} signal ${exit.signal}` : 'none'} after ${exitMs} ms; load statuses ${JSON.stringify(countStatuses(load.outcomes))}, ` +
       `${load.acked.length} acknowledged, ${check.lost.length} lost`,
   );
-  expect(slowAnswers.every((a) => a.status === 201), 'requests in flight finish with their real answers');
-  expect(late.every((a) => a.status === 'network-error' || a.status === 503) && lateStored[0]!.n === 0, 'new requests are refused');
-  expect(exit !== null && exit.code === 0 && exitMs < SHUTDOWN_BOUND_MS, `the process exits 0 within ${SHUTDOWN_BOUND_MS} ms`);
-  expect(load.outcomes.every((o) => o.status !== 500), 'no 500 during the shutdown');
+  expect(
+    slowAnswers.every((a) => a.status === 201),
+    'requests in flight finish with their real answers',
+  );
+  expect(
+    late.every((a) => a.status === 'network-error' || a.status === 503) && lateStored[0]!.n === 0,
+    'new requests are refused',
+  );
+  expect(
+    exit !== null && exit.code === 0 && exitMs < SHUTDOWN_BOUND_MS,
+    `the process exits 0 within ${SHUTDOWN_BOUND_MS} ms`,
+  );
+  expect(
+    load.outcomes.every((o) => o.status !== 500),
+    'no 500 during the shutdown',
+  );
   expect(check.lost.length === 0, 'every acknowledged write is stored');
   if (exit === null) await server.kill();
 }
@@ -170,7 +214,10 @@ async function lockedAndSlow(c: Cluster) {
   const url = await c.createDatabase('locked');
   const server = await start(url, { DB_POOL_MAX: '4' });
   await waitReady(server);
-  expect((await send(server.baseUrl, 'POST', '/api/appointments', write('locked', 'a', 1))).status === 201, 'the row exists');
+  expect(
+    (await send(server.baseUrl, 'POST', '/api/appointments', write('locked', 'a', 1))).status === 201,
+    'the row exists',
+  );
   const pid = server.child.pid!;
   const rss = () => Number(/VmRSS:\s+(\d+)/.exec(procStatus(pid))?.[1] ?? 0);
   const rssBefore = rss();
@@ -182,7 +229,12 @@ async function lockedAndSlow(c: Cluster) {
       const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rss())), 100);
       answers = await Promise.all(
         Array.from({ length: 400 }, (_, i) =>
-          i % 2 ? send(server.baseUrl, 'GET', '/api/appointments?orgId=locked') : send(server.baseUrl, 'POST', '/api/appointments', { ...write('locked', 'a', 1), updatedAt: `2031-12-03 00:00:${String(i % 60).padStart(2, '0')}` }),
+          i % 2
+            ? send(server.baseUrl, 'GET', '/api/appointments?orgId=locked')
+            : send(server.baseUrl, 'POST', '/api/appointments', {
+                ...write('locked', 'a', 1),
+                updatedAt: `2031-12-03 00:00:${String(i % 60).padStart(2, '0')}`,
+              }),
         ),
       );
       clearInterval(sampler);
@@ -193,7 +245,10 @@ async function lockedAndSlow(c: Cluster) {
     `  ${answers.length} requests while the table is locked: statuses ${JSON.stringify(countStatuses(answers))}, codes ${JSON.stringify(countBy(answers.map((a) => a.code ?? '-')))}, ` +
       `longest answer ${longest} ms; RSS ${Math.round(rssBefore / 1024)} MiB before, ${Math.round(rssPeak / 1024)} MiB at most`,
   );
-  expect(answers.every((a) => a.status === 503 && a.retryAfter === '1'), 'every request is answered 503 with Retry-After');
+  expect(
+    answers.every((a) => a.status === 503 && a.retryAfter === '1'),
+    'every request is answered 503 with Retry-After',
+  );
   expect(longest < ANSWER_BOUND_MS, `every answer within ${ANSWER_BOUND_MS} ms`);
   const after = await send(server.baseUrl, 'GET', '/api/appointments?orgId=locked');
   expect(after.status === 200, 'serves again once the lock is gone');
@@ -248,13 +303,25 @@ async function databaseRestart(c: Cluster) {
       `${load.acked.length} acknowledged, ${check.storedVersions} stored, ${check.lost.length} lost, ${check.duplicated.length} duplicated`,
   );
   expect(whileDown.length > 0 && whileDown.every((o) => o.status === 503), 'while it is down, writes are answered 503');
-  expect(unavailable.every((o) => o.retryAfter === '1'), 'every 503 carries Retry-After');
-  expect(load.outcomes.every((o) => o.status === 201 || o.status === 200 || o.status === 503), 'no 500, no request left unanswered');
+  expect(
+    unavailable.every((o) => o.retryAfter === '1'),
+    'every 503 carries Retry-After',
+  );
+  expect(
+    load.outcomes.every((o) => o.status === 201 || o.status === 200 || o.status === 503),
+    'no 500, no request left unanswered',
+  );
   expect(Math.max(...load.outcomes.map((o) => o.ms)) < ANSWER_BOUND_MS, `no request waits past ${ANSWER_BOUND_MS} ms`);
   expect(readyDown.length > 0 && readyDown.every((p) => p.status === 503), '/ready says 503 while it is down');
-  expect(probes.filter((p) => p.path === '/health').every((p) => p.status === 200), '/health stays 200');
+  expect(
+    probes.filter((p) => p.path === '/health').every((p) => p.status === 200),
+    '/health stays 200',
+  );
   expect(recoveredAt !== undefined, 'recovers by itself, without a restart');
-  expect(check.lost.length === 0 && check.duplicated.length === 0 && check.inconsistent.length === 0, 'no acknowledged write lost, none duplicated');
+  expect(
+    check.lost.length === 0 && check.duplicated.length === 0 && check.inconsistent.length === 0,
+    'no acknowledged write lost, none duplicated',
+  );
   await server.kill();
 }
 
@@ -292,5 +359,9 @@ try {
 } finally {
   await cleanUp();
 }
-console.log(failures.length === 0 ? '\nAll fault scenarios kept their promises.' : `\n${failures.length} broken: ${failures.join('; ')}`);
+console.log(
+  failures.length === 0
+    ? '\nAll fault scenarios kept their promises.'
+    : `\n${failures.length} broken: ${failures.join('; ')}`,
+);
 process.exit(failures.length === 0 ? 0 : 1);

@@ -24,7 +24,12 @@ const clients = Number(values.clients);
 const minutes = Number(values.minutes);
 const seed = values.seed === undefined ? Date.now() % 2 ** 31 : Number(values.seed);
 const roundMs = Number(values['round-seconds']) * 1000;
-for (const [name, n] of [['clients', clients], ['minutes', minutes], ['seed', seed], ['round-seconds', roundMs]] as const) {
+for (const [name, n] of [
+  ['clients', clients],
+  ['minutes', minutes],
+  ['seed', seed],
+  ['round-seconds', roundMs],
+] as const) {
   if (!Number.isFinite(n) || n <= 0) {
     console.error(`--${name} must be a positive number`);
     process.exit(2);
@@ -42,7 +47,13 @@ try {
   if (!databaseUrl) {
     // /var/tmp: reachable by the user postgres when this runs as root
     const dir = await mkdtemp('/var/tmp/check-history-pg-');
-    const embedded = await startEmbeddedPostgres({ dir, database: 'check_history', persistent: false, unsafeFast: true, log: () => {} });
+    const embedded = await startEmbeddedPostgres({
+      dir,
+      database: 'check_history',
+      persistent: false,
+      unsafeFast: true,
+      log: () => {},
+    });
     databaseUrl = embedded.url;
     stopDatabase = async () => {
       await embedded.stop();
@@ -65,7 +76,13 @@ try {
   try {
     for (let round = 0; Date.now() < endAt; round++) {
       // each round: fresh orgs and its own seed derived from the run's, so its history stays small enough to check whole
-      const workload = { seed: (seed + round * 7919) >>> 0, orgPrefix: `${runPrefix}-r${round}`, orgs: Number(values.orgs), idsPerOrg: Number(values.ids), clients };
+      const workload = {
+        seed: (seed + round * 7919) >>> 0,
+        orgPrefix: `${runPrefix}-r${round}`,
+        orgs: Number(values.orgs),
+        idsPerOrg: Number(values.ids),
+        clients,
+      };
       const events = await runWorkload(baseUrl, { ...workload, until: Math.min(endAt, Date.now() + roundMs) });
       const checkStart = performance.now();
       const state = await readRecordedState(baseUrl, workload);
@@ -77,7 +94,9 @@ try {
         const label = e.op.kind === 'write' && e.status === 200 ? `write ${e.body.status}` : `${e.op.kind} ${e.status}`;
         statusCounts.set(label, (statusCounts.get(label) ?? 0) + 1);
       }
-      log(`round ${round} (seed ${workload.seed}): ${events.length} operations, ${state.versions.length} versions, ${anomalies.length} anomalies`);
+      log(
+        `round ${round} (seed ${workload.seed}): ${events.length} operations, ${state.versions.length} versions, ${anomalies.length} anomalies`,
+      );
       if (anomalies.length > 0) {
         anomalyCount += anomalies.length;
         console.log(describeAnomalies(anomalies, workload.seed));
@@ -92,7 +111,10 @@ try {
       `seed ${seed}, ${clients} clients, ${minutes} min`,
       `operations: ${operations} (${Math.round(operations / seconds)}/s through the service), versions recorded: ${versions}`,
       `checking: ${(checkingMs / 1000).toFixed(1)} s, ${Math.round(operations / (checkingMs / 1000))} operations checked per second`,
-      `answers: ${[...statusCounts].sort().map(([k, n]) => `${k}: ${n}`).join(', ')}`,
+      `answers: ${[...statusCounts]
+        .sort()
+        .map(([k, n]) => `${k}: ${n}`)
+        .join(', ')}`,
       `anomalies: ${anomalyCount}`,
     ].join('\n'),
   );

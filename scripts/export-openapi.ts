@@ -6,7 +6,11 @@ import pino from 'pino';
 import { buildApp } from '../src/app.js';
 
 const target = process.argv[2];
-const app = await buildApp({ databaseUrl: 'postgres://localhost:1/none', dbPoolMax: 1, logger: pino({ level: 'silent' }) });
+const app = await buildApp({
+  databaseUrl: 'postgres://localhost:1/none',
+  dbPoolMax: 1,
+  logger: pino({ level: 'silent' }),
+});
 try {
   await app.ready();
   const document = `${JSON.stringify(app.swagger(), null, 2)}\n`;

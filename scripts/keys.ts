@@ -43,7 +43,11 @@ try {
     const keys = await listApiKeys(sql, values.org);
     if (keys.length === 0) console.error('No keys.');
     for (const k of keys) {
-      console.log([k.keyId, k.orgId, k.revokedAt ? `revoked ${k.revokedAt}` : 'active', `created ${k.createdAt}`, k.label ?? ''].join('\t').trimEnd());
+      console.log(
+        [k.keyId, k.orgId, k.revokedAt ? `revoked ${k.revokedAt}` : 'active', `created ${k.createdAt}`, k.label ?? '']
+          .join('\t')
+          .trimEnd(),
+      );
     }
   } else {
     if (await revokeApiKey(sql, rest[0]!)) console.log(`Revoked ${rest[0]}.`);

@@ -36,7 +36,10 @@ export interface AppOptions {
 }
 
 // The API answers JSON only: nothing in it may be loaded, framed or run by a browser.
-const API_CSP = { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] } };
+const API_CSP = {
+  useDefaults: false,
+  directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] },
+};
 // Swagger UI loads its own scripts and styles (no inline scripts) and fetches the document from this origin.
 const DOCS_CSP =
   "default-src 'self'; base-uri 'self'; connect-src 'self'; font-src 'self' data:; form-action 'self'; frame-ancestors 'self'; " +
@@ -61,7 +64,10 @@ class OneLinePerRequest extends LogController {
  */
 function helmetHeaders(): Record<string, string> {
   const headers: Record<string, string> = {};
-  const recorder = { setHeader: (name: string, value: string) => (headers[name.toLowerCase()] = value), removeHeader: () => {} };
+  const recorder = {
+    setHeader: (name: string, value: string) => (headers[name.toLowerCase()] = value),
+    removeHeader: () => {},
+  };
   helmet({ contentSecurityPolicy: API_CSP })({} as IncomingMessage, recorder as unknown as ServerResponse, (error) => {
     if (error) throw error;
   });
@@ -86,7 +92,15 @@ function digitsOnlyIntegers(schema: unknown, validate: ValidateFunction): Valida
   const strict = ((data: Record<string, unknown>) => {
     const bad = integers.find((key) => typeof data[key] === 'string' && !/^[0-9]{1,15}$/.test(data[key] as string));
     if (bad !== undefined) {
-      strict.errors = [{ keyword: 'type', instancePath: `/${bad}`, schemaPath: '', params: { type: 'integer' }, message: 'must be an integer written in digits' }];
+      strict.errors = [
+        {
+          keyword: 'type',
+          instancePath: `/${bad}`,
+          schemaPath: '',
+          params: { type: 'integer' },
+          message: 'must be an integer written in digits',
+        },
+      ];
       return false;
     }
     const valid = validate(data);
@@ -139,7 +153,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   if (options.corsOrigin !== undefined) {
     const origins = options.corsOrigin.split(',').map((origin) => origin.trim());
-    await app.register(cors, { origin: origins.includes('*') ? '*' : origins, exposedHeaders: ['link', 'location', 'retry-after', 'x-request-id'] });
+    await app.register(cors, {
+      origin: origins.includes('*') ? '*' : origins,
+      exposedHeaders: ['link', 'location', 'retry-after', 'x-request-id'],
+    });
   }
 
   await app.register(swagger, {
@@ -157,12 +174,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           bearerAuth: {
             type: 'http',
             scheme: 'bearer',
-            description: 'An API key (`apk_...`) from `npm run keys -- create --org <org>`; required when the service runs with AUTH=required.',
+            description:
+              'An API key (`apk_...`) from `npm run keys -- create --org <org>`; required when the service runs with AUTH=required.',
           },
         },
       },
     },
-    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+    },
   });
   await app.register(swaggerUi, { routePrefix: '/api/docs', staticCSP: DOCS_CSP });
 
@@ -178,7 +198,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         timeWindow: (options.rateLimitWindowSeconds ?? DEFAULTS.rateLimitWindowSeconds) * 1000,
         keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.keyId}` : `ip:${request.ip}`),
         errorResponseBuilder: (_request, context) =>
-          new ApiError(429, ErrorCode.RATE_LIMITED, `Too many requests; retry in ${Math.max(1, Math.ceil(context.ttl / 1000))} s`),
+          new ApiError(
+            429,
+            ErrorCode.RATE_LIMITED,
+            `Too many requests; retry in ${Math.max(1, Math.ceil(context.ttl / 1000))} s`,
+          ),
       });
     }
     await api.register(appointmentRoutes, { prefix: '/api/appointments' });

@@ -60,7 +60,12 @@ export const authPlugin = fp<{ required: boolean }>(
       const key = await authenticate(request);
       if (!key) {
         reply.header('www-authenticate', 'Bearer');
-        return sendError(reply, 401, ErrorCode.UNAUTHORIZED, 'A valid API key is required: Authorization: Bearer <key>');
+        return sendError(
+          reply,
+          401,
+          ErrorCode.UNAUTHORIZED,
+          'A valid API key is required: Authorization: Bearer <key>',
+        );
       }
       request.apiKey = key;
     });

@@ -71,7 +71,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const converted = Value.Default(Env, Value.Convert(Env, raw));
   const errors = [...Value.Errors(Env, converted)];
   if (errors.length > 0) {
-    const lines = errors.map((e) => `  ${e.path.slice(1) || '(environment)'}=${JSON.stringify(raw[e.path.slice(1)] ?? '')}: ${e.message}`);
+    const lines = errors.map(
+      (e) => `  ${e.path.slice(1) || '(environment)'}=${JSON.stringify(raw[e.path.slice(1)] ?? '')}: ${e.message}`,
+    );
     throw new ConfigError(`Invalid configuration in the environment:\n${[...new Set(lines)].join('\n')}`);
   }
   const parsed = converted as Static<typeof Env>;

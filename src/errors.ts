@@ -36,7 +36,17 @@ const STATUS_TEXT: Record<number, string> = {
 };
 
 // Errors of the connection to PostgreSQL, not of the request: refused, reset, timed out, server shutting down or starting.
-const UNAVAILABLE_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED']);
+const UNAVAILABLE_ERRNOS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'CONNECT_TIMEOUT',
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+]);
 // connection exception, operator intervention (57014 query_canceled: statement_timeout), insufficient
 // resources, transaction rollback (a deadlock or serialization failure the service did not resolve)
 const UNAVAILABLE_SQLSTATE_CLASSES = ['08', '57', '53', '40'];
@@ -45,7 +55,13 @@ const UNAVAILABLE_SQLSTATES = new Set(['55P03']); // lock_not_available: lock_ti
 // Input the database refused although the schemas let it through: a value out of range, a failed CHECK.
 const INVALID_INPUT_SQLSTATE_CLASSES = ['22', '23'];
 
-function send(reply: FastifyReply, statusCode: number, code: ErrorCode, message: string, extra: Partial<ErrorResponse> = {}) {
+function send(
+  reply: FastifyReply,
+  statusCode: number,
+  code: ErrorCode,
+  message: string,
+  extra: Partial<ErrorResponse> = {},
+) {
   const body: ErrorResponse = { statusCode, error: STATUS_TEXT[statusCode] ?? 'Error', code, message, ...extra };
   return reply.code(statusCode).send(body);
 }
@@ -54,7 +70,8 @@ function isDatabaseUnavailable(error: unknown): boolean {
   if (error instanceof DatabaseBusyError) return true;
   const code = (error as { code?: unknown }).code;
   if (typeof code !== 'string') return false;
-  if (error instanceof postgres.PostgresError) return UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_SQLSTATE_CLASSES.includes(code.slice(0, 2));
+  if (error instanceof postgres.PostgresError)
+    return UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_SQLSTATE_CLASSES.includes(code.slice(0, 2));
   return UNAVAILABLE_ERRNOS.has(code);
 }
 
@@ -128,7 +145,12 @@ export function registerErrorHandlers(app: FastifyInstance) {
     }
     if (error instanceof ApiError) return send(reply, error.statusCode, error.code, error.message);
     if ('validation' in error && error.validation) {
-      return send(reply, 400, ErrorCode.VALIDATION_ERROR, describeValidationError(error.validationContext ?? 'request', error.validation as AjvError[]));
+      return send(
+        reply,
+        400,
+        ErrorCode.VALIDATION_ERROR,
+        describeValidationError(error.validationContext ?? 'request', error.validation as AjvError[]),
+      );
     }
     if (isDatabaseUnavailable(error)) {
       request.log.warn({ err: error }, 'database unavailable');
@@ -140,8 +162,10 @@ export function registerErrorHandlers(app: FastifyInstance) {
       return send(reply, 400, ErrorCode.VALIDATION_ERROR, 'The request holds a value out of the accepted range');
     }
     const statusCode = 'statusCode' in error ? (error.statusCode ?? 500) : 500;
-    if (statusCode === 413) return send(reply, 413, ErrorCode.PAYLOAD_TOO_LARGE, 'The request body is larger than 1 MiB');
-    if (statusCode === 415) return send(reply, 415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'The request body must be application/json');
+    if (statusCode === 413)
+      return send(reply, 413, ErrorCode.PAYLOAD_TOO_LARGE, 'The request body is larger than 1 MiB');
+    if (statusCode === 415)
+      return send(reply, 415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'The request body must be application/json');
     if (statusCode === 404) return send(reply, 404, ErrorCode.NOT_FOUND, 'Not found');
     // Fastify's own client errors (broken JSON, an empty JSON body, a forbidden __proto__ key, a bad URL)
     if (statusCode >= 400 && statusCode < 500) return send(reply, 400, ErrorCode.VALIDATION_ERROR, error.message);
@@ -150,6 +174,11 @@ export function registerErrorHandlers(app: FastifyInstance) {
   });
 
   app.setNotFoundHandler((request, reply) =>
-    send(reply, 404, ErrorCode.NOT_FOUND, `Route ${request.method} ${request.url.split("?")[0]!.slice(0, 200)} not found`),
+    send(
+      reply,
+      404,
+      ErrorCode.NOT_FOUND,
+      `Route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)} not found`,
+    ),
   );
 }

@@ -26,7 +26,8 @@ try {
 }
 
 const app = await buildApp({ ...config, databaseUrl: database.url, logger });
-if (config.auth === 'off') logger.warn('AUTH=off: no API keys; anyone who reaches the port can use every organization (trusted networks only)');
+if (config.auth === 'off')
+  logger.warn('AUTH=off: no API keys; anyone who reaches the port can use every organization (trusted networks only)');
 
 let shuttingDown = false;
 async function shutdown(signal: string) {

@@ -1,5 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appointment, http, microsecondBefore as before, newOrg, post, startTestServer, type TestServer } from './helpers.js';
+import {
+  appointment,
+  http,
+  microsecondBefore as before,
+  newOrg,
+  post,
+  startTestServer,
+  type TestServer,
+} from './helpers.js';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -8,7 +16,8 @@ beforeAll(async () => {
 afterAll(() => server.close());
 
 const list = (orgId: string, query = '') => http(server.baseUrl, 'GET', `/api/appointments?orgId=${orgId}${query}`);
-const history = (orgId: string, id: string) => http(server.baseUrl, 'GET', `/api/appointments/${id}/history?orgId=${orgId}`);
+const history = (orgId: string, id: string) =>
+  http(server.baseUrl, 'GET', `/api/appointments/${id}/history?orgId=${orgId}`);
 
 describe('POST /api/appointments: create or update', () => {
   it('creates: 201, status created, the stored state, a Location header', async () => {
@@ -44,7 +53,9 @@ describe('POST /api/appointments: create or update', () => {
 
   it('treats 1 and "1" as the same appointment', async () => {
     const orgId = newOrg();
-    expect((await post(server.baseUrl, { ...appointment(1, '2020-10-10 20:20', '2020-10-10 20:30'), orgId })).status).toBe(201);
+    expect(
+      (await post(server.baseUrl, { ...appointment(1, '2020-10-10 20:20', '2020-10-10 20:30'), orgId })).status,
+    ).toBe(201);
     const again = await post(server.baseUrl, { ...appointment('1', '2020-10-10 20:20', '2020-10-10 20:30'), orgId });
     expect(again.status).toBe(200);
     expect(again.body.status).toBe('unchanged');
@@ -52,8 +63,14 @@ describe('POST /api/appointments: create or update', () => {
 
   it('updates with a newer updatedAt: 200 updated, version + 1, the old version in history', async () => {
     const orgId = newOrg();
-    const first = await post(server.baseUrl, { ...appointment('a', '2020-10-10 20:20', '2020-10-10 20:30', '2020-09-28 14:23:12'), orgId });
-    const second = await post(server.baseUrl, { ...appointment('a', '2020-10-17 14:40', '2020-10-17 15:30', '2020-09-28 14:24:12'), orgId });
+    const first = await post(server.baseUrl, {
+      ...appointment('a', '2020-10-10 20:20', '2020-10-10 20:30', '2020-09-28 14:23:12'),
+      orgId,
+    });
+    const second = await post(server.baseUrl, {
+      ...appointment('a', '2020-10-17 14:40', '2020-10-17 15:30', '2020-09-28 14:24:12'),
+      orgId,
+    });
     expect(second.status).toBe(200);
     expect(second.body.status).toBe('updated');
     expect(second.body.appointment).toMatchObject({ start: '2020-10-17T14:40:00.000Z', version: 2 });
@@ -84,8 +101,14 @@ describe('POST /api/appointments: create or update', () => {
 
   it('answers an older updatedAt as stale with the stored state, and writes nothing', async () => {
     const orgId = newOrg();
-    const stored = await post(server.baseUrl, { ...appointment('s', '2020-10-10 20:20', '2020-10-10 20:30', '2020-09-28 14:24:12'), orgId });
-    const late = await post(server.baseUrl, { ...appointment('s', '2021-01-01 10:00', '2021-01-01 11:00', '2020-09-28 14:23:12'), orgId });
+    const stored = await post(server.baseUrl, {
+      ...appointment('s', '2020-10-10 20:20', '2020-10-10 20:30', '2020-09-28 14:24:12'),
+      orgId,
+    });
+    const late = await post(server.baseUrl, {
+      ...appointment('s', '2021-01-01 10:00', '2021-01-01 11:00', '2020-09-28 14:23:12'),
+      orgId,
+    });
     expect(late.status).toBe(200);
     expect(late.body).toEqual({ status: 'stale', appointment: stored.body.appointment });
     expect((await history(orgId, 's')).body).toHaveLength(1);
@@ -162,18 +185,34 @@ describe('overlaps', () => {
     const orgId = newOrg();
     await post(server.baseUrl, { ...appointment('x', '2020-10-10 10:00', '2020-10-10 11:00'), orgId });
     await post(server.baseUrl, { ...appointment('y', '2020-10-10 12:00', '2020-10-10 13:00'), orgId });
-    const res = await post(server.baseUrl, { ...appointment('y', '2020-10-10 10:30', '2020-10-10 11:30', '2020-09-29 00:00'), orgId });
+    const res = await post(server.baseUrl, {
+      ...appointment('y', '2020-10-10 10:30', '2020-10-10 11:30', '2020-09-29 00:00'),
+      orgId,
+    });
     expect(res.status).toBe(409);
     expect(res.body.conflictsWith.id).toBe('x');
-    expect((await http(server.baseUrl, 'GET', `/api/appointments/y?orgId=${orgId}`)).body).toMatchObject({ start: '2020-10-10T12:00:00.000Z', version: 1 });
+    expect((await http(server.baseUrl, 'GET', `/api/appointments/y?orgId=${orgId}`)).body).toMatchObject({
+      start: '2020-10-10T12:00:00.000Z',
+      version: 1,
+    });
   });
 
   it('treats ranges as half-open: one ending at 11:00 and one starting at 11:00 both fit', async () => {
     const orgId = newOrg();
-    expect((await post(server.baseUrl, { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00'), orgId })).status).toBe(201);
-    expect((await post(server.baseUrl, { ...appointment('b', '2020-10-10 11:00', '2020-10-10 12:00'), orgId })).status).toBe(201);
-    expect((await post(server.baseUrl, { ...appointment('c', '2020-10-10 09:00', '2020-10-10 10:00:00.000+00:00'), orgId })).status).toBe(201);
-    expect((await post(server.baseUrl, { ...appointment('d', '2020-10-10 10:59:59.999', '2020-10-10 11:00:00.001'), orgId })).status).toBe(409);
+    expect(
+      (await post(server.baseUrl, { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00'), orgId })).status,
+    ).toBe(201);
+    expect(
+      (await post(server.baseUrl, { ...appointment('b', '2020-10-10 11:00', '2020-10-10 12:00'), orgId })).status,
+    ).toBe(201);
+    expect(
+      (await post(server.baseUrl, { ...appointment('c', '2020-10-10 09:00', '2020-10-10 10:00:00.000+00:00'), orgId }))
+        .status,
+    ).toBe(201);
+    expect(
+      (await post(server.baseUrl, { ...appointment('d', '2020-10-10 10:59:59.999', '2020-10-10 11:00:00.001'), orgId }))
+        .status,
+    ).toBe(409);
   });
 
   it('allows the same range in another org', async () => {
@@ -185,15 +224,24 @@ describe('overlaps', () => {
   it('lets an update overlap its own earlier version', async () => {
     const orgId = newOrg();
     await post(server.baseUrl, { ...appointment('m', '2020-10-10 10:00', '2020-10-10 11:00'), orgId });
-    const res = await post(server.baseUrl, { ...appointment('m', '2020-10-10 10:30', '2020-10-10 11:30', '2020-09-29 00:00'), orgId });
+    const res = await post(server.baseUrl, {
+      ...appointment('m', '2020-10-10 10:30', '2020-10-10 11:30', '2020-09-29 00:00'),
+      orgId,
+    });
     expect(res.body.status).toBe('updated');
   });
 
   it('decides staleness first: a stale write that would overlap is answered stale, not 409', async () => {
     const orgId = newOrg();
-    await post(server.baseUrl, { ...appointment('p', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-29 00:00'), orgId });
+    await post(server.baseUrl, {
+      ...appointment('p', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-29 00:00'),
+      orgId,
+    });
     await post(server.baseUrl, { ...appointment('q', '2020-10-10 12:00', '2020-10-10 13:00'), orgId });
-    const res = await post(server.baseUrl, { ...appointment('p', '2020-10-10 12:30', '2020-10-10 13:30', '2020-09-28 00:00'), orgId });
+    const res = await post(server.baseUrl, {
+      ...appointment('p', '2020-10-10 12:30', '2020-10-10 13:30', '2020-09-28 00:00'),
+      orgId,
+    });
     expect(res.status).toBe(200);
     expect(res.body.status).toBe('stale');
   });
@@ -216,7 +264,9 @@ describe('DELETE /api/appointments/:id', () => {
     expect(again.status).toBe(404);
     expect(again.body.code).toBe('NOT_FOUND');
     // the slot is free again
-    expect((await post(server.baseUrl, { ...appointment('e', '2020-10-10 10:00', '2020-10-10 11:00'), orgId })).status).toBe(201);
+    expect(
+      (await post(server.baseUrl, { ...appointment('e', '2020-10-10 10:00', '2020-10-10 11:00'), orgId })).status,
+    ).toBe(201);
   });
 
   it('a read at a time before the delete still shows the appointment', async () => {
@@ -225,7 +275,9 @@ describe('DELETE /api/appointments/:id', () => {
     await http(server.baseUrl, 'DELETE', `/api/appointments/d?orgId=${orgId}`);
     const at = created.body.appointment.recordedAt;
     expect((await list(orgId, `&at=${at}`)).body).toEqual([created.body.appointment]);
-    expect((await http(server.baseUrl, 'GET', `/api/appointments/d?orgId=${orgId}&at=${at}`)).body).toEqual(created.body.appointment);
+    expect((await http(server.baseUrl, 'GET', `/api/appointments/d?orgId=${orgId}&at=${at}`)).body).toEqual(
+      created.body.appointment,
+    );
   });
 
   it('re-creates with a newer updatedAt (201, next version); an older or equal one is stale', async () => {
@@ -248,7 +300,13 @@ describe('DELETE /api/appointments/:id', () => {
     expect(recreated.body.appointment.version).toBe(2);
     expect(recreated.headers.location).toBe(`/api/appointments/r?orgId=${orgId}`);
     const h = (await history(orgId, 'r')).body;
-    expect(h.map((v: { version: number; deleted: boolean; validTo: string | null }) => [v.version, v.deleted, v.validTo === null])).toEqual([
+    expect(
+      h.map((v: { version: number; deleted: boolean; validTo: string | null }) => [
+        v.version,
+        v.deleted,
+        v.validTo === null,
+      ]),
+    ).toEqual([
       [1, true, false],
       [2, false, true],
     ]);
@@ -266,7 +324,10 @@ describe('GET /api/appointments', () => {
     ] as const) {
       await post(server.baseUrl, { ...appointment(id, start, end), orgId });
     }
-    await post(server.baseUrl, { ...appointment('elsewhere', '2020-10-10 10:00', '2020-10-10 11:00'), orgId: newOrg() });
+    await post(server.baseUrl, {
+      ...appointment('elsewhere', '2020-10-10 10:00', '2020-10-10 11:00'),
+      orgId: newOrg(),
+    });
     const res = await list(orgId);
     expect(res.status).toBe(200);
     expect(res.body.map((a: { id: string }) => a.id)).toEqual(['z', 'a', 'b']);
@@ -298,7 +359,14 @@ describe('GET /api/appointments', () => {
     for (let i = 0; i < 23; i++) {
       const id = `p${String(i).padStart(2, '0')}`;
       // pairs share a start minute only across ids with no overlap: consecutive 10-minute slots
-      await post(server.baseUrl, { ...appointment(id, `2020-10-10 ${String(8 + Math.floor(i / 6)).padStart(2, '0')}:${String((i % 6) * 10).padStart(2, '0')}`, `2020-10-10 ${String(8 + Math.floor(i / 6)).padStart(2, '0')}:${String((i % 6) * 10 + 9).padStart(2, '0')}`), orgId });
+      await post(server.baseUrl, {
+        ...appointment(
+          id,
+          `2020-10-10 ${String(8 + Math.floor(i / 6)).padStart(2, '0')}:${String((i % 6) * 10).padStart(2, '0')}`,
+          `2020-10-10 ${String(8 + Math.floor(i / 6)).padStart(2, '0')}:${String((i % 6) * 10 + 9).padStart(2, '0')}`,
+        ),
+        orgId,
+      });
       expected.push(id);
     }
     const seen: string[] = [];
@@ -319,7 +387,8 @@ describe('GET /api/appointments', () => {
 
   it('pages a point-in-time read too', async () => {
     const orgId = newOrg();
-    for (let i = 0; i < 7; i++) await post(server.baseUrl, { ...appointment(`k${i}`, `2020-10-1${i} 10:00`, `2020-10-1${i} 11:00`), orgId });
+    for (let i = 0; i < 7; i++)
+      await post(server.baseUrl, { ...appointment(`k${i}`, `2020-10-1${i} 10:00`, `2020-10-1${i} 11:00`), orgId });
     const [{ now }] = await server.sql<{ now: string }[]>`SELECT api_system_time(clock_timestamp()) AS now`;
     await post(server.baseUrl, { ...appointment('k9', '2020-10-19 10:00', '2020-10-19 11:00'), orgId });
     const first = await list(orgId, `&at=${now}&limit=4`);
@@ -335,9 +404,20 @@ describe('GET /api/appointments', () => {
 describe('point-in-time reads', () => {
   it('shows each version at, between and after its changes; nothing before the first', async () => {
     const orgId = newOrg();
-    const v1 = (await post(server.baseUrl, { ...appointment('h', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-28 10:00'), orgId })).body.appointment;
-    const v2 = (await post(server.baseUrl, { ...appointment('h', '2020-10-10 12:00', '2020-10-10 13:00', '2020-09-28 11:00'), orgId })).body.appointment;
-    const other = (await post(server.baseUrl, { ...appointment('i', '2020-10-10 10:00', '2020-10-10 11:00'), orgId })).body.appointment;
+    const v1 = (
+      await post(server.baseUrl, {
+        ...appointment('h', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-28 10:00'),
+        orgId,
+      })
+    ).body.appointment;
+    const v2 = (
+      await post(server.baseUrl, {
+        ...appointment('h', '2020-10-10 12:00', '2020-10-10 13:00', '2020-09-28 11:00'),
+        orgId,
+      })
+    ).body.appointment;
+    const other = (await post(server.baseUrl, { ...appointment('i', '2020-10-10 10:00', '2020-10-10 11:00'), orgId }))
+      .body.appointment;
     await http(server.baseUrl, 'DELETE', `/api/appointments/h?orgId=${orgId}`);
     const [{ deletedAt }] = await server.sql<{ deletedAt: string }[]>`
       SELECT api_system_time(deleted_at) AS "deletedAt" FROM appointments WHERE org_id = ${orgId} AND id = 'h'`;

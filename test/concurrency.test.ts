@@ -42,13 +42,55 @@ const historyOf = async (orgId: string, id: string): Promise<HistoryEntry[]> => 
 };
 
 const CLASSIC = [
-  { id: 1, start: '2020-10-10 20:20', end: '2020-10-10 20:30', createdAt: '2020-09-02 14:23:12', updatedAt: '2020-09-28 14:23:12' },
-  { id: 2, start: '2019-10-10 20:20', end: '2020-10-10 20:30', createdAt: '2018-10-02 16:23:12', updatedAt: '2020-09-28 14:23:12' },
-  { id: 3, start: '2020-10-10 20:25', end: '2020-10-10 20:35', createdAt: '2020-10-01 13:23:12', updatedAt: '2020-09-28 14:23:12' },
-  { id: 4, start: '2020-10-11 10:00', end: '2020-10-11 11:30', createdAt: '2020-10-01 11:23:12', updatedAt: '2020-09-28 14:23:12' },
-  { id: 5, start: '2020-10-12 11:27', end: '2020-10-10 12:27', createdAt: '2020-09-11 10:23:12', updatedAt: '2020-09-28 14:23:12' },
-  { id: 6, start: '2020-10-12 12:00', end: '2020-10-12 13:30', createdAt: '2020-08-02 13:23:12', updatedAt: '2020-09-28 14:23:12' },
-  { id: 1, start: '2020-10-17 14:40', end: '2020-10-17 15:30', createdAt: '2020-03-02 19:23:12', updatedAt: '2020-09-28 14:24:12' },
+  {
+    id: 1,
+    start: '2020-10-10 20:20',
+    end: '2020-10-10 20:30',
+    createdAt: '2020-09-02 14:23:12',
+    updatedAt: '2020-09-28 14:23:12',
+  },
+  {
+    id: 2,
+    start: '2019-10-10 20:20',
+    end: '2020-10-10 20:30',
+    createdAt: '2018-10-02 16:23:12',
+    updatedAt: '2020-09-28 14:23:12',
+  },
+  {
+    id: 3,
+    start: '2020-10-10 20:25',
+    end: '2020-10-10 20:35',
+    createdAt: '2020-10-01 13:23:12',
+    updatedAt: '2020-09-28 14:23:12',
+  },
+  {
+    id: 4,
+    start: '2020-10-11 10:00',
+    end: '2020-10-11 11:30',
+    createdAt: '2020-10-01 11:23:12',
+    updatedAt: '2020-09-28 14:23:12',
+  },
+  {
+    id: 5,
+    start: '2020-10-12 11:27',
+    end: '2020-10-10 12:27',
+    createdAt: '2020-09-11 10:23:12',
+    updatedAt: '2020-09-28 14:23:12',
+  },
+  {
+    id: 6,
+    start: '2020-10-12 12:00',
+    end: '2020-10-12 13:30',
+    createdAt: '2020-08-02 13:23:12',
+    updatedAt: '2020-09-28 14:23:12',
+  },
+  {
+    id: 1,
+    start: '2020-10-17 14:40',
+    end: '2020-10-17 15:30',
+    createdAt: '2020-03-02 19:23:12',
+    updatedAt: '2020-09-28 14:24:12',
+  },
 ];
 
 describe('the seven-payload workload', () => {
@@ -91,7 +133,9 @@ describe('contention on one slot and one id', () => {
   it('30 concurrent creates of one slot: exactly one 201, the rest 409 naming it', async () => {
     const orgId = newOrg('slot');
     const results = await Promise.all(
-      Array.from({ length: 30 }, (_, i) => post(server.baseUrl, { ...appointment(`c${i}`, '2020-10-10 10:00', '2020-10-10 11:00'), orgId })),
+      Array.from({ length: 30 }, (_, i) =>
+        post(server.baseUrl, { ...appointment(`c${i}`, '2020-10-10 10:00', '2020-10-10 11:00'), orgId }),
+      ),
     );
     const created = results.filter((r) => r.status === 201);
     const refused = results.filter((r) => r.status === 409);
@@ -100,7 +144,11 @@ describe('contention on one slot and one id', () => {
     const winner = created[0]!.body.appointment.id;
     for (const r of refused) {
       expect(r.body.code).toBe('APPOINTMENT_OVERLAP');
-      expect(r.body.conflictsWith).toEqual({ id: winner, start: '2020-10-10T10:00:00.000Z', end: '2020-10-10T11:00:00.000Z' });
+      expect(r.body.conflictsWith).toEqual({
+        id: winner,
+        start: '2020-10-10T10:00:00.000Z',
+        end: '2020-10-10T11:00:00.000Z',
+      });
     }
     expect((await list(orgId)).map((a) => a.id)).toEqual([winner]);
   });
@@ -109,7 +157,14 @@ describe('contention on one slot and one id', () => {
     const orgId = newOrg('shared-minute');
     const results = await Promise.all(
       Array.from({ length: 30 }, (_, i) =>
-        post(server.baseUrl, { ...appointment(`s${i}`, `2020-10-10 ${String(10 - (i % 10)).padStart(2, '0')}:00`, `2020-10-10 ${String(11 + (i % 7)).padStart(2, '0')}:00`), orgId }),
+        post(server.baseUrl, {
+          ...appointment(
+            `s${i}`,
+            `2020-10-10 ${String(10 - (i % 10)).padStart(2, '0')}:00`,
+            `2020-10-10 ${String(11 + (i % 7)).padStart(2, '0')}:00`,
+          ),
+          orgId,
+        }),
       ),
     );
     expect(results.filter((r) => r.status === 201)).toHaveLength(1);
@@ -117,7 +172,7 @@ describe('contention on one slot and one id', () => {
     expect(await list(orgId)).toHaveLength(1);
   });
 
-  it('a write that lost a deadlock is sent again alone: it waits for the org\'s writes in flight, then gets its answer', async () => {
+  it("a write that lost a deadlock is sent again alone: it waits for the org's writes in flight, then gets its answer", async () => {
     // Another writer's transaction writes a, the service's write of b waits for it inside the
     // exclusion check, and the same transaction then writes c, which waits for b. The service's
     // connection checks for a deadlock 50 ms after it began to wait, so it is the one aborted when c
@@ -156,7 +211,11 @@ describe('contention on one slot and one id', () => {
       expect(waitWhileHeld).toBe('advisory');
       const res = await answer!;
       expect(res.status).toBe(409);
-      expect(res.body.conflictsWith).toEqual({ id: 'a', start: '2020-10-10T10:00:00.000Z', end: '2020-10-10T11:00:00.000Z' });
+      expect(res.body.conflictsWith).toEqual({
+        id: 'a',
+        start: '2020-10-10T10:00:00.000Z',
+        end: '2020-10-10T11:00:00.000Z',
+      });
       expect((await list(orgId)).map((x) => x.id)).toEqual(['a', 'c']);
       return;
     }
@@ -166,22 +225,37 @@ describe('contention on one slot and one id', () => {
     const orgId = newOrg('same-id');
     const minutes = shuffle(Array.from({ length: 30 }, (_, i) => i));
     const results = await Promise.all(
-      minutes.map((m) => post(server.baseUrl, { ...appointment('new', '2020-10-10 10:00', '2020-10-10 11:00', `2020-09-28 14:${String(m).padStart(2, '0')}`), orgId })),
+      minutes.map((m) =>
+        post(server.baseUrl, {
+          ...appointment('new', '2020-10-10 10:00', '2020-10-10 11:00', `2020-09-28 14:${String(m).padStart(2, '0')}`),
+          orgId,
+        }),
+      ),
     );
     expect(results.filter((r) => r.status === 201)).toHaveLength(1);
-    expect(results.every((r) => r.status === 201 || (r.status === 200 && ['updated', 'stale'].includes(r.body.status)))).toBe(true);
+    expect(
+      results.every((r) => r.status === 201 || (r.status === 200 && ['updated', 'stale'].includes(r.body.status))),
+    ).toBe(true);
     const [stored] = await list(orgId);
     expect(stored!.updatedAt).toBe('2020-09-28T14:29:00.000Z');
   });
 
   it('30 concurrent updates of one id converge on the greatest updatedAt; history increases and tiles', async () => {
     const orgId = newOrg('updates');
-    await post(server.baseUrl, { ...appointment('hot', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-28 00:00'), orgId });
+    await post(server.baseUrl, {
+      ...appointment('hot', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-28 00:00'),
+      orgId,
+    });
     const minutes = shuffle(Array.from({ length: 30 }, (_, i) => i + 1));
     const results = await Promise.all(
       minutes.map((m) =>
         post(server.baseUrl, {
-          ...appointment('hot', `2020-10-${String(10 + (m % 5)).padStart(2, '0')} 10:00`, `2020-10-${String(10 + (m % 5)).padStart(2, '0')} 11:00`, `2020-09-28 00:${String(m).padStart(2, '0')}`),
+          ...appointment(
+            'hot',
+            `2020-10-${String(10 + (m % 5)).padStart(2, '0')} 10:00`,
+            `2020-10-${String(10 + (m % 5)).padStart(2, '0')} 11:00`,
+            `2020-09-28 00:${String(m).padStart(2, '0')}`,
+          ),
           orgId,
         }),
       ),
@@ -201,14 +275,20 @@ describe('contention on one slot and one id', () => {
     // a stale answer shows the version that won, which is newer than the request
     minutes.forEach((m, i) => {
       const r = results[i]!;
-      if (r.body.status === 'stale') expect(r.body.appointment.updatedAt > `2020-09-28T00:${String(m).padStart(2, '0')}:00.000Z`).toBe(true);
+      if (r.body.status === 'stale')
+        expect(r.body.appointment.updatedAt > `2020-09-28T00:${String(m).padStart(2, '0')}:00.000Z`).toBe(true);
     });
     // each acknowledged update is a version of the history, with the content acknowledged
     const updates = results.filter((r) => r.body.status === 'updated');
     expect(history).toHaveLength(updates.length + 1);
     for (const r of updates) {
       const a = r.body.appointment;
-      expect(history[a.version - 1]).toMatchObject({ start: a.start, end: a.end, updatedAt: a.updatedAt, validFrom: a.recordedAt });
+      expect(history[a.version - 1]).toMatchObject({
+        start: a.start,
+        end: a.end,
+        updatedAt: a.updatedAt,
+        validFrom: a.recordedAt,
+      });
     }
   });
 });
@@ -223,10 +303,19 @@ describe('a random concurrent mix of creates, updates and deletes', () => {
     const range = () => {
       const startHour = 8 + Math.floor(random() * 8);
       const hours = 1 + Math.floor(random() * 2);
-      return [`2020-10-10 ${String(startHour).padStart(2, '0')}:00`, `2020-10-10 ${String(startHour + hours).padStart(2, '0')}:00`] as const;
+      return [
+        `2020-10-10 ${String(startHour).padStart(2, '0')}:00`,
+        `2020-10-10 ${String(startHour + hours).padStart(2, '0')}:00`,
+      ] as const;
     };
     let clock = 0;
-    type Op = { kind: 'write' | 'delete' | 'list'; orgId: string; id?: string; body?: Record<string, unknown>; result?: HttpResult };
+    type Op = {
+      kind: 'write' | 'delete' | 'list';
+      orgId: string;
+      id?: string;
+      body?: Record<string, unknown>;
+      result?: HttpResult;
+    };
     const ops: Op[] = Array.from({ length: 900 }, () => {
       const orgId = orgs[Math.floor(random() * orgs.length)]!;
       const id = ids[Math.floor(random() * ids.length)]!;
@@ -244,7 +333,8 @@ describe('a random concurrent mix of creates, updates and deletes', () => {
     await runConcurrently(
       ops.map((op) => async () => {
         if (op.kind === 'write') op.result = await post(server.baseUrl, op.body);
-        else if (op.kind === 'delete') op.result = await http(server.baseUrl, 'DELETE', `/api/appointments/${op.id}?orgId=${op.orgId}`);
+        else if (op.kind === 'delete')
+          op.result = await http(server.baseUrl, 'DELETE', `/api/appointments/${op.id}?orgId=${op.orgId}`);
         else op.result = await http(server.baseUrl, 'GET', `/api/appointments?orgId=${op.orgId}&limit=1000`);
       }),
       50,
@@ -253,7 +343,9 @@ describe('a random concurrent mix of creates, updates and deletes', () => {
     const context = `seed ${seed}`;
     for (const op of ops) {
       const allowed = op.kind === 'write' ? [200, 201, 409] : op.kind === 'delete' ? [204, 404] : [200];
-      expect(allowed, `${context}: ${op.kind} got ${op.result!.status} ${JSON.stringify(op.result!.body)}`).toContain(op.result!.status);
+      expect(allowed, `${context}: ${op.kind} got ${op.result!.status} ${JSON.stringify(op.result!.body)}`).toContain(
+        op.result!.status,
+      );
       if (op.kind === 'list') expect(overlappingPairs(op.result!.body), context).toEqual([]);
     }
 
@@ -263,7 +355,8 @@ describe('a random concurrent mix of creates, updates and deletes', () => {
 
       // every acknowledged write is a version with the acknowledged content and start
       for (const op of ops) {
-        if (op.orgId !== orgId || op.kind !== 'write' || !['created', 'updated'].includes(op.result!.body.status)) continue;
+        if (op.orgId !== orgId || op.kind !== 'write' || !['created', 'updated'].includes(op.result!.body.status))
+          continue;
         const a = op.result!.body.appointment;
         const version = histories.get(a.id)![a.version - 1];
         expect(version, `${context}: ${a.id} v${a.version} missing`).toMatchObject({
@@ -278,8 +371,13 @@ describe('a random concurrent mix of creates, updates and deletes', () => {
       for (const [id, versions] of histories) {
         for (const v of versions) {
           const asked = ops.some(
-            (op) => op.kind === 'write' && op.orgId === orgId && op.id === id && op.result!.status !== 409 &&
-              (op.body!.updatedAt as string) === v.updatedAt && v.start === `${(op.body!.start as string).replace(' ', 'T')}:00.000Z`,
+            (op) =>
+              op.kind === 'write' &&
+              op.orgId === orgId &&
+              op.id === id &&
+              op.result!.status !== 409 &&
+              (op.body!.updatedAt as string) === v.updatedAt &&
+              v.start === `${(op.body!.start as string).replace(' ', 'T')}:00.000Z`,
           );
           expect(asked, `${context}: ${id} v${v.version} was never asked for`).toBe(true);
         }
@@ -287,11 +385,15 @@ describe('a random concurrent mix of creates, updates and deletes', () => {
         for (let i = 0; i < versions.length; i++) {
           const v = versions[i]!;
           expect(v.version).toBe(i + 1);
-          if (v.validTo !== null) expect(v.validFrom < v.validTo, `${context}: ${id} v${v.version} empty period`).toBe(true);
+          if (v.validTo !== null)
+            expect(v.validFrom < v.validTo, `${context}: ${id} v${v.version} empty period`).toBe(true);
           if (i > 0) {
             const prev = versions[i - 1]!;
             if (prev.deleted) expect(v.validFrom >= prev.validTo!, `${context}: ${id} v${v.version}`).toBe(true);
-            else expect(v.validFrom, `${context}: ${id} v${v.version} does not follow v${prev.version}`).toBe(prev.validTo);
+            else
+              expect(v.validFrom, `${context}: ${id} v${v.version} does not follow v${prev.version}`).toBe(
+                prev.validTo,
+              );
           }
         }
       }

@@ -32,14 +32,22 @@ describe('an unprivileged database role', () => {
       await owner`DROP ROLE ${owner(role)}`;
       await owner.end();
     };
-    const [{ superuser }] = await owner<{ superuser: boolean }[]>`SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = ${role}`;
+    const [{ superuser }] = await owner<
+      { superuser: boolean }[]
+    >`SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = ${role}`;
     expect(superuser).toBe(false);
 
     const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
     const orgId = newOrg();
     expect((await http(base, 'GET', '/ready')).status).toBe(200);
-    expect((await post(base, { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-28 10:00'), orgId })).status).toBe(201);
-    expect((await post(base, { ...appointment('a', '2020-10-10 11:00', '2020-10-10 12:00', '2020-09-28 11:00'), orgId })).body.status).toBe('updated');
+    expect(
+      (await post(base, { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-28 10:00'), orgId }))
+        .status,
+    ).toBe(201);
+    expect(
+      (await post(base, { ...appointment('a', '2020-10-10 11:00', '2020-10-10 12:00', '2020-09-28 11:00'), orgId }))
+        .body.status,
+    ).toBe('updated');
     expect((await post(base, { ...appointment('b', '2020-10-10 11:30', '2020-10-10 12:30'), orgId })).status).toBe(409);
     expect((await http(base, 'GET', `/api/appointments/a/history?orgId=${orgId}`)).body).toHaveLength(2);
     expect((await http(base, 'DELETE', `/api/appointments/a?orgId=${orgId}`)).status).toBe(204);

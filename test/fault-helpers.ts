@@ -28,7 +28,14 @@ export interface Cluster {
 export async function startCluster(label: string, options: { unsafeFast?: boolean } = {}): Promise<Cluster> {
   const dir = await mkdtemp(path.join(os.tmpdir(), `appointments-faults-${label}-`));
   const open = (port?: number) =>
-    startEmbeddedPostgres({ dir, database: 'postgres', persistent: true, unsafeFast: options.unsafeFast, port, log: () => {} });
+    startEmbeddedPostgres({
+      dir,
+      database: 'postgres',
+      persistent: true,
+      unsafeFast: options.unsafeFast,
+      port,
+      log: () => {},
+    });
   let pg: EmbeddedPostgres | undefined = await open();
   const port = Number(new URL(pg.adminUrl).port);
   const adminUrl = pg.adminUrl;
@@ -65,7 +72,6 @@ export async function startCluster(label: string, options: { unsafeFast?: boolea
   };
 }
 
-
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export interface ServerProcess {
@@ -79,11 +85,22 @@ export interface ServerProcess {
 }
 
 /** The real service, as `node --import tsx src/server.ts`, against `databaseUrl`. */
-export async function spawnServer(databaseUrl: string, env: Record<string, string> = {}, entry = 'src/server.ts'): Promise<ServerProcess> {
+export async function spawnServer(
+  databaseUrl: string,
+  env: Record<string, string> = {},
+  entry = 'src/server.ts',
+): Promise<ServerProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', entry], {
     cwd: PROJECT_DIR,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn', ...env },
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATABASE_URL: databaseUrl,
+      LOG_LEVEL: 'warn',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
@@ -160,7 +177,13 @@ const updatedAtOf = (n: number) => new Date(BASE_TIME + n).toISOString().replace
  * an id (the time slot of the id stays the same; updatedAt grows), then the next id. Slots never
  * overlap, so every answer is 201/200 unless something fails.
  */
-export function startLoad(options: { baseUrl: string; orgId: string; concurrency: number; versionsPerId?: number; timeoutMs?: number }): Load {
+export function startLoad(options: {
+  baseUrl: string;
+  orgId: string;
+  concurrency: number;
+  versionsPerId?: number;
+  timeoutMs?: number;
+}): Load {
   const { baseUrl, orgId, concurrency, versionsPerId = 1, timeoutMs = 10_000 } = options;
   const agent = new Agent({ connections: concurrency, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   const outcomes: Outcome[] = [];
@@ -242,7 +265,9 @@ export interface StoreCheck {
  * stored, none twice, and each id's history runs 1..n-1 without gaps, ending where the current row begins.
  */
 export async function checkStore(sql: Sql, orgId: string, acked: Acked[]): Promise<StoreCheck> {
-  const rows = await sql<{ id: string; version: number; updatedAt: string; from: string; to: string | null; current: boolean }[]>`
+  const rows = await sql<
+    { id: string; version: number; updatedAt: string; from: string; to: string | null; current: boolean }[]
+  >`
     SELECT id, version, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS') AS "updatedAt",
            valid_from::text AS "from", valid_to::text AS "to", false AS current
     FROM appointment_versions WHERE org_id = ${orgId}
@@ -259,7 +284,10 @@ export async function checkStore(sql: Sql, orgId: string, acked: Acked[]): Promi
   }
   const inconsistent: string[] = [];
   for (const [id, versions] of byId) {
-    const ok = versions.every((v, i) => v.version === i + 1 && v.current === (i === versions.length - 1) && (i === 0 || versions[i - 1]!.to === v.from));
+    const ok = versions.every(
+      (v, i) =>
+        v.version === i + 1 && v.current === (i === versions.length - 1) && (i === 0 || versions[i - 1]!.to === v.from),
+    );
     if (!ok) inconsistent.push(id);
   }
   return {

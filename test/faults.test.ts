@@ -2,7 +2,14 @@ import pino from 'pino';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
-import { boundedPool, createSql, DatabaseBusyError, LOCK_TIMEOUT_MS, POOL_WAIT_TIMEOUT_MS, STATEMENT_TIMEOUT_MS } from '../src/db/client.js';
+import {
+  boundedPool,
+  createSql,
+  DatabaseBusyError,
+  LOCK_TIMEOUT_MS,
+  POOL_WAIT_TIMEOUT_MS,
+  STATEMENT_TIMEOUT_MS,
+} from '../src/db/client.js';
 import { migrate } from '../src/db/migrations.js';
 import { checkStore, countStatuses, sleep, startCluster, startLoad, type Cluster } from './fault-helpers.js';
 import { appointment, http, newOrg, post, startTestServer, type TestServer } from './helpers.js';
@@ -75,7 +82,9 @@ describe('PostgreSQL stopped in the middle of a load, then started again', () =>
       expect(recoveredAt, 'the service recovers without a restart').toBeDefined();
       expect(duringOutage.length).toBeGreaterThan(0);
       expect(duringOutage.every((o) => o.status === 503)).toBe(true);
-      expect(new Set(outcomes.map((o) => o.status))).toSatisfy((s: Set<unknown>) => [...s].every((x) => x === 201 || x === 200 || x === 503));
+      expect(new Set(outcomes.map((o) => o.status))).toSatisfy((s: Set<unknown>) =>
+        [...s].every((x) => x === 201 || x === 200 || x === 503),
+      );
       expect(unavailable.every((o) => o.retryAfter === '1' && o.code === 'SERVICE_UNAVAILABLE')).toBe(true);
       expect(Math.max(...outcomes.map((o) => o.ms))).toBeLessThan(ANSWER_BOUND_MS);
       expect(probes.filter((p) => p.path === '/health').every((p) => p.status === 200)).toBe(true);
@@ -107,7 +116,9 @@ describe('a slow or locked database', () => {
 
   it('a write waiting on a lock longer than lock_timeout is answered 503, then succeeds once the lock is gone', async () => {
     const orgId = newOrg('locked');
-    expect((await post(server.baseUrl, { orgId, ...appointment('a', '2031-01-01 10:00', '2031-01-01 11:00') })).status).toBe(201);
+    expect(
+      (await post(server.baseUrl, { orgId, ...appointment('a', '2031-01-01 10:00', '2031-01-01 11:00') })).status,
+    ).toBe(201);
     const update = { orgId, ...appointment('a', '2031-01-01 10:00', '2031-01-01 11:30', '2031-01-02 00:00') };
     let ms = 0;
     const res = await server.sql.begin(async (tx) => {
@@ -128,9 +139,14 @@ describe('a slow or locked database', () => {
 
   it('a statement running longer than statement_timeout is answered 503', async () => {
     const started = Date.now();
-    const res = await post(server.baseUrl, { orgId: newOrg('slow'), ...appointment('a', '2031-01-01 10:00', '2031-01-01 11:00') });
+    const res = await post(server.baseUrl, {
+      orgId: newOrg('slow'),
+      ...appointment('a', '2031-01-01 10:00', '2031-01-01 11:00'),
+    });
     const ms = Date.now() - started;
-    console.info(`[faults] slow statement: answered ${res.status} after ${ms} ms (statement_timeout ${STATEMENT_TIMEOUT_MS} ms)`);
+    console.info(
+      `[faults] slow statement: answered ${res.status} after ${ms} ms (statement_timeout ${STATEMENT_TIMEOUT_MS} ms)`,
+    );
     expect(res.status).toBe(503);
     expect(res.headers['retry-after']).toBe('1');
     expect(ms).toBeGreaterThanOrEqual(STATEMENT_TIMEOUT_MS - 100);
@@ -139,13 +155,19 @@ describe('a slow or locked database', () => {
 
   it('requests waiting for a pool connection longer than the bound are answered 503, and the service serves again after', async () => {
     // dbPoolMax 2: two slow writes hold both connections for STATEMENT_TIMEOUT_MS
-    const slow = [1, 2].map((i) => post(server.baseUrl, { orgId: newOrg('slow'), ...appointment(i, '2031-01-01 10:00', '2031-01-01 11:00') }));
+    const slow = [1, 2].map((i) =>
+      post(server.baseUrl, { orgId: newOrg('slow'), ...appointment(i, '2031-01-01 10:00', '2031-01-01 11:00') }),
+    );
     await sleep(300);
     const orgId = newOrg('waiting');
     const started = Date.now();
-    const waiting = await Promise.all(Array.from({ length: 6 }, () => http(server.baseUrl, 'GET', `/api/appointments?orgId=${orgId}`)));
+    const waiting = await Promise.all(
+      Array.from({ length: 6 }, () => http(server.baseUrl, 'GET', `/api/appointments?orgId=${orgId}`)),
+    );
     const ms = Date.now() - started;
-    console.info(`[faults] pool exhausted: ${waiting.length} reads answered ${JSON.stringify(waiting.map((r) => r.status))} within ${ms} ms (wait bound ${POOL_WAIT_TIMEOUT_MS} ms)`);
+    console.info(
+      `[faults] pool exhausted: ${waiting.length} reads answered ${JSON.stringify(waiting.map((r) => r.status))} within ${ms} ms (wait bound ${POOL_WAIT_TIMEOUT_MS} ms)`,
+    );
     expect(waiting.every((r) => r.status === 503 && r.headers['retry-after'] === '1')).toBe(true);
     expect(ms).toBeLessThan(ANSWER_BOUND_MS);
     expect((await Promise.all(slow)).map((r) => r.status)).toEqual([503, 503]);
@@ -157,11 +179,17 @@ describe('a slow or locked database', () => {
     const sql = boundedPool(pool, { max: 1, maxWaiting: 3, waitTimeoutMs: 500 });
     try {
       const started = Date.now();
-      const results = await Promise.allSettled(Array.from({ length: 6 }, () => sql`SELECT pg_sleep(1)`.then(() => Date.now() - started)));
-      const failures = results.map((r) => (r.status === 'rejected' ? { busy: r.reason instanceof DatabaseBusyError } : 'ok'));
+      const results = await Promise.allSettled(
+        Array.from({ length: 6 }, () => sql`SELECT pg_sleep(1)`.then(() => Date.now() - started)),
+      );
+      const failures = results.map((r) =>
+        r.status === 'rejected' ? { busy: r.reason instanceof DatabaseBusyError } : 'ok',
+      );
       console.info(`[faults] bounded line (1 connection, 3 may wait, 500 ms): ${JSON.stringify(failures)}`);
       expect(results[0]!.status).toBe('fulfilled');
-      expect(results.slice(1).every((r) => r.status === 'rejected' && r.reason instanceof DatabaseBusyError)).toBe(true);
+      expect(results.slice(1).every((r) => r.status === 'rejected' && r.reason instanceof DatabaseBusyError)).toBe(
+        true,
+      );
       // the pool still serves
       expect(await sql`SELECT 1 AS one`).toEqual([{ one: 1 }]);
     } finally {

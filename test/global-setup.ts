@@ -27,7 +27,13 @@ export default async function setup(project: TestProject) {
     adminUrl = process.env.DATABASE_URL;
   } else {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'appointments-test-pg-'));
-    const embedded = await startEmbeddedPostgres({ dir, database: 'postgres', persistent: false, unsafeFast: true, log: () => {} });
+    const embedded = await startEmbeddedPostgres({
+      dir,
+      database: 'postgres',
+      persistent: false,
+      unsafeFast: true,
+      log: () => {},
+    });
     adminUrl = embedded.adminUrl;
     stopEmbedded = embedded.stop;
   }

@@ -33,7 +33,7 @@ describe('health and readiness', () => {
     expect((await http(server.baseUrl, 'GET', '/ready')).status).toBe(200);
   });
 
-  it('every response carries a request id, the caller\'s when it sends one', async () => {
+  it("every response carries a request id, the caller's when it sends one", async () => {
     const res = await http(server.baseUrl, 'GET', '/health', undefined, { 'x-request-id': 'abc-123' });
     expect(res.headers['x-request-id']).toBe('abc-123');
     const other = await http(server.baseUrl, 'GET', '/health');

@@ -48,7 +48,11 @@ export async function startTestServer(
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.address() as { port: number };
-  const sql = postgres(databaseUrl, { max: 4, onnotice: () => {}, types: { timeAsText: { to: 1184, from: [1184], serialize: String, parse: (x: string) => x } } });
+  const sql = postgres(databaseUrl, {
+    max: 4,
+    onnotice: () => {},
+    types: { timeAsText: { to: 1184, from: [1184], serialize: String, parse: (x: string) => x } },
+  });
   return {
     app,
     baseUrl: `http://127.0.0.1:${port}`,
@@ -80,7 +84,8 @@ export async function http<T = any>(
     method,
     dispatcher: agent,
     headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-    body: body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body),
+    body:
+      body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body),
   });
   const text = await res.body.text();
   let parsed: unknown = text;
@@ -118,14 +123,18 @@ export function shuffle<T>(items: T[], random: () => number = Math.random): T[] 
 }
 
 /** Two half-open ranges [aStart, aEnd) and [bStart, bEnd) of canonical time strings overlap. */
-export const overlaps = (a: { start: string; end: string }, b: { start: string; end: string }) => a.start < b.end && b.start < a.end;
+export const overlaps = (a: { start: string; end: string }, b: { start: string; end: string }) =>
+  a.start < b.end && b.start < a.end;
 
 /** Pairs of overlapping appointments in a list (empty when the list is a valid calendar). */
-export function overlappingPairs<T extends { id: string; start: string; end: string }>(list: T[]): Array<[string, string]> {
+export function overlappingPairs<T extends { id: string; start: string; end: string }>(
+  list: T[],
+): Array<[string, string]> {
   const sorted = [...list].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   const pairs: Array<[string, string]> = [];
   for (let i = 0; i < sorted.length; i++) {
-    for (let j = i + 1; j < sorted.length && sorted[j]!.start < sorted[i]!.end; j++) pairs.push([sorted[i]!.id, sorted[j]!.id]);
+    for (let j = i + 1; j < sorted.length && sorted[j]!.start < sorted[i]!.end; j++)
+      pairs.push([sorted[i]!.id, sorted[j]!.id]);
   }
   return pairs;
 }

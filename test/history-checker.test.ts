@@ -24,11 +24,16 @@ describe('the concurrency history checker', () => {
     const events = await runWorkload(server.baseUrl, workload);
     const state = await readRecordedState(server.baseUrl, workload);
     const anomalies = checkHistory(events, state);
-    console.log(`history checker: seed ${seed}, ${events.length} operations, ${state.versions.length} versions, ${anomalies.length} anomalies`);
+    console.log(
+      `history checker: seed ${seed}, ${events.length} operations, ${state.versions.length} versions, ${anomalies.length} anomalies`,
+    );
     expect(anomalies, describeAnomalies(anomalies, seed)).toEqual([]);
     // the workload reaches every kind of answer the checker has rules for
-    const statuses = new Set(events.map((e) => (e.op.kind === 'write' && e.status === 200 ? e.body.status : `${e.op.kind} ${e.status}`)));
-    for (const s of ['write 201', 'updated', 'stale', 'write 409', 'delete 204', 'read 200']) expect(statuses, [...statuses].join(', ')).toContain(s);
+    const statuses = new Set(
+      events.map((e) => (e.op.kind === 'write' && e.status === 200 ? e.body.status : `${e.op.kind} ${e.status}`)),
+    );
+    for (const s of ['write 201', 'updated', 'stale', 'write 409', 'delete 204', 'read 200'])
+      expect(statuses, [...statuses].join(', ')).toContain(s);
   });
 
   it('generates the same operation streams from the same seed', () => {
@@ -46,15 +51,56 @@ describe('the concurrency history checker', () => {
 const T0 = Date.parse('2026-01-01T00:00:00Z') * 1000;
 const ms = (n: number) => T0 + n * 1000;
 const body = (v: Version) => ({
-  id: v.id, orgId: v.orgId, start: v.start, end: v.end, createdAt: v.createdAt, updatedAt: v.updatedAt, version: v.version,
+  id: v.id,
+  orgId: v.orgId,
+  start: v.start,
+  end: v.end,
+  createdAt: v.createdAt,
+  updatedAt: v.updatedAt,
+  version: v.version,
   recordedAt: `${new Date(v.validFrom / 1000).toISOString().slice(0, 23)}${String(v.validFrom % 1000).padStart(3, '0')}Z`,
 });
 const content = { createdAt: '2020-01-01T00:00:00.000Z', updatedAt: '2020-06-01T00:00:00.000Z' };
-const vA1: Version = { orgId: 'o', id: 'a', version: 1, start: '2030-01-01T01:00:00.000Z', end: '2030-01-01T02:00:00.000Z', ...content, validFrom: ms(10), validTo: null, deleted: false };
-const vB1: Version = { ...vA1, id: 'b', start: '2030-01-01T03:00:00.000Z', end: '2030-01-01T04:00:00.000Z', validFrom: ms(20) };
-const write = (index: number, v: Version, sent: number, answered: number, status = 201, status2 = 'created'): HistoryEvent => ({
-  index, client: index, sentAt: ms(sent), answeredAt: ms(answered), status,
-  op: { kind: 'write', orgId: v.orgId, id: v.id, start: v.start, end: v.end, createdAt: v.createdAt, updatedAt: v.updatedAt },
+const vA1: Version = {
+  orgId: 'o',
+  id: 'a',
+  version: 1,
+  start: '2030-01-01T01:00:00.000Z',
+  end: '2030-01-01T02:00:00.000Z',
+  ...content,
+  validFrom: ms(10),
+  validTo: null,
+  deleted: false,
+};
+const vB1: Version = {
+  ...vA1,
+  id: 'b',
+  start: '2030-01-01T03:00:00.000Z',
+  end: '2030-01-01T04:00:00.000Z',
+  validFrom: ms(20),
+};
+const write = (
+  index: number,
+  v: Version,
+  sent: number,
+  answered: number,
+  status = 201,
+  status2 = 'created',
+): HistoryEvent => ({
+  index,
+  client: index,
+  sentAt: ms(sent),
+  answeredAt: ms(answered),
+  status,
+  op: {
+    kind: 'write',
+    orgId: v.orgId,
+    id: v.id,
+    start: v.start,
+    end: v.end,
+    createdAt: v.createdAt,
+    updatedAt: v.updatedAt,
+  },
   body: { status: status2, appointment: body(v) },
 });
 const good = (): { events: HistoryEvent[]; state: RecordedState } => ({
@@ -107,14 +153,29 @@ describe('the checker on doctored histories', () => {
   it('reports a 409 with no blocker, and a 409 naming one that was not current then', () => {
     const { events, state } = good();
     const refused = (c: unknown, sent: number): HistoryEvent => ({
-      index: 2, client: 2, sentAt: ms(sent), answeredAt: ms(sent + 1), status: 409,
-      op: { kind: 'write', orgId: 'o', id: 'z', start: '2030-01-01T01:30:00.000Z', end: '2030-01-01T02:30:00.000Z', ...content },
+      index: 2,
+      client: 2,
+      sentAt: ms(sent),
+      answeredAt: ms(sent + 1),
+      status: 409,
+      op: {
+        kind: 'write',
+        orgId: 'o',
+        id: 'z',
+        start: '2030-01-01T01:30:00.000Z',
+        end: '2030-01-01T02:30:00.000Z',
+        ...content,
+      },
       body: { code: 'APPOINTMENT_OVERLAP', conflictsWith: c },
     });
     expect(rulesOf([...events, refused({ id: 'a', start: vA1.start, end: vA1.end }, 40)], state)).toEqual([]);
     expect(rulesOf([...events, refused(null, 40)], state)).toEqual([]);
-    expect(rulesOf([...events, refused({ id: 'b', start: vB1.start, end: vB1.end }, 40)], state)).toEqual(['conflict-without-blocker']);
-    expect(rulesOf([...events, refused({ id: 'a', start: vA1.start, end: vA1.end }, 2)], state)).toEqual(['conflict-without-blocker']);
+    expect(rulesOf([...events, refused({ id: 'b', start: vB1.start, end: vB1.end }, 40)], state)).toEqual([
+      'conflict-without-blocker',
+    ]);
+    expect(rulesOf([...events, refused({ id: 'a', start: vA1.start, end: vA1.end }, 2)], state)).toEqual([
+      'conflict-without-blocker',
+    ]);
     expect(rulesOf([...events, refused(null, 2)], state)).toEqual(['conflict-without-blocker']);
   });
 
@@ -134,7 +195,15 @@ describe('the checker on doctored histories', () => {
 
   it('reports a read of a version that was not current, and a 404 while the id existed', () => {
     const { events, state } = good();
-    const read = (status: number, b: unknown, sent: number): HistoryEvent => ({ index: 2, client: 2, sentAt: ms(sent), answeredAt: ms(sent + 1), status, op: { kind: 'read', orgId: 'o', id: 'a' }, body: b });
+    const read = (status: number, b: unknown, sent: number): HistoryEvent => ({
+      index: 2,
+      client: 2,
+      sentAt: ms(sent),
+      answeredAt: ms(sent + 1),
+      status,
+      op: { kind: 'read', orgId: 'o', id: 'a' },
+      body: b,
+    });
     expect(rulesOf([...events, read(200, body(vA1), 40)], state)).toEqual([]);
     expect(rulesOf([...events, read(200, body(vA1), 2)], state)).toEqual(['read-unknown-version']);
     expect(rulesOf([...events, read(404, {}, 2)], state)).toEqual([]);
@@ -142,9 +211,14 @@ describe('the checker on doctored histories', () => {
     // v1 replaced by v2 (recorded at 30, answered at 35): reading v1 at 31-32 is the commit not yet
     // visible; reading it at 40-41, after the writer of v2 was answered, is a stale read
     const a2: Version = { ...vA1, version: 2, updatedAt: '2020-06-01T00:01:00.000Z', validFrom: ms(30) };
-    const replaced = { versions: [{ ...vA1, validTo: ms(30) }, a2, vB1], finalState: new Map([['o', [body(a2), body(vB1)]]]) };
+    const replaced = {
+      versions: [{ ...vA1, validTo: ms(30) }, a2, vB1],
+      finalState: new Map([['o', [body(a2), body(vB1)]]]),
+    };
     const withUpdate = [...events, write(2, a2, 29, 35, 200, 'updated')];
     expect(rulesOf([...withUpdate, { ...read(200, body(vA1), 31), index: 3 }], replaced)).toEqual([]);
-    expect(rulesOf([...withUpdate, { ...read(200, body(vA1), 40), index: 3 }], replaced)).toEqual(['read-unknown-version']);
+    expect(rulesOf([...withUpdate, { ...read(200, body(vA1), 40), index: 3 }], replaced)).toEqual([
+      'read-unknown-version',
+    ]);
   });
 });

@@ -63,7 +63,6 @@ export interface WorkloadOptions {
   idsPerOrg?: number;
 }
 
-
 export const orgIdsOf = (o: WorkloadOptions) => Array.from({ length: o.orgs ?? 3 }, (_, k) => `${o.orgPrefix}-o${k}`);
 export const idsOf = (o: WorkloadOptions) => Array.from({ length: o.idsPerOrg ?? 6 }, (_, k) => `a${k}`);
 
@@ -117,9 +116,11 @@ export function systemTimeUs(text: string): number {
 async function send(agent: Agent, baseUrl: string, op: Op): Promise<{ status: number; body: any }> {
   const q = `?orgId=${encodeURIComponent(op.orgId)}`;
   const target =
-    op.kind === 'write' ? '/api/appointments'
-    : op.kind === 'list' ? `/api/appointments${q}&limit=1000`
-    : `/api/appointments/${encodeURIComponent(op.id)}${q}`;
+    op.kind === 'write'
+      ? '/api/appointments'
+      : op.kind === 'list'
+        ? `/api/appointments${q}&limit=1000`
+        : `/api/appointments/${encodeURIComponent(op.id)}${q}`;
   const method = op.kind === 'write' ? 'POST' : op.kind === 'delete' ? 'DELETE' : 'GET';
   const { kind: _kind, ...fields } = op as Op & Record<string, string>;
   const res = await request(`${baseUrl}${target}`, {
@@ -150,7 +151,11 @@ export async function runWorkload(
   const events: HistoryEvent[] = [];
   const client = async (c: number) => {
     const next = clientOps(o, c);
-    for (let n = 0; (o.opsPerClient === undefined || n < o.opsPerClient) && (o.until === undefined || Date.now() < o.until); n++) {
+    for (
+      let n = 0;
+      (o.opsPerClient === undefined || n < o.opsPerClient) && (o.until === undefined || Date.now() < o.until);
+      n++
+    ) {
       const op = next();
       const sentAt = nowUs();
       let answer: { status: number; body: any };
@@ -196,8 +201,16 @@ export async function readRecordedState(baseUrl: string, o: WorkloadOptions): Pr
         if (res.status !== 200) throw new Error(`history of ${orgId}/${id}: ${res.status}`);
         for (const h of res.body) {
           versions.push({
-            orgId, id, version: h.version, start: h.start, end: h.end, createdAt: h.createdAt, updatedAt: h.updatedAt,
-            validFrom: systemTimeUs(h.validFrom), validTo: h.validTo === null ? null : systemTimeUs(h.validTo), deleted: h.deleted,
+            orgId,
+            id,
+            version: h.version,
+            start: h.start,
+            end: h.end,
+            createdAt: h.createdAt,
+            updatedAt: h.updatedAt,
+            validFrom: systemTimeUs(h.validFrom),
+            validTo: h.validTo === null ? null : systemTimeUs(h.validTo),
+            deleted: h.deleted,
           });
         }
       }
@@ -214,7 +227,8 @@ export async function readRecordedState(baseUrl: string, o: WorkloadOptions): Pr
 const key = (orgId: string, id: string) => `${orgId}\u0000${id}`;
 const sameContent = (a: { start: string; end: string; createdAt: string; updatedAt: string }, b: typeof a) =>
   a.start === b.start && a.end === b.end && a.createdAt === b.createdAt && a.updatedAt === b.updatedAt;
-const rangesOverlap = (a: { start: string; end: string }, b: { start: string; end: string }) => a.start < b.end && b.start < a.end;
+const rangesOverlap = (a: { start: string; end: string }, b: { start: string; end: string }) =>
+  a.start < b.end && b.start < a.end;
 /** The write's (updatedAt, start, end, createdAt) is greater: the tie-break of the service. */
 const beats = (a: Version | Op, b: Version | Op) => {
   const t = (x: any) => [x.updatedAt, x.start, x.end, x.createdAt] as string[];
@@ -250,7 +264,13 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
       const v = versionsOf(e.op.orgId, e.op.id).find((x) => x.version === e.body.appointment?.version);
       if (v && !writerOf.has(v)) writerOf.set(v, e);
     } else if (e.op.kind === 'delete' && e.status === 204) {
-      const v = versionsOf(e.op.orgId, e.op.id).find((x) => x.deleted && x.validTo !== null && x.validTo >= e.sentAt - TOLERANCE_US && x.validTo <= e.answeredAt + TOLERANCE_US);
+      const v = versionsOf(e.op.orgId, e.op.id).find(
+        (x) =>
+          x.deleted &&
+          x.validTo !== null &&
+          x.validTo >= e.sentAt - TOLERANCE_US &&
+          x.validTo <= e.answeredAt + TOLERANCE_US,
+      );
       if (v) enderAnsweredAt.set(v, e.answeredAt);
     }
   }
@@ -297,18 +317,35 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
         const v = versionsOf(op.orgId, op.id).find((x) => x.version === a.version);
         const status = e.body.status;
         if (status === 'created' || status === 'updated') {
-          if ((status === 'created') !== (e.status === 201)) report('wrong-status', `${status} answered with HTTP ${e.status}`, [e], []);
+          if ((status === 'created') !== (e.status === 201))
+            report('wrong-status', `${status} answered with HTTP ${e.status}`, [e], []);
           if (!v) {
-            report('lost-write', `acknowledged version ${a.version} of ${op.orgId}/${op.id} is not in the history`, [e], versionsOf(op.orgId, op.id));
+            report(
+              'lost-write',
+              `acknowledged version ${a.version} of ${op.orgId}/${op.id} is not in the history`,
+              [e],
+              versionsOf(op.orgId, op.id),
+            );
             continue;
           }
           acknowledged.set(v, [...(acknowledged.get(v) ?? []), e]);
           if (!sameContent(v, op) || !sameContent(a, op)) {
-            report('wrong-content', `version ${a.version} of ${op.orgId}/${op.id} differs from what was acknowledged`, [e], [v]);
+            report(
+              'wrong-content',
+              `version ${a.version} of ${op.orgId}/${op.id} differs from what was acknowledged`,
+              [e],
+              [v],
+            );
           }
-          if (systemTimeUs(a.recordedAt) !== v.validFrom) report('wrong-content', `recordedAt ${a.recordedAt} is not the version's validFrom`, [e], [v]);
+          if (systemTimeUs(a.recordedAt) !== v.validFrom)
+            report('wrong-content', `recordedAt ${a.recordedAt} is not the version's validFrom`, [e], [v]);
           if (v.validFrom < e.sentAt - TOLERANCE_US || v.validFrom > e.answeredAt + TOLERANCE_US) {
-            report('outside-window', `version ${a.version} of ${op.orgId}/${op.id} began outside its request's send-answer window`, [e], [v]);
+            report(
+              'outside-window',
+              `version ${a.version} of ${op.orgId}/${op.id} began outside its request's send-answer window`,
+              [e],
+              [v],
+            );
           }
         } else if (status === 'stale') {
           // the answer shows the stored version; it must have been current in the window and win over the request
@@ -319,12 +356,27 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
           const ok =
             w !== undefined &&
             (tombstone
-              ? w.deleted && w.updatedAt >= op.updatedAt && w.validTo! <= e.answeredAt + TOLERANCE_US && (!next || next.validFrom > e.sentAt - TOLERANCE_US)
+              ? w.deleted &&
+                w.updatedAt >= op.updatedAt &&
+                w.validTo! <= e.answeredAt + TOLERANCE_US &&
+                (!next || next.validFrom > e.sentAt - TOLERANCE_US)
               : visibleDuring(w, e) && beats(w, op) && sameContent(w, a));
-          if (!ok) report('stale-without-winner', `stale answer for ${op.orgId}/${op.id} with no newer version current in its window`, [e], w ? [w] : shown);
+          if (!ok)
+            report(
+              'stale-without-winner',
+              `stale answer for ${op.orgId}/${op.id} with no newer version current in its window`,
+              [e],
+              w ? [w] : shown,
+            );
         } else if (status === 'unchanged') {
           const w = versionsOf(op.orgId, op.id).find((x) => x.version === a.version);
-          if (!w || !visibleDuring(w, e) || !sameContent(w, op)) report('unchanged-without-version', `unchanged answer for ${op.orgId}/${op.id} with no equal version current in its window`, [e], w ? [w] : []);
+          if (!w || !visibleDuring(w, e) || !sameContent(w, op))
+            report(
+              'unchanged-without-version',
+              `unchanged answer for ${op.orgId}/${op.id} with no equal version current in its window`,
+              [e],
+              w ? [w] : [],
+            );
         }
       } else if (e.status === 409) {
         const c = e.body?.conflictsWith;
@@ -333,7 +385,15 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
           : state.versions.filter((v) => v.orgId === op.orgId && v.id !== op.id);
         const blocker = candidates.find((v) => v.id !== op.id && rangesOverlap(v, op) && visibleDuring(v, e));
         if (e.body?.code !== 'APPOINTMENT_OVERLAP' || !blocker) {
-          report('conflict-without-blocker', `409 for ${op.orgId}/${op.id} [${op.start}, ${op.end}) naming ${c ? `${c.id} [${c.start}, ${c.end})` : 'null'}, which did not overlap it in its window`, [e], near(candidates.filter((v) => v.id !== op.id && rangesOverlap(v, op)), e));
+          report(
+            'conflict-without-blocker',
+            `409 for ${op.orgId}/${op.id} [${op.start}, ${op.end}) naming ${c ? `${c.id} [${c.start}, ${c.end})` : 'null'}, which did not overlap it in its window`,
+            [e],
+            near(
+              candidates.filter((v) => v.id !== op.id && rangesOverlap(v, op)),
+              e,
+            ),
+          );
         }
       } else if (e.status !== 0 && e.status !== 503) {
         report('unexpected-answer', `write answered ${e.status}`, [e], []);
@@ -341,24 +401,61 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
     } else if (op.kind === 'delete') {
       const list = versionsOf(op.orgId, op.id);
       if (e.status === 204) {
-        const v = list.find((x) => x.deleted && x.validTo !== null && x.validTo >= e.sentAt - TOLERANCE_US && x.validTo <= e.answeredAt + TOLERANCE_US);
-        if (!v) report('lost-delete', `acknowledged delete of ${op.orgId}/${op.id} ended no version in its window`, [e], near(list, e));
+        const v = list.find(
+          (x) =>
+            x.deleted &&
+            x.validTo !== null &&
+            x.validTo >= e.sentAt - TOLERANCE_US &&
+            x.validTo <= e.answeredAt + TOLERANCE_US,
+        );
+        if (!v)
+          report(
+            'lost-delete',
+            `acknowledged delete of ${op.orgId}/${op.id} ended no version in its window`,
+            [e],
+            near(list, e),
+          );
         else acknowledged.set(v, acknowledged.get(v) ?? []);
       } else if (e.status === 404) {
-        if (surelyExisted(list, e)) report('wrong-not-found', `delete of ${op.orgId}/${op.id} answered 404 while it existed throughout`, [e], near(list, e));
-      } else if (e.status !== 0 && e.status !== 503) report('unexpected-answer', `delete answered ${e.status}`, [e], []);
+        if (surelyExisted(list, e))
+          report(
+            'wrong-not-found',
+            `delete of ${op.orgId}/${op.id} answered 404 while it existed throughout`,
+            [e],
+            near(list, e),
+          );
+      } else if (e.status !== 0 && e.status !== 503)
+        report('unexpected-answer', `delete answered ${e.status}`, [e], []);
     } else if (op.kind === 'read') {
       const list = versionsOf(op.orgId, op.id);
       if (e.status === 200) {
         const w = list.find((x) => x.version === e.body.version);
-        if (!w || !visibleDuring(w, e) || !sameContent(w, e.body)) report('read-unknown-version', `read of ${op.orgId}/${op.id} returned a version not current in its window`, [e], w ? [w] : list);
+        if (!w || !visibleDuring(w, e) || !sameContent(w, e.body))
+          report(
+            'read-unknown-version',
+            `read of ${op.orgId}/${op.id} returned a version not current in its window`,
+            [e],
+            w ? [w] : list,
+          );
       } else if (e.status === 404) {
-        if (surelyExisted(list, e)) report('wrong-not-found', `read of ${op.orgId}/${op.id} answered 404 while it existed throughout`, [e], near(list, e));
+        if (surelyExisted(list, e))
+          report(
+            'wrong-not-found',
+            `read of ${op.orgId}/${op.id} answered 404 while it existed throughout`,
+            [e],
+            near(list, e),
+          );
       } else if (e.status !== 0 && e.status !== 503) report('unexpected-answer', `read answered ${e.status}`, [e], []);
     } else if (op.kind === 'list' && e.status === 200) {
       for (const item of e.body as any[]) {
         const w = versionsOf(op.orgId, item.id).find((x) => x.version === item.version);
-        if (!w || !visibleDuring(w, e) || !sameContent(w, item)) report('read-unknown-version', `list of ${op.orgId} returned ${item.id} v${item.version}, not current in its window`, [e], w ? [w] : []);
+        if (!w || !visibleDuring(w, e) || !sameContent(w, item))
+          report(
+            'read-unknown-version',
+            `list of ${op.orgId} returned ${item.id} v${item.version}, not current in its window`,
+            [e],
+            w ? [w] : [],
+          );
       }
     }
   }
@@ -366,16 +463,39 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
   // Nothing in the history that no request asked for.
   for (const v of state.versions) {
     const ofId = eventsById.get(key(v.orgId, v.id)) ?? [];
-    const asked = ofId.filter((e) => e.op.kind === 'write' && sameContent(e.op, v) && e.sentAt - TOLERANCE_US <= v.validFrom);
-    if (asked.length === 0) report('phantom-version', `version ${v.version} of ${v.orgId}/${v.id} matches no request`, [], [v]);
+    const asked = ofId.filter(
+      (e) => e.op.kind === 'write' && sameContent(e.op, v) && e.sentAt - TOLERANCE_US <= v.validFrom,
+    );
+    if (asked.length === 0)
+      report('phantom-version', `version ${v.version} of ${v.orgId}/${v.id} matches no request`, [], [v]);
     const acks = acknowledged.get(v) ?? [];
-    if (acks.length > 1) report('double-acknowledgment', `version ${v.version} of ${v.orgId}/${v.id} acknowledged as created/updated ${acks.length} times`, acks, [v]);
+    if (acks.length > 1)
+      report(
+        'double-acknowledgment',
+        `version ${v.version} of ${v.orgId}/${v.id} acknowledged as created/updated ${acks.length} times`,
+        acks,
+        [v],
+      );
     if (acks.length === 0 && !asked.some((e) => e.status === 0 || e.status >= 500)) {
-      report('unacknowledged-version', `version ${v.version} of ${v.orgId}/${v.id} was written but no request was told so`, asked.slice(0, 3), [v]);
+      report(
+        'unacknowledged-version',
+        `version ${v.version} of ${v.orgId}/${v.id} was written but no request was told so`,
+        asked.slice(0, 3),
+        [v],
+      );
     }
     if (v.deleted) {
-      const deletes = ofId.filter((e) => e.op.kind === 'delete' && e.sentAt - TOLERANCE_US <= v.validTo! && e.answeredAt + TOLERANCE_US >= v.validTo!);
-      if (deletes.length === 0) report('phantom-delete', `version ${v.version} of ${v.orgId}/${v.id} ended by a delete that no request asked for in time`, [], [v]);
+      const deletes = ofId.filter(
+        (e) =>
+          e.op.kind === 'delete' && e.sentAt - TOLERANCE_US <= v.validTo! && e.answeredAt + TOLERANCE_US >= v.validTo!,
+      );
+      if (deletes.length === 0)
+        report(
+          'phantom-delete',
+          `version ${v.version} of ${v.orgId}/${v.id} ended by a delete that no request asked for in time`,
+          [],
+          [v],
+        );
     }
   }
 
@@ -383,13 +503,21 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
   for (const list of byId.values()) {
     list.forEach((v, i) => {
       const next = list[i + 1];
-      if (v.version !== i + 1) report('broken-tiling', `${v.orgId}/${v.id}: version ${v.version} at position ${i + 1}`, [], [v]);
-      if (v.validTo !== null && v.validTo <= v.validFrom) report('broken-tiling', `${v.orgId}/${v.id} v${v.version}: empty or negative period`, [], [v]);
+      if (v.version !== i + 1)
+        report('broken-tiling', `${v.orgId}/${v.id}: version ${v.version} at position ${i + 1}`, [], [v]);
+      if (v.validTo !== null && v.validTo <= v.validFrom)
+        report('broken-tiling', `${v.orgId}/${v.id} v${v.version}: empty or negative period`, [], [v]);
       if (next) {
         const tiles = v.validTo !== null && (v.deleted ? next.validFrom >= v.validTo : next.validFrom === v.validTo);
-        if (!tiles) report('broken-tiling', `${v.orgId}/${v.id}: v${v.version} and v${next.version} do not tile`, [], [v, next]);
+        if (!tiles)
+          report('broken-tiling', `${v.orgId}/${v.id}: v${v.version} and v${next.version} do not tile`, [], [v, next]);
       } else if (v.deleted !== (v.validTo !== null)) {
-        report('broken-tiling', `${v.orgId}/${v.id}: the last version is ${v.deleted ? 'deleted without an end' : 'ended without a delete'}`, [], [v]);
+        report(
+          'broken-tiling',
+          `${v.orgId}/${v.id}: the last version is ${v.deleted ? 'deleted without an end' : 'ended without a delete'}`,
+          [],
+          [v],
+        );
       }
     });
   }
@@ -400,14 +528,21 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
     const vs = state.versions.filter((v) => v.orgId === orgId);
     const seen = new Set<string>();
     for (const t of new Set(vs.map((v) => v.validFrom))) {
-      const alive = vs.filter((v) => v.validFrom <= t && (v.validTo === null || t < v.validTo)).sort((a, b) => (a.start < b.start ? -1 : 1));
+      const alive = vs
+        .filter((v) => v.validFrom <= t && (v.validTo === null || t < v.validTo))
+        .sort((a, b) => (a.start < b.start ? -1 : 1));
       for (let i = 0; i < alive.length; i++) {
         for (let j = i + 1; j < alive.length && alive[j]!.start < alive[i]!.end; j++) {
           const [a, b] = [alive[i]!, alive[j]!];
           const pair = `${a.id}#${a.version}|${b.id}#${b.version}`;
           if (seen.has(pair)) continue;
           seen.add(pair);
-          report('overlapping-snapshot', `${orgId} at ${new Date(t / 1000).toISOString()}: ${a.id} v${a.version} [${a.start}, ${a.end}) overlaps ${b.id} v${b.version} [${b.start}, ${b.end})`, [], [a, b]);
+          report(
+            'overlapping-snapshot',
+            `${orgId} at ${new Date(t / 1000).toISOString()}: ${a.id} v${a.version} [${a.start}, ${a.end}) overlaps ${b.id} v${b.version} [${b.start}, ${b.end})`,
+            [],
+            [a, b],
+          );
         }
       }
     }
@@ -422,30 +557,47 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
     const got = new Map(listed.map((a: any) => [a.id, a]));
     for (const v of expected) {
       const a = got.get(v.id);
-      if (!a || a.version !== v.version || !sameContent(a, v)) report('wrong-final-state', `${orgId}/${v.id}: the final state is not its last version ${v.version}`, [], [v]);
+      if (!a || a.version !== v.version || !sameContent(a, v))
+        report('wrong-final-state', `${orgId}/${v.id}: the final state is not its last version ${v.version}`, [], [v]);
       got.delete(v.id);
     }
-    for (const a of got.values()) report('wrong-final-state', `${orgId}/${a.id} is listed but its history has no current version`, [], versionsOf(orgId, a.id));
+    for (const a of got.values())
+      report(
+        'wrong-final-state',
+        `${orgId}/${a.id} is listed but its history has no current version`,
+        [],
+        versionsOf(orgId, a.id),
+      );
   }
   return anomalies;
 }
 
 /** The versions current within a second of the event's window: the ones worth printing. */
 const near = (list: Version[], e: HistoryEvent) =>
-  list.filter((v) => v.validFrom <= e.answeredAt + 1_000_000 && (v.validTo === null || v.validTo >= e.sentAt - 1_000_000));
-
+  list.filter(
+    (v) => v.validFrom <= e.answeredAt + 1_000_000 && (v.validTo === null || v.validTo >= e.sentAt - 1_000_000),
+  );
 
 /** A human-readable account of the anomalies: the seed to replay, and the events and versions of each. */
 export function describeAnomalies(anomalies: Anomaly[], seed: number, limit = 20): string {
-  const iso = (us: number | null) => (us === null ? 'null' : `${new Date(Math.floor(us / 1000)).toISOString().slice(0, 23)}${String(us % 1000).padStart(3, '0')}Z`);
-  const lines = [`${anomalies.length} anomalies (seed ${seed}; replay the same per-client operation streams with --seed ${seed})`];
+  const iso = (us: number | null) =>
+    us === null
+      ? 'null'
+      : `${new Date(Math.floor(us / 1000)).toISOString().slice(0, 23)}${String(us % 1000).padStart(3, '0')}Z`;
+  const lines = [
+    `${anomalies.length} anomalies (seed ${seed}; replay the same per-client operation streams with --seed ${seed})`,
+  ];
   for (const a of anomalies.slice(0, limit)) {
     lines.push(`- ${a.rule}: ${a.message}`);
     for (const e of a.events) {
-      lines.push(`    event #${e.index} client ${e.client}: ${JSON.stringify(e.op)} sent ${iso(e.sentAt)} answered ${iso(e.answeredAt)} -> ${e.status} ${JSON.stringify(e.body)}`);
+      lines.push(
+        `    event #${e.index} client ${e.client}: ${JSON.stringify(e.op)} sent ${iso(e.sentAt)} answered ${iso(e.answeredAt)} -> ${e.status} ${JSON.stringify(e.body)}`,
+      );
     }
     for (const v of a.versions) {
-      lines.push(`    version ${v.orgId}/${v.id} v${v.version} [${v.start}, ${v.end}) updatedAt ${v.updatedAt} valid [${iso(v.validFrom)}, ${iso(v.validTo)})${v.deleted ? ' deleted' : ''}`);
+      lines.push(
+        `    version ${v.orgId}/${v.id} v${v.version} [${v.start}, ${v.end}) updatedAt ${v.updatedAt} valid [${iso(v.validFrom)}, ${iso(v.validTo)})${v.deleted ? ' deleted' : ''}`,
+      );
     }
   }
   if (anomalies.length > limit) lines.push(`... and ${anomalies.length - limit} more`);

@@ -17,7 +17,10 @@ let tried = 0;
 beforeAll(async () => {
   server = await startTestServer();
   orgId = newOrg('hostile');
-  for (const [id, start, end] of [[1, '2020-10-10 20:20', '2020-10-10 20:30'], ['b', '2020-10-11 10:00', '2020-10-11 11:30']] as const) {
+  for (const [id, start, end] of [
+    [1, '2020-10-10 20:20', '2020-10-10 20:30'],
+    ['b', '2020-10-11 10:00', '2020-10-11 11:30'],
+  ] as const) {
     expect((await post(server.baseUrl, { ...valid(), id, start, end })).status).toBe(201);
   }
 });
@@ -27,7 +30,12 @@ afterAll(async () => {
 });
 
 const valid = (): Record<string, unknown> => ({
-  id: 'h1', start: '2021-01-01 10:00', end: '2021-01-01 11:00', createdAt: '2020-09-11 10:23:12', updatedAt: '2020-09-28 14:23:12', orgId,
+  id: 'h1',
+  start: '2021-01-01 10:00',
+  end: '2021-01-01 11:00',
+  createdAt: '2020-09-11 10:23:12',
+  updatedAt: '2020-09-28 14:23:12',
+  orgId,
 });
 
 /** A digest of both tables: it changes with any insert, update or delete. */
@@ -39,10 +47,18 @@ async function digest(): Promise<string> {
 }
 
 const STATUS_OF_CODE: Record<string, number> = {
-  VALIDATION_ERROR: 400, NOT_FOUND: 404, APPOINTMENT_OVERLAP: 409, PAYLOAD_TOO_LARGE: 413, UNSUPPORTED_MEDIA_TYPE: 415,
+  VALIDATION_ERROR: 400,
+  NOT_FOUND: 404,
+  APPOINTMENT_OVERLAP: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
 };
 
-interface Answer { status: number; headers: Record<string, unknown>; text: string }
+interface Answer {
+  status: number;
+  headers: Record<string, unknown>;
+  text: string;
+}
 
 function expectStableAnswer(input: unknown, res: Answer) {
   const context = `${JSON.stringify(input)?.slice(0, 300)} -> ${res.status} ${res.text.slice(0, 300)}`;
@@ -58,7 +74,12 @@ function expectStableAnswer(input: unknown, res: Answer) {
 }
 
 /** Sends one request as given and checks the answer, and the database after a 4xx. */
-async function probe(method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<Answer> {
+async function probe(
+  method: string,
+  path: string,
+  body?: string | Buffer,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
   tried++;
   const before = await digest();
   const res = await request(`${server.baseUrl}${path}`, { method: method as 'GET', headers, body });
@@ -72,51 +93,132 @@ const postJson = (text: string | Buffer, contentType = 'application/json') =>
 
 // ----- generators
 
-const SQL = ["'; DROP TABLE appointments; --", "' OR '1'='1", '1; SELECT pg_sleep(1)', '$1', '\\x00', "E'\\\\'", '%', '_', '::timestamptz', '/*', '$$'];
-const CONTROL = Array.from({ length: 32 }, (_, i) => String.fromCharCode(i)).concat('\u007f', '\u2028', '\u2029', '\ufeff', '\u202e');
+const SQL = [
+  "'; DROP TABLE appointments; --",
+  "' OR '1'='1",
+  '1; SELECT pg_sleep(1)',
+  '$1',
+  '\\x00',
+  "E'\\\\'",
+  '%',
+  '_',
+  '::timestamptz',
+  '/*',
+  '$$',
+];
+const CONTROL = Array.from({ length: 32 }, (_, i) => String.fromCharCode(i)).concat(
+  '\u007f',
+  '\u2028',
+  '\u2029',
+  '\ufeff',
+  '\u202e',
+);
 const hostileString = fc.oneof(
   fc.string({ unit: 'grapheme', maxLength: 30 }),
   fc.string({ unit: 'binary', maxLength: 30 }), // any code point, lone surrogates included
   fc.constantFrom(...SQL, ...CONTROL, '\u0000', 'a\u0000b', '𝟘𝟙', 'é', 'Ω', '🙂'.repeat(10), ''),
   fc.constantFrom(100_000, 1_000_000 - 200).map((n) => 'x'.repeat(n)),
-  fc.tuple(fc.constantFrom(...SQL, ...CONTROL), fc.string({ maxLength: 5 })).map(([a, b]) => `2021-01-01 10:00${a}${b}`),
+  fc
+    .tuple(fc.constantFrom(...SQL, ...CONTROL), fc.string({ maxLength: 5 }))
+    .map(([a, b]) => `2021-01-01 10:00${a}${b}`),
 );
 const EDGE_TIMES = [
-  '0000-01-01 00:00', '0001-01-01 00:00', '0001-01-01 00:00+14:00', '0001-01-01 00:00-12:00', '9999-12-31 23:59:59.999',
-  '9999-12-31 23:59:59.999-12:00', '9999-12-31 10:00+14:00', '2016-12-31 23:59:60', '2021-01-01 23:59:60Z',
-  '2021-03-28 02:30', '2021-03-28T02:30:00+01:00', '2021-10-31 02:30', '2021-04-04 02:45+13:45', '2021-09-26 02:45+12:45',
-  '2021-01-01 10:00+14:01', '2021-01-01 10:00-12:00', '2021-01-01 10:00-23:59', '2021-01-01 10:00+99:99', '2021-01-01T10:00:00.123456789Z',
-  '2021-02-29 10:00', '2020-02-29 10:00', '2021-01-01 10:00\u0000', '2021-01-01\u200b10:00',
+  '0000-01-01 00:00',
+  '0001-01-01 00:00',
+  '0001-01-01 00:00+14:00',
+  '0001-01-01 00:00-12:00',
+  '9999-12-31 23:59:59.999',
+  '9999-12-31 23:59:59.999-12:00',
+  '9999-12-31 10:00+14:00',
+  '2016-12-31 23:59:60',
+  '2021-01-01 23:59:60Z',
+  '2021-03-28 02:30',
+  '2021-03-28T02:30:00+01:00',
+  '2021-10-31 02:30',
+  '2021-04-04 02:45+13:45',
+  '2021-09-26 02:45+12:45',
+  '2021-01-01 10:00+14:01',
+  '2021-01-01 10:00-12:00',
+  '2021-01-01 10:00-23:59',
+  '2021-01-01 10:00+99:99',
+  '2021-01-01T10:00:00.123456789Z',
+  '2021-02-29 10:00',
+  '2020-02-29 10:00',
+  '2021-01-01 10:00\u0000',
+  '2021-01-01\u200b10:00',
 ];
-const EDGE_NUMBERS = [2 ** 53, 2 ** 53 + 2, -(2 ** 53), -0, 0, 1e308, -1e308, 5e-324, 1.5, 1e21, Number.MAX_SAFE_INTEGER, -1];
-const NUMBER_LIKE = ['NaN', 'Infinity', '-Infinity', '-0', '1e308', '0x10', '1_000', ' 1', '1 ', '+1', '٣', '9007199254740993'];
+const EDGE_NUMBERS = [
+  2 ** 53,
+  2 ** 53 + 2,
+  -(2 ** 53),
+  -0,
+  0,
+  1e308,
+  -1e308,
+  5e-324,
+  1.5,
+  1e21,
+  Number.MAX_SAFE_INTEGER,
+  -1,
+];
+const NUMBER_LIKE = [
+  'NaN',
+  'Infinity',
+  '-Infinity',
+  '-0',
+  '1e308',
+  '0x10',
+  '1_000',
+  ' 1',
+  '1 ',
+  '+1',
+  '٣',
+  '9007199254740993',
+];
 const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
   hostileString,
   fc.constantFrom(...EDGE_TIMES, ...EDGE_NUMBERS, ...NUMBER_LIKE, null, true, false, [], {}),
   fc.double(),
   fc.bigInt({ min: -(2n ** 70n), max: 2n ** 70n }).map((n) => Number(n)),
   fc.jsonValue({ maxDepth: 4 }),
-  fc.letrec((tie) => ({ deep: fc.oneof({ depthSize: 'small' }, fc.constant(1), fc.array(tie('deep'), { maxLength: 2 })) })).deep,
+  fc.letrec((tie) => ({
+    deep: fc.oneof({ depthSize: 'small' }, fc.constant(1), fc.array(tie('deep'), { maxLength: 2 })),
+  })).deep,
 );
 const FIELDS = ['id', 'start', 'end', 'createdAt', 'updatedAt', 'orgId'];
-const DANGEROUS_KEYS = ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'valueOf', '', '\u0000', 'id\u0000'];
+const DANGEROUS_KEYS = [
+  '__proto__',
+  'constructor',
+  'prototype',
+  'toString',
+  'hasOwnProperty',
+  'valueOf',
+  '',
+  '\u0000',
+  'id\u0000',
+];
 
 describe('hostile JSON bodies', () => {
   it('a valid body with one or more fields replaced by hostile values', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.dictionary(fc.constantFrom(...FIELDS), hostileValue, { minKeys: 1, maxKeys: 3 }), async (changes) => {
-        await postJson(JSON.stringify({ ...valid(), id: `h${tried}`, ...changes }));
-      }),
+      fc.asyncProperty(
+        fc.dictionary(fc.constantFrom(...FIELDS), hostileValue, { minKeys: 1, maxKeys: 3 }),
+        async (changes) => {
+          await postJson(JSON.stringify({ ...valid(), id: `h${tried}`, ...changes }));
+        },
+      ),
       { numRuns: 150 },
     );
   });
 
   it('random JSON of every type and depth, with dangerous keys', async () => {
     const value = fc.jsonValue({ maxDepth: 6 });
-    const withKeys = fc.tuple(fc.dictionary(fc.constantFrom(...DANGEROUS_KEYS), hostileValue, { maxKeys: 3 }), fc.boolean()).map(([extra, keepValid]) => ({
-      ...(keepValid ? { ...valid(), id: `k${tried}` } : {}),
-      ...extra,
-    }));
+    const withKeys = fc
+      .tuple(fc.dictionary(fc.constantFrom(...DANGEROUS_KEYS), hostileValue, { maxKeys: 3 }), fc.boolean())
+      .map(([extra, keepValid]) => ({
+        ...(keepValid ? { ...valid(), id: `k${tried}` } : {}),
+        ...extra,
+      }));
     await fc.assert(
       fc.asyncProperty(fc.oneof(value, withKeys), async (body) => {
         await postJson(JSON.stringify(body));
@@ -127,10 +229,30 @@ describe('hostile JSON bodies', () => {
 
   it('raw JSON texts: duplicate keys, __proto__ members, numbers JSON.stringify cannot write, invalid UTF-8', async () => {
     const base = () => JSON.stringify({ ...valid(), id: `r${tried}` }).slice(1, -1);
-    const member = fc.tuple(fc.constantFrom(...FIELDS, '__proto__', 'constructor'), fc.oneof(
-      fc.constantFrom('-0', '1e400', '-1e400', '9007199254740993', '1.0', '1E2', '0.1e1', '{"__proto__":{"id":1}}', '{"constructor":{"prototype":{}}}', 'null', '[]', '"\\u0000"', '"\\ud800"', '"x\\"y"'),
-      hostileValue.map((v) => JSON.stringify(v) ?? 'null'),
-    )).map(([k, v]) => `"${k}":${v}`);
+    const member = fc
+      .tuple(
+        fc.constantFrom(...FIELDS, '__proto__', 'constructor'),
+        fc.oneof(
+          fc.constantFrom(
+            '-0',
+            '1e400',
+            '-1e400',
+            '9007199254740993',
+            '1.0',
+            '1E2',
+            '0.1e1',
+            '{"__proto__":{"id":1}}',
+            '{"constructor":{"prototype":{}}}',
+            'null',
+            '[]',
+            '"\\u0000"',
+            '"\\ud800"',
+            '"x\\"y"',
+          ),
+          hostileValue.map((v) => JSON.stringify(v) ?? 'null'),
+        ),
+      )
+      .map(([k, v]) => `"${k}":${v}`);
     await fc.assert(
       fc.asyncProperty(fc.array(member, { minLength: 1, maxLength: 3 }), fc.boolean(), async (members, before) => {
         const text = before ? `{${members.join(',')},${base()}}` : `{${base()},${members.join(',')}}`;
@@ -139,7 +261,14 @@ describe('hostile JSON bodies', () => {
       { numRuns: 80 },
     );
     // invalid UTF-8 inside a string, a key and outside of strings; a BOM; UTF-16
-    const bad = [Buffer.from([0xff]), Buffer.from([0xc3]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xc0, 0xaf]), Buffer.from([0xf4, 0x90, 0x80, 0x80]), Buffer.from([0x80])];
+    const bad = [
+      Buffer.from([0xff]),
+      Buffer.from([0xc3]),
+      Buffer.from([0xed, 0xa0, 0x80]),
+      Buffer.from([0xc0, 0xaf]),
+      Buffer.from([0xf4, 0x90, 0x80, 0x80]),
+      Buffer.from([0x80]),
+    ];
     for (const bytes of bad) {
       const text = JSON.stringify({ ...valid(), id: 'u1' });
       const at = text.indexOf('u1');
@@ -147,15 +276,30 @@ describe('hostile JSON bodies', () => {
       await postJson(Buffer.concat([Buffer.from('{"'), bytes, Buffer.from(`":1,${text.slice(1)}`)]));
       await postJson(Buffer.concat([bytes, Buffer.from(text)]));
     }
-    await postJson(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ ...valid(), id: 'bom' }))]));
+    await postJson(
+      Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ ...valid(), id: 'bom' }))]),
+    );
     await postJson(Buffer.from(JSON.stringify({ ...valid(), id: 'u16' }), 'utf16le'));
   });
 
   it('wrong, missing and odd content types, empty and oversized bodies', async () => {
     const body = JSON.stringify({ ...valid(), id: 'ct' });
     const types = fc.oneof(
-      fc.constantFrom('', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset=latin1',
-        'application/json; charset=utf-16', 'APPLICATION/JSON', 'application/json;;', 'application/jsonx', 'application/*', '*/*', 'application/problem+json', 'application/json\u0000'),
+      fc.constantFrom(
+        '',
+        'text/plain',
+        'application/x-www-form-urlencoded',
+        'multipart/form-data; boundary=x',
+        'application/json; charset=latin1',
+        'application/json; charset=utf-16',
+        'APPLICATION/JSON',
+        'application/json;;',
+        'application/jsonx',
+        'application/*',
+        '*/*',
+        'application/problem+json',
+        'application/json\u0000',
+      ),
       fc.string({ unit: 'grapheme-ascii', maxLength: 40 }),
     );
     await fc.assert(
@@ -177,7 +321,10 @@ describe('hostile JSON bodies', () => {
 
 describe('hostile query strings and paths', () => {
   const QUERY_KEYS = ['orgId', 'from', 'to', 'at', 'limit', 'cursor', 'orgId[]', '__proto__', 'constructor', 'x', ''];
-  const queryValue = fc.oneof(hostileString.filter((s) => s.length < 5000), fc.constantFrom(...EDGE_TIMES, ...NUMBER_LIKE, ...EDGE_NUMBERS.map(String)));
+  const queryValue = fc.oneof(
+    hostileString.filter((s) => s.length < 5000),
+    fc.constantFrom(...EDGE_TIMES, ...NUMBER_LIKE, ...EDGE_NUMBERS.map(String)),
+  );
   const enc = (s: string) => {
     try {
       return encodeURIComponent(s);
@@ -188,26 +335,56 @@ describe('hostile query strings and paths', () => {
 
   it('GET /api/appointments with random parameters, encoded and raw', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.tuple(fc.constantFrom(...QUERY_KEYS), queryValue), { maxLength: 4 }), fc.boolean(), async (params, rawPercent) => {
-        const query = params.map(([k, v]) => `${enc(k)}=${rawPercent ? enc(v).replace(/%2[05]/g, '%') : enc(v)}`).join('&');
-        await probe('GET', `/api/appointments?orgId=${orgId}&${query}`);
-      }),
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.constantFrom(...QUERY_KEYS), queryValue), { maxLength: 4 }),
+        fc.boolean(),
+        async (params, rawPercent) => {
+          const query = params
+            .map(([k, v]) => `${enc(k)}=${rawPercent ? enc(v).replace(/%2[05]/g, '%') : enc(v)}`)
+            .join('&');
+          await probe('GET', `/api/appointments?orgId=${orgId}&${query}`);
+        },
+      ),
       { numRuns: 120 },
     );
-    for (const raw of ['%', '%zz', '%00', '%ff', '%c0%af', '&&&', '=', 'orgId', 'orgId=a&orgId=b', 'limit=1&limit=2', 'at[0]=1', 'a[b][c]=d']) {
+    for (const raw of [
+      '%',
+      '%zz',
+      '%00',
+      '%ff',
+      '%c0%af',
+      '&&&',
+      '=',
+      'orgId',
+      'orgId=a&orgId=b',
+      'limit=1&limit=2',
+      'at[0]=1',
+      'a[b][c]=d',
+    ]) {
       await probe('GET', `/api/appointments?${raw}`);
     }
   });
 
   it('GET, DELETE and history with random path ids and query strings', async () => {
-    const pathValue = fc.oneof(hostileString.filter((s) => s.length > 0 && s.length < 5000), fc.constantFrom('..', '.', '%2e%2e', '1/../2', 'a%2fb', '%00', '%ff', 'x'.repeat(129), 'x'.repeat(3000)));
+    const pathValue = fc.oneof(
+      hostileString.filter((s) => s.length > 0 && s.length < 5000),
+      fc.constantFrom('..', '.', '%2e%2e', '1/../2', 'a%2fb', '%00', '%ff', 'x'.repeat(129), 'x'.repeat(3000)),
+    );
     await fc.assert(
-      fc.asyncProperty(pathValue, fc.constantFrom('GET', 'DELETE', 'HISTORY'), fc.oneof(fc.constant(''), queryValue.map((v) => `&at=${enc(v)}`)), async (id, method, extra) => {
-        const encoded = /^%|\/|\.\./.test(id) && id.length < 20 ? id : enc(id);
-        // deletes stay away from the seeded ids, so that the digest comparison stays meaningful
-        const path = `/api/appointments/${encoded}${method === 'HISTORY' ? '/history' : ''}?orgId=${method === 'DELETE' ? newOrg('none') : orgId}${method === 'GET' ? extra : ''}`;
-        await probe(method === 'DELETE' ? 'DELETE' : 'GET', path);
-      }),
+      fc.asyncProperty(
+        pathValue,
+        fc.constantFrom('GET', 'DELETE', 'HISTORY'),
+        fc.oneof(
+          fc.constant(''),
+          queryValue.map((v) => `&at=${enc(v)}`),
+        ),
+        async (id, method, extra) => {
+          const encoded = /^%|\/|\.\./.test(id) && id.length < 20 ? id : enc(id);
+          // deletes stay away from the seeded ids, so that the digest comparison stays meaningful
+          const path = `/api/appointments/${encoded}${method === 'HISTORY' ? '/history' : ''}?orgId=${method === 'DELETE' ? newOrg('none') : orgId}${method === 'GET' ? extra : ''}`;
+          await probe(method === 'DELETE' ? 'DELETE' : 'GET', path);
+        },
+      ),
       { numRuns: 120 },
     );
   });
@@ -215,16 +392,43 @@ describe('hostile query strings and paths', () => {
 
 describe('hostile headers and malformed HTTP', () => {
   it('random header names and values beside a valid request', async () => {
-    const headerName = fc.oneof(fc.constantFrom('x-request-id', 'content-length', 'transfer-encoding', 'accept', 'accept-encoding', 'expect', 'origin', 'host', 'authorization', 'x-api-key', 'connection'), fc.stringMatching(/^[a-z][a-z0-9-]{0,20}$/));
-    const headerValue = fc.oneof(fc.string({ unit: 'grapheme-ascii', maxLength: 60 }), fc.constantFrom('', 'a'.repeat(8000), '100-continue', 'chunked', 'gzip', 'close', '-1', '99999999999999999999'));
+    const headerName = fc.oneof(
+      fc.constantFrom(
+        'x-request-id',
+        'content-length',
+        'transfer-encoding',
+        'accept',
+        'accept-encoding',
+        'expect',
+        'origin',
+        'host',
+        'authorization',
+        'x-api-key',
+        'connection',
+      ),
+      fc.stringMatching(/^[a-z][a-z0-9-]{0,20}$/),
+    );
+    const headerValue = fc.oneof(
+      fc.string({ unit: 'grapheme-ascii', maxLength: 60 }),
+      fc.constantFrom('', 'a'.repeat(8000), '100-continue', 'chunked', 'gzip', 'close', '-1', '99999999999999999999'),
+    );
     await fc.assert(
       fc.asyncProperty(fc.dictionary(headerName, headerValue, { maxKeys: 3 }), fc.boolean(), async (headers, write) => {
         try {
-          if (write) await probe('POST', '/api/appointments', JSON.stringify({ ...valid(), id: `hd${tried}` }), { 'content-type': 'application/json', ...headers });
+          if (write)
+            await probe('POST', '/api/appointments', JSON.stringify({ ...valid(), id: `hd${tried}` }), {
+              'content-type': 'application/json',
+              ...headers,
+            });
           else await probe('GET', `/api/appointments?orgId=${orgId}`, undefined, headers);
         } catch (error) {
           // undici refuses what it cannot send (a bad header, a content-length that lies); those go by raw socket below
-          if (!/^(InvalidArgumentError|NotSupportedError|RequestContentLengthMismatchError)|invalid .*header|header.*invalid/i.test(String(error))) throw error;
+          if (
+            !/^(InvalidArgumentError|NotSupportedError|RequestContentLengthMismatchError)|invalid .*header|header.*invalid/i.test(
+              String(error),
+            )
+          )
+            throw error;
         }
       }),
       { numRuns: 80 },
@@ -252,19 +456,90 @@ describe('hostile headers and malformed HTTP', () => {
     const body = JSON.stringify({ ...valid(), id: 'raw' });
     const head = (lines: string[]) => `${lines.join('\r\n')}\r\n\r\n`;
     const cases: Array<[string, string | Buffer, number[]]> = [
-      ['a lying content-length (too long)', head(['POST /api/appointments HTTP/1.1', 'Host: x', 'Content-Type: application/json', `Content-Length: ${body.length + 10}`, 'Connection: close']) + body, [400]],
-      ['two content-lengths', head(['POST /api/appointments HTTP/1.1', 'Host: x', 'Content-Type: application/json', `Content-Length: ${body.length}`, 'Content-Length: 5', 'Connection: close']) + body, [400]],
-      ['content-length and chunked', head(['POST /api/appointments HTTP/1.1', 'Host: x', 'Content-Type: application/json', `Content-Length: ${body.length}`, 'Transfer-Encoding: chunked', 'Connection: close']) + `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`, [400]],
-      ['bad chunk size', head(['POST /api/appointments HTTP/1.1', 'Host: x', 'Content-Type: application/json', 'Transfer-Encoding: chunked', 'Connection: close']) + `zz\r\n${body}\r\n0\r\n\r\n`, [400]],
-      ['a NUL in a header value', head(['GET /api/appointments HTTP/1.1', 'Host: x', 'X-A: a\u0000b', 'Connection: close']), [400]],
-      ['a space in a header name', head(['GET /api/appointments HTTP/1.1', 'Host: x', 'X A: b', 'Connection: close']), [400]],
+      [
+        'a lying content-length (too long)',
+        head([
+          'POST /api/appointments HTTP/1.1',
+          'Host: x',
+          'Content-Type: application/json',
+          `Content-Length: ${body.length + 10}`,
+          'Connection: close',
+        ]) + body,
+        [400],
+      ],
+      [
+        'two content-lengths',
+        head([
+          'POST /api/appointments HTTP/1.1',
+          'Host: x',
+          'Content-Type: application/json',
+          `Content-Length: ${body.length}`,
+          'Content-Length: 5',
+          'Connection: close',
+        ]) + body,
+        [400],
+      ],
+      [
+        'content-length and chunked',
+        head([
+          'POST /api/appointments HTTP/1.1',
+          'Host: x',
+          'Content-Type: application/json',
+          `Content-Length: ${body.length}`,
+          'Transfer-Encoding: chunked',
+          'Connection: close',
+        ]) + `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+        [400],
+      ],
+      [
+        'bad chunk size',
+        head([
+          'POST /api/appointments HTTP/1.1',
+          'Host: x',
+          'Content-Type: application/json',
+          'Transfer-Encoding: chunked',
+          'Connection: close',
+        ]) + `zz\r\n${body}\r\n0\r\n\r\n`,
+        [400],
+      ],
+      [
+        'a NUL in a header value',
+        head(['GET /api/appointments HTTP/1.1', 'Host: x', 'X-A: a\u0000b', 'Connection: close']),
+        [400],
+      ],
+      [
+        'a space in a header name',
+        head(['GET /api/appointments HTTP/1.1', 'Host: x', 'X A: b', 'Connection: close']),
+        [400],
+      ],
       ['a bare LF request line', 'GET /api/appointments HTTP/1.1\nHost: x\nConnection: close\n\n', [200, 400]],
       ['garbage', '\u0000\u0001\u0002 not http at all\r\n\r\n', [400]],
       ['an unknown method', head(['BREW /api/appointments HTTP/1.1', 'Host: x', 'Connection: close']), [400, 404]],
       ['HTTP/2 preface on HTTP/1', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', [400, 505]],
-      ['invalid UTF-8 in the request target', Buffer.concat([Buffer.from('GET /api/appointments/'), Buffer.from([0xff, 0xfe]), Buffer.from(`?orgId=${orgId} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)]), [400, 404]],
-      ['a header of 100 kB', head(['GET /api/appointments HTTP/1.1', 'Host: x', `X-Big: ${'a'.repeat(100_000)}`, 'Connection: close']), [431]],
-      ['10 000 headers', head(['GET /api/appointments HTTP/1.1', 'Host: x', ...Array.from({ length: 10_000 }, (_, i) => `X-${i}: 1`), 'Connection: close']), [431]],
+      [
+        'invalid UTF-8 in the request target',
+        Buffer.concat([
+          Buffer.from('GET /api/appointments/'),
+          Buffer.from([0xff, 0xfe]),
+          Buffer.from(`?orgId=${orgId} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`),
+        ]),
+        [400, 404],
+      ],
+      [
+        'a header of 100 kB',
+        head(['GET /api/appointments HTTP/1.1', 'Host: x', `X-Big: ${'a'.repeat(100_000)}`, 'Connection: close']),
+        [431],
+      ],
+      [
+        '10 000 headers',
+        head([
+          'GET /api/appointments HTTP/1.1',
+          'Host: x',
+          ...Array.from({ length: 10_000 }, (_, i) => `X-${i}: 1`),
+          'Connection: close',
+        ]),
+        [431],
+      ],
     ];
     for (const [name, bytes, allowed] of cases) {
       const before = await digest();

@@ -1,6 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { instantAfterSeeding, scenarios, SCENARIO_NAMES, type ScenarioContext, type ScenarioRequest } from '../scripts/bench/scenarios.js';
+import {
+  instantAfterSeeding,
+  scenarios,
+  SCENARIO_NAMES,
+  type ScenarioContext,
+  type ScenarioRequest,
+} from '../scripts/bench/scenarios.js';
 import { http, startTestServer, type TestServer } from './helpers.js';
 
 // The k6 scripts (scripts/k6/) and npm run bench build their requests from scripts/bench/scenarios.js;
@@ -29,10 +35,15 @@ describe('the k6 scenarios', () => {
     const ctx: ScenarioContext = { run: `t${Date.now().toString(36)}` };
     const seedRequests = scenario.seed(ctx);
     // the seed of the 100-org mix is large: every tenth of it is enough to exercise its requests
-    const seed = seedRequests.length > 300 ? seedRequests.filter((r) => r.method !== 'POST' || Number(/m-(\d+)/.exec(String(r.body?.id))?.[1]) < 2) : seedRequests;
+    const seed =
+      seedRequests.length > 300
+        ? seedRequests.filter((r) => r.method !== 'POST' || Number(/m-(\d+)/.exec(String(r.body?.id))?.[1]) < 2)
+        : seedRequests;
     for (const r of seed) {
       const res = await send(r);
-      expect(r.expected, `seed ${r.method} ${r.path} ${JSON.stringify(r.body)}: ${JSON.stringify(res.body)}`).toContain(res.status);
+      expect(r.expected, `seed ${r.method} ${r.path} ${JSON.stringify(r.body)}: ${JSON.stringify(res.body)}`).toContain(
+        res.status,
+      );
     }
     ctx.at = instantAfterSeeding();
     const statuses = new Set<number>();
@@ -43,13 +54,17 @@ describe('the k6 scenarios', () => {
           const r = scenario.request(ctx, vu, iter);
           // in the trimmed mix seed only m-0 and m-1 exist: other seeded ids answer 404 here
           if (name === 'read-write-mix' && /\/m-([2-9]|1\d)\?/.test(r.path)) return null;
-          if (name === 'read-write-mix' && r.method === 'POST' && /^m-([2-9]|1\d)$/.test(String(r.body?.id))) return null;
+          if (name === 'read-write-mix' && r.method === 'POST' && /^m-([2-9]|1\d)$/.test(String(r.body?.id)))
+            return null;
           return { r, res: await send(r) };
         }),
       );
       for (const x of responses) {
         if (!x) continue;
-        expect(x.r.expected, `${x.r.method} ${x.r.path} ${JSON.stringify(x.r.body)}: ${JSON.stringify(x.res.body)}`).toContain(x.res.status);
+        expect(
+          x.r.expected,
+          `${x.r.method} ${x.r.path} ${JSON.stringify(x.r.body)}: ${JSON.stringify(x.res.body)}`,
+        ).toContain(x.res.status);
         expect(x.res.status).toBeLessThan(500);
         statuses.add(x.res.status);
       }
@@ -69,7 +84,9 @@ describe('the k6 scenarios', () => {
 
   it('contention: writers on the narrow window mostly meet a 409', async () => {
     const ctx: ScenarioContext = { run: `t3${Date.now().toString(36)}` };
-    const results = await Promise.all(Array.from({ length: 40 }, (_, k) => send(scenarios.contention.request(ctx, (k % 8) + 1, Math.floor(k / 8)))));
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, k) => send(scenarios.contention.request(ctx, (k % 8) + 1, Math.floor(k / 8)))),
+    );
     const conflicts = results.filter((x) => x.status === 409).length;
     expect(results.every((x) => x.status === 201 || x.status === 409)).toBe(true);
     // a 2-hour window holds at most four 30-minute appointments

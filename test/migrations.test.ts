@@ -42,7 +42,14 @@ describe('migrations', () => {
       const client = new pg.Client({ connectionString: url });
       await client.connect();
       try {
-        await runner({ dbClient: client, dir: MIGRATIONS_DIR, migrationsTable: 'pgmigrations', direction: 'down', count: Infinity, log: () => {} });
+        await runner({
+          dbClient: client,
+          dir: MIGRATIONS_DIR,
+          migrationsTable: 'pgmigrations',
+          direction: 'down',
+          count: Infinity,
+          log: () => {},
+        });
       } finally {
         await client.end();
       }

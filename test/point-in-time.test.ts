@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FEW_RECORDED_PAGES } from '../src/db/appointments.js';
 import type { HistoryEntry } from '../src/schemas/appointments.js';
-import { appointment, http, microsecondBefore, newOrg, post, seededRandom, startTestServer, type TestServer } from './helpers.js';
+import {
+  appointment,
+  http,
+  microsecondBefore,
+  newOrg,
+  post,
+  seededRandom,
+  startTestServer,
+  type TestServer,
+} from './helpers.js';
 
 // The point-in-time list against an oracle: a random sequence of creates, moves, deletes and
 // re-creations, then, at every instant where some version began or ended (and a microsecond before
@@ -20,7 +29,12 @@ type Version = HistoryEntry & { id: string };
 const DAY = '2030-05-01';
 const slot = (n: number) => new Date(Date.parse(`${DAY}T08:00:00Z`) + n * 30 * 60_000).toISOString();
 
-async function writeRandomCalendar(orgId: string, random: () => number, operations: number, appointments = 24): Promise<string[]> {
+async function writeRandomCalendar(
+  orgId: string,
+  random: () => number,
+  operations: number,
+  appointments = 24,
+): Promise<string[]> {
   const ids = Array.from({ length: appointments }, (_, i) => `p${i}`);
   for (let n = 1; n <= operations; n++) {
     const id = ids[Math.floor(random() * ids.length)]!;
@@ -30,7 +44,10 @@ async function writeRandomCalendar(orgId: string, random: () => number, operatio
     }
     const first = Math.floor(random() * 4 * appointments);
     const updatedAt = new Date(Date.parse('2030-01-01T00:00:00Z') + n * 1000).toISOString();
-    const res = await post(server.baseUrl, { ...appointment(id, slot(first), slot(first + 1 + Math.floor(random() * 2)), updatedAt), orgId });
+    const res = await post(server.baseUrl, {
+      ...appointment(id, slot(first), slot(first + 1 + Math.floor(random() * 2)), updatedAt),
+      orgId,
+    });
     expect([200, 201, 409]).toContain(res.status);
   }
   return ids;
@@ -64,8 +81,20 @@ async function readAllPages(query: string, limit: number): Promise<unknown[]> {
 // recorded by `at` compared with the page size (see listAppointmentsAt): a calendar of many
 // appointments and small pages takes both ways as `at` moves on.
 const workloads = [
-  { name: 'a calendar of few appointments, often moved', appointments: 24, operations: 400, maxLimit: 8, bothWays: false },
-  { name: 'a calendar of many appointments, some moved', appointments: 80, operations: 300, maxLimit: 3, bothWays: true },
+  {
+    name: 'a calendar of few appointments, often moved',
+    appointments: 24,
+    operations: 400,
+    maxLimit: 8,
+    bothWays: false,
+  },
+  {
+    name: 'a calendar of many appointments, some moved',
+    appointments: 80,
+    operations: 300,
+    maxLimit: 3,
+    bothWays: true,
+  },
 ];
 
 describe.each(workloads)('point-in-time list: $name', ({ appointments, operations, maxLimit, bothWays }) => {
@@ -86,7 +115,13 @@ describe.each(workloads)('point-in-time list: $name', ({ appointments, operation
       '2999-01-01T00:00:00.000000Z',
       ...boundaries.flatMap((t) => [t, microsecondBefore(t)]).filter(() => random() < 0.25),
     ];
-    const windows: Array<{ from?: string; to?: string }> = [{}, { from: slot(30) }, { to: slot(50) }, { from: slot(20), to: slot(60) }, { from: slot(41), to: slot(42) }];
+    const windows: Array<{ from?: string; to?: string }> = [
+      {},
+      { from: slot(30) },
+      { to: slot(50) },
+      { from: slot(20), to: slot(60) },
+      { from: slot(41), to: slot(42) },
+    ];
 
     let compared = 0;
     const ways = { fewRecorded: 0, manyRecorded: 0 };
@@ -94,10 +129,26 @@ describe.each(workloads)('point-in-time list: $name', ({ appointments, operation
       const window = windows[Math.floor(random() * windows.length)]!;
       const expected = versions
         .filter((v) => v.validFrom <= at && (v.validTo === null || at < v.validTo))
-        .filter((v) => (window.from === undefined || v.end > window.from) && (window.to === undefined || v.start < window.to))
+        .filter(
+          (v) => (window.from === undefined || v.end > window.from) && (window.to === undefined || v.start < window.to),
+        )
         .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.id < b.id ? -1 : 1))
-        .map((v) => ({ id: v.id, orgId, start: v.start, end: v.end, createdAt: v.createdAt, updatedAt: v.updatedAt, version: v.version, recordedAt: v.validFrom }));
-      const query = [`orgId=${orgId}`, `at=${at}`, ...(window.from ? [`from=${window.from}`] : []), ...(window.to ? [`to=${window.to}`] : [])].join('&');
+        .map((v) => ({
+          id: v.id,
+          orgId,
+          start: v.start,
+          end: v.end,
+          createdAt: v.createdAt,
+          updatedAt: v.updatedAt,
+          version: v.version,
+          recordedAt: v.validFrom,
+        }));
+      const query = [
+        `orgId=${orgId}`,
+        `at=${at}`,
+        ...(window.from ? [`from=${window.from}`] : []),
+        ...(window.to ? [`to=${window.to}`] : []),
+      ].join('&');
       const limit = 1 + Math.floor(random() * maxLimit);
       const recordedBy = versions.filter((v) => v.validTo === null && v.validFrom <= at).length;
       ways[recordedBy >= FEW_RECORDED_PAGES * (limit + 1) ? 'manyRecorded' : 'fewRecorded']++;

@@ -105,14 +105,48 @@ describe('every read is served by an index', () => {
   const orgId = 'org-7';
   const cases: Array<[string, () => Promise<unknown>]> = [
     ['list', () => listAppointments(capturing, { orgId, limit: 100 })],
-    ['list from/to', () => listAppointments(capturing, { orgId, limit: 100, from: '2020-02-01T00:00:00.000Z', to: '2020-02-03T00:00:00.000Z' })],
-    ['list next page', () => listAppointments(capturing, { orgId, limit: 100, after: { start: '2020-02-01T00:00:00.000Z', id: 'a744' } })],
+    [
+      'list from/to',
+      () =>
+        listAppointments(capturing, {
+          orgId,
+          limit: 100,
+          from: '2020-02-01T00:00:00.000Z',
+          to: '2020-02-03T00:00:00.000Z',
+        }),
+    ],
+    [
+      'list next page',
+      () =>
+        listAppointments(capturing, { orgId, limit: 100, after: { start: '2020-02-01T00:00:00.000Z', id: 'a744' } }),
+    ],
     ['list at', () => listAppointmentsAt(capturing, { orgId, limit: 100, at: '2025-01-02T00:00:00.000000Z' })],
-    ['list at from/to', () => listAppointmentsAt(capturing, { orgId, limit: 100, at: '2025-01-02T00:00:00.000000Z', from: '2010-02-01T00:00:00.000Z', to: '2010-03-01T00:00:00.000Z' })],
+    [
+      'list at from/to',
+      () =>
+        listAppointmentsAt(capturing, {
+          orgId,
+          limit: 100,
+          at: '2025-01-02T00:00:00.000000Z',
+          from: '2010-02-01T00:00:00.000Z',
+          to: '2010-03-01T00:00:00.000Z',
+        }),
+    ],
     ['one', () => getAppointment(capturing, orgId, 'a17')],
     ['one at', () => getAppointmentAt(capturing, orgId, 'a17', '2025-01-02T00:00:00.000000Z')],
     ['history', () => getAppointmentHistory(capturing, orgId, 'a17')],
-    ['conflict lookup', () => findOverlappingAppointment(capturing, { orgId, id: 'z', start: '2020-02-01T00:00:00.000Z', end: '2020-02-01T05:00:00.000Z', createdAt: '2020-01-01T00:00:00.000Z', updatedAt: '2020-01-01T00:00:00.000Z' })],
+    [
+      'conflict lookup',
+      () =>
+        findOverlappingAppointment(capturing, {
+          orgId,
+          id: 'z',
+          start: '2020-02-01T00:00:00.000Z',
+          end: '2020-02-01T05:00:00.000Z',
+          createdAt: '2020-01-01T00:00:00.000Z',
+          updatedAt: '2020-01-01T00:00:00.000Z',
+        }),
+    ],
   ];
   for (const [name, run] of cases) {
     it.each(PLAN_MODES)(`${name}: no sequential scan (%s)`, async (mode) => {
@@ -124,16 +158,25 @@ describe('every read is served by an index', () => {
 
   // By that instant nearly every row of the table had been written, but none of this org's: none of
   // them may be read only to be dropped.
-  it.each(PLAN_MODES)('list at an instant before the org\'s current rows were written reads none of them (%s)', async (mode) => {
-    const at = '2026-12-31T00:00:00.000000Z';
-    for (const window of [{}, { from: '2020-03-01T00:00:00.000Z' }, { from: '2020-03-01T00:00:00.000Z', to: '2020-03-05T00:00:00.000Z' }]) {
-      const plan = await planOf(mode, () => listAppointmentsAt(capturing, { orgId: 'late-org', limit: 100, at, ...window }));
-      const currentRowsRead = plan
-        .filter((n) => n['Relation Name'] === 'appointments')
-        .reduce((sum, n) => sum + (n['Actual Rows'] ?? 0) + (n['Rows Removed by Filter'] ?? 0), 0);
-      expect(currentRowsRead, JSON.stringify(window)).toBe(0);
-    }
-  });
+  it.each(PLAN_MODES)(
+    "list at an instant before the org's current rows were written reads none of them (%s)",
+    async (mode) => {
+      const at = '2026-12-31T00:00:00.000000Z';
+      for (const window of [
+        {},
+        { from: '2020-03-01T00:00:00.000Z' },
+        { from: '2020-03-01T00:00:00.000Z', to: '2020-03-05T00:00:00.000Z' },
+      ]) {
+        const plan = await planOf(mode, () =>
+          listAppointmentsAt(capturing, { orgId: 'late-org', limit: 100, at, ...window }),
+        );
+        const currentRowsRead = plan
+          .filter((n) => n['Relation Name'] === 'appointments')
+          .reduce((sum, n) => sum + (n['Actual Rows'] ?? 0) + (n['Rows Removed by Filter'] ?? 0), 0);
+        expect(currentRowsRead, JSON.stringify(window)).toBe(0);
+      }
+    },
+  );
 
   it.each(PLAN_MODES)('list at: history is read through the timeline index, whatever the window (%s)', async (mode) => {
     for (const [, run] of cases.filter(([name]) => name.startsWith('list at'))) {
@@ -144,14 +187,29 @@ describe('every read is served by an index', () => {
 
 describe('refused writes', () => {
   // org-7's last appointment, a2000, runs 2020-03-24 08:00 to 08:30 (one an hour from 2020-01-01 01:00)
-  const late = { orgId: 'org-7', start: '2020-03-24T08:10:00.000Z', end: '2020-03-24T09:10:00.000Z', createdAt: '2020-01-01T00:00:00.000Z', updatedAt: '2020-01-01T00:00:00.000Z' };
+  const late = {
+    orgId: 'org-7',
+    start: '2020-03-24T08:10:00.000Z',
+    end: '2020-03-24T09:10:00.000Z',
+    createdAt: '2020-01-01T00:00:00.000Z',
+    updatedAt: '2020-01-01T00:00:00.000Z',
+  };
 
-  it.each(PLAN_MODES)('finding the appointment in the way reads a few index entries, not the org (%s)', async (mode) => {
-    const plan = await planOf(mode, () => findOverlappingAppointment(capturing, { ...late, id: 'z' }));
-    const read = plan.filter((n) => n['Index Name']).reduce((sum, n) => sum + (n['Actual Rows'] ?? 0) + (n['Rows Removed by Filter'] ?? 0), 0);
-    expect(read).toBeLessThanOrEqual(3);
-    expect(await findOverlappingAppointment(capturing, { ...late, id: 'z' })).toEqual({ id: 'a2000', start: '2020-03-24T08:00:00.000Z', end: '2020-03-24T08:30:00.000Z' });
-  });
+  it.each(PLAN_MODES)(
+    'finding the appointment in the way reads a few index entries, not the org (%s)',
+    async (mode) => {
+      const plan = await planOf(mode, () => findOverlappingAppointment(capturing, { ...late, id: 'z' }));
+      const read = plan
+        .filter((n) => n['Index Name'])
+        .reduce((sum, n) => sum + (n['Actual Rows'] ?? 0) + (n['Rows Removed by Filter'] ?? 0), 0);
+      expect(read).toBeLessThanOrEqual(3);
+      expect(await findOverlappingAppointment(capturing, { ...late, id: 'z' })).toEqual({
+        id: 'a2000',
+        start: '2020-03-24T08:00:00.000Z',
+        end: '2020-03-24T08:30:00.000Z',
+      });
+    },
+  );
 
   // A refused INSERT leaves a dead row and dead index entries that every later check in that range
   // visits until a vacuum; a create in the way of a committed appointment must not insert at all.
@@ -159,12 +217,16 @@ describe('refused writes', () => {
     const inserted = async () => {
       await capturing`SELECT pg_stat_force_next_flush()`;
       await capturing`SELECT pg_stat_clear_snapshot()`;
-      const [row] = await capturing<{ n: string }[]>`SELECT n_tup_ins::text AS n FROM pg_stat_user_tables WHERE relname = 'appointments'`;
+      const [row] = await capturing<
+        { n: string }[]
+      >`SELECT n_tup_ins::text AS n FROM pg_stat_user_tables WHERE relname = 'appointments'`;
       return Number(row!.n);
     };
     const before = await inserted();
     for (let i = 0; i < 5; i++) {
-      await expect(upsertAppointment(capturing, { ...late, id: `refused-${i}` })).rejects.toBeInstanceOf(AppointmentOverlapError);
+      await expect(upsertAppointment(capturing, { ...late, id: `refused-${i}` })).rejects.toBeInstanceOf(
+        AppointmentOverlapError,
+      );
     }
     expect(await inserted()).toBe(before);
     // the count does see an insert: a create in a free slot

@@ -14,7 +14,9 @@ describe('security headers, no banner, no CORS by default', () => {
   it('sends headers fit for a JSON API and names no framework', async () => {
     for (const path of ['/health', '/api/appointments', '/api/appointments/nope']) {
       const res = await http(server.baseUrl, 'GET', path, undefined, { origin: 'https://evil.example' });
-      expect(res.headers['content-security-policy']).toBe("default-src 'none';frame-ancestors 'none';base-uri 'none';form-action 'none'");
+      expect(res.headers['content-security-policy']).toBe(
+        "default-src 'none';frame-ancestors 'none';base-uri 'none';form-action 'none'",
+      );
       expect(res.headers['x-content-type-options']).toBe('nosniff');
       expect(res.headers['x-frame-options']).toBe('SAMEORIGIN');
       expect(res.headers['strict-transport-security']).toMatch(/max-age=\d+/);
@@ -28,10 +30,15 @@ describe('security headers, no banner, no CORS by default', () => {
   it('sends the same headers, and the request id, on error answers', async () => {
     const bad = await http(server.baseUrl, 'POST', '/api/appointments', { id: 'x' }, { 'x-request-id': 'req-400' });
     const missing = await http(server.baseUrl, 'GET', '/no/such/route', undefined, { 'x-request-id': 'req-404' });
-    for (const [res, status, id] of [[bad, 400, 'req-400'], [missing, 404, 'req-404']] as const) {
+    for (const [res, status, id] of [
+      [bad, 400, 'req-400'],
+      [missing, 404, 'req-404'],
+    ] as const) {
       expect(res.status).toBe(status);
       expect(res.headers['x-request-id']).toBe(id);
-      expect(res.headers['content-security-policy']).toBe("default-src 'none';frame-ancestors 'none';base-uri 'none';form-action 'none'");
+      expect(res.headers['content-security-policy']).toBe(
+        "default-src 'none';frame-ancestors 'none';base-uri 'none';form-action 'none'",
+      );
       expect(res.headers['x-content-type-options']).toBe('nosniff');
     }
   });
@@ -68,7 +75,12 @@ describe('security headers, no banner, no CORS by default', () => {
   });
 
   it('applies the configured timeouts to the HTTP server', async () => {
-    const custom = await startTestServer({ headersTimeoutMs: 5000, requestTimeoutMs: 20000, keepAliveTimeoutMs: 7000, connectionTimeoutMs: 50000 });
+    const custom = await startTestServer({
+      headersTimeoutMs: 5000,
+      requestTimeoutMs: 20000,
+      keepAliveTimeoutMs: 7000,
+      connectionTimeoutMs: 50000,
+    });
     try {
       expect(custom.app.server.headersTimeout).toBe(5000);
       expect(custom.app.server.requestTimeout).toBe(20000);
@@ -91,10 +103,16 @@ describe('CORS when configured', () => {
 
   it('allows the configured origins only', async () => {
     const preflight = { 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' };
-    const ok = await http(server.baseUrl, 'OPTIONS' as 'GET', '/api/appointments', undefined, { origin: 'https://admin.example', ...preflight });
+    const ok = await http(server.baseUrl, 'OPTIONS' as 'GET', '/api/appointments', undefined, {
+      origin: 'https://admin.example',
+      ...preflight,
+    });
     expect(ok.status).toBe(204);
     expect(ok.headers['access-control-allow-origin']).toBe('https://admin.example');
-    const other = await http(server.baseUrl, 'OPTIONS' as 'GET', '/api/appointments', undefined, { origin: 'https://evil.example', ...preflight });
+    const other = await http(server.baseUrl, 'OPTIONS' as 'GET', '/api/appointments', undefined, {
+      origin: 'https://evil.example',
+      ...preflight,
+    });
     expect(other.headers['access-control-allow-origin']).toBeUndefined();
     const get = await http(server.baseUrl, 'GET', '/api/appointments', undefined, { origin: 'https://app.example' });
     expect(get.status).toBe(200);
@@ -108,13 +126,21 @@ describe('rate limiting', () => {
     const server = await startTestServer({ rateLimitMax: 3, rateLimitWindowSeconds: 60 });
     try {
       const org = newOrg('rl');
-      for (let i = 0; i < 3; i++) expect((await http(server.baseUrl, 'GET', `/api/appointments?orgId=${org}`)).status).toBe(200);
-      const limited = await http(server.baseUrl, 'POST', '/api/appointments', appointment(1, '2020-10-10 20:20', '2020-10-10 20:30', undefined, { orgId: org }));
+      for (let i = 0; i < 3; i++)
+        expect((await http(server.baseUrl, 'GET', `/api/appointments?orgId=${org}`)).status).toBe(200);
+      const limited = await http(
+        server.baseUrl,
+        'POST',
+        '/api/appointments',
+        appointment(1, '2020-10-10 20:20', '2020-10-10 20:30', undefined, { orgId: org }),
+      );
       expect(limited.status).toBe(429);
       expect(limited.body).toMatchObject({ statusCode: 429, error: 'Too Many Requests', code: 'RATE_LIMITED' });
       expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
       // the refused write was not made
-      const [{ count }] = await server.sql<{ count: number }[]>`SELECT count(*)::int AS count FROM appointments WHERE org_id = ${org}`;
+      const [{ count }] = await server.sql<
+        { count: number }[]
+      >`SELECT count(*)::int AS count FROM appointments WHERE org_id = ${org}`;
       expect(count).toBe(0);
       for (let i = 0; i < 5; i++) expect((await http(server.baseUrl, 'GET', '/health')).status).toBe(200);
       expect((await http(server.baseUrl, 'GET', '/api/docs/json')).status).toBe(200);
@@ -132,7 +158,8 @@ describe('rate limiting', () => {
         await insertApiKey(server.sql, { keyId: generated.keyId, orgId: org, secretHash: generated.secretHash });
         keys.push({ authorization: `Bearer ${generated.key}` });
       }
-      for (let i = 0; i < 2; i++) expect((await http(server.baseUrl, 'GET', '/api/appointments', undefined, keys[0])).status).toBe(200);
+      for (let i = 0; i < 2; i++)
+        expect((await http(server.baseUrl, 'GET', '/api/appointments', undefined, keys[0])).status).toBe(200);
       const limited = await http(server.baseUrl, 'GET', '/api/appointments', undefined, keys[0]);
       expect(limited.status).toBe(429);
       expect(limited.headers['retry-after']).toBeDefined();
@@ -155,8 +182,20 @@ describe('rate limiting', () => {
 
 describe('configuration', () => {
   it('reads AUTH, rate limits, CORS_ORIGIN and timeouts, and refuses bad values with a message', () => {
-    const config = loadConfig({ AUTH: 'required', RATE_LIMIT_MAX: '0', RATE_LIMIT_WINDOW: '60', CORS_ORIGIN: '', HEADERS_TIMEOUT: '5000' });
-    expect(config).toMatchObject({ auth: 'required', rateLimitMax: 0, rateLimitWindowSeconds: 60, corsOrigin: undefined, headersTimeoutMs: 5000 });
+    const config = loadConfig({
+      AUTH: 'required',
+      RATE_LIMIT_MAX: '0',
+      RATE_LIMIT_WINDOW: '60',
+      CORS_ORIGIN: '',
+      HEADERS_TIMEOUT: '5000',
+    });
+    expect(config).toMatchObject({
+      auth: 'required',
+      rateLimitMax: 0,
+      rateLimitWindowSeconds: 60,
+      corsOrigin: undefined,
+      headersTimeoutMs: 5000,
+    });
     expect(loadConfig({}).auth).toBe('off');
     expect(() => loadConfig({ AUTH: 'yes' })).toThrow(ConfigError);
     expect(() => loadConfig({ CORS_ORIGIN: 'evil example' })).toThrow(/CORS_ORIGIN/);

@@ -27,7 +27,12 @@ describe('tenants with API keys (AUTH=required)', () => {
     server = await startTestServer({ auth: 'required' });
     for (const org of [ALPHA, BRAVO]) {
       const key = generateApiKey();
-      await insertApiKey(server.sql, { keyId: key.keyId, orgId: org, secretHash: key.secretHash, label: `${org} test` });
+      await insertApiKey(server.sql, {
+        keyId: key.keyId,
+        orgId: org,
+        secretHash: key.secretHash,
+        label: `${org} test`,
+      });
       auth[org] = { authorization: `Bearer ${key.key}` };
       if (org === ALPHA) alphaKeyId = key.keyId;
     }
@@ -67,14 +72,24 @@ describe('tenants with API keys (AUTH=required)', () => {
       { authorization: `Bearer ${alphaKey}x` },
     ];
     for (const headers of headerSets) {
-      for (const [method, path] of [['GET', '/api/appointments'], ['GET', `/api/appointments/${ALPHA_SECRET_ID}`], ['DELETE', `/api/appointments/${ALPHA_SECRET_ID}`]] as const) {
+      for (const [method, path] of [
+        ['GET', '/api/appointments'],
+        ['GET', `/api/appointments/${ALPHA_SECRET_ID}`],
+        ['DELETE', `/api/appointments/${ALPHA_SECRET_ID}`],
+      ] as const) {
         const res = await http(server.baseUrl, method, path, undefined, headers);
         expect(res.status, `${method} ${path} with ${JSON.stringify(headers)}`).toBe(401);
         expect(res.headers['www-authenticate']).toBe('Bearer');
         expect(res.body).toMatchObject({ statusCode: 401, code: 'UNAUTHORIZED' });
         expect(JSON.stringify(res.body)).not.toContain(ALPHA);
       }
-      const write = await http(server.baseUrl, 'POST', '/api/appointments', appointment('x', '2020-10-12 10:00', '2020-10-12 11:00'), headers);
+      const write = await http(
+        server.baseUrl,
+        'POST',
+        '/api/appointments',
+        appointment('x', '2020-10-12 10:00', '2020-10-12 11:00'),
+        headers,
+      );
       expect(write.status).toBe(401);
     }
     // nothing was deleted or written by the refused requests
@@ -83,7 +98,8 @@ describe('tenants with API keys (AUTH=required)', () => {
   });
 
   it('leaves /health, /ready and the docs open', async () => {
-    for (const path of ['/health', '/api/docs/json', '/api/docs/']) expect((await http(server.baseUrl, 'GET', path)).status).toBe(200);
+    for (const path of ['/health', '/api/docs/json', '/api/docs/'])
+      expect((await http(server.baseUrl, 'GET', path)).status).toBe(200);
     expect((await http(server.baseUrl, 'GET', '/ready')).status).not.toBe(401);
   });
 
@@ -132,9 +148,14 @@ describe('tenants with API keys (AUTH=required)', () => {
     expect(alphaView.body).toMatchObject({ orgId: ALPHA, version: 1 });
   });
 
-  it("writing an id another tenant uses creates a separate appointment and leaves theirs untouched", async () => {
+  it('writing an id another tenant uses creates a separate appointment and leaves theirs untouched', async () => {
     // a newer updatedAt, which would win over Alpha's version if it were the same appointment
-    const write = await as(BRAVO, 'POST', '/api/appointments', appointment('shared-id', '2020-10-11 10:00', '2020-10-11 11:00', '2021-01-01 00:00'));
+    const write = await as(
+      BRAVO,
+      'POST',
+      '/api/appointments',
+      appointment('shared-id', '2020-10-11 10:00', '2020-10-11 11:00', '2021-01-01 00:00'),
+    );
     expect(write.status).toBe(201);
     expect(write.body).toMatchObject({ status: 'created', appointment: { orgId: BRAVO, version: 1 } });
     const deleted = await as(BRAVO, 'DELETE', '/api/appointments/shared-id');
@@ -150,14 +171,33 @@ describe('tenants with API keys (AUTH=required)', () => {
 
   it("does not learn of another tenant's appointments through a 409", async () => {
     // Bravo's range covers Alpha's appointment; within Bravo's org nothing is in the way.
-    const first = await as(BRAVO, 'POST', '/api/appointments', appointment('b-over', '2020-10-10 10:00', '2020-10-10 11:00'));
+    const first = await as(
+      BRAVO,
+      'POST',
+      '/api/appointments',
+      appointment('b-over', '2020-10-10 10:00', '2020-10-10 11:00'),
+    );
     expect(first.status).toBe(201);
     // a real conflict in Bravo's own org names only Bravo's appointment
-    const conflict = await as(BRAVO, 'POST', '/api/appointments', appointment('b-clash', '2020-10-10 10:30', '2020-10-10 12:00'));
+    const conflict = await as(
+      BRAVO,
+      'POST',
+      '/api/appointments',
+      appointment('b-clash', '2020-10-10 10:30', '2020-10-10 12:00'),
+    );
     expect(conflict.status).toBe(409);
-    expect(conflict.body.conflictsWith).toEqual({ id: 'b-over', start: '2020-10-10T10:00:00.000Z', end: '2020-10-10T11:00:00.000Z' });
+    expect(conflict.body.conflictsWith).toEqual({
+      id: 'b-over',
+      start: '2020-10-10T10:00:00.000Z',
+      end: '2020-10-10T11:00:00.000Z',
+    });
     // Alpha, in turn, is not blocked by Bravo
-    const alphaWrite = await as(ALPHA, 'POST', '/api/appointments', appointment('alpha-2', '2020-10-10 10:53', '2020-10-10 11:30'));
+    const alphaWrite = await as(
+      ALPHA,
+      'POST',
+      '/api/appointments',
+      appointment('alpha-2', '2020-10-10 10:53', '2020-10-10 11:30'),
+    );
     expect(alphaWrite.status).toBe(201);
   });
 

@@ -188,7 +188,11 @@ const offsetText = (minutes: number) =>
   `${minutes < 0 ? '-' : '+'}${String(Math.floor(Math.abs(minutes) / 60)).padStart(2, '0')}:${String(Math.abs(minutes) % 60).padStart(2, '0')}`;
 
 describe('parseTime: properties', () => {
-  const instant = fc.date({ min: new Date('0001-01-01T00:00:00.000Z'), max: new Date('9999-12-31T23:59:59.999Z'), noInvalidDate: true });
+  const instant = fc.date({
+    min: new Date('0001-01-01T00:00:00.000Z'),
+    max: new Date('9999-12-31T23:59:59.999Z'),
+    noInvalidDate: true,
+  });
   // every real offset, from -12:00 to +14:00, in quarter hours
   const offsetMinutes = fc.integer({ min: -48, max: 56 }).map((quarters) => quarters * 15);
 
@@ -271,7 +275,7 @@ describe('times from PostgreSQL', () => {
   });
   afterAll(() => sql.end());
 
-  it('read through the service\'s pool, a time is what api_system_time() prints, whatever its year and fraction', async () => {
+  it("read through the service's pool, a time is what api_system_time() prints, whatever its year and fraction", async () => {
     await sql`SELECT setseed(0.25)`;
     const rows = await sql<{ t: string; expected: string; ms: string; expectedMs: string }[]>`
       SELECT t, api_system_time(t) AS expected, date_trunc('milliseconds', t) AS ms, api_time(t) AS "expectedMs"
@@ -329,7 +333,9 @@ describe('times over HTTP', () => {
     };
     expect(res.body.appointment).toMatchObject(expected);
 
-    const [stored] = await server.sql<{ startIsUtc: boolean; endIsUtc: boolean; createdIsUtc: boolean; updatedIsUtc: boolean }[]>`
+    const [stored] = await server.sql<
+      { startIsUtc: boolean; endIsUtc: boolean; createdIsUtc: boolean; updatedIsUtc: boolean }[]
+    >`
       SELECT start_at = '2020-10-10 20:20:00+00'::timestamptz AS "startIsUtc",
              end_at = '2020-10-10 20:30:00+00'::timestamptz AS "endIsUtc",
              created_at = '2020-09-02 14:23:12+00'::timestamptz AS "createdIsUtc",
@@ -379,9 +385,17 @@ describe('times over HTTP', () => {
     ['9999-12-31 23:00', '9999-12-31T23:00:00.000Z'],
   ])('%s comes back as %s', async (text, expected) => {
     const orgId = newOrg('fmt');
-    const asStart = await post(server.baseUrl, body(orgId, { start: text, end: '9999-12-31 23:59:59.999', createdAt: text, updatedAt: text }));
+    const asStart = await post(
+      server.baseUrl,
+      body(orgId, { start: text, end: '9999-12-31 23:59:59.999', createdAt: text, updatedAt: text }),
+    );
     expect(asStart.status, JSON.stringify(asStart.body)).toBe(201);
-    expect(asStart.body.appointment).toMatchObject({ start: expected, createdAt: expected, updatedAt: expected, end: '9999-12-31T23:59:59.999Z' });
+    expect(asStart.body.appointment).toMatchObject({
+      start: expected,
+      createdAt: expected,
+      updatedAt: expected,
+      end: '9999-12-31T23:59:59.999Z',
+    });
 
     // As the end of an appointment that the first one follows: adjacent only if both read the same instant.
     const asEnd = await post(server.baseUrl, body(orgId, { id: 2, start: '0001-01-01 00:00', end: text }));
@@ -396,14 +410,20 @@ describe('times over HTTP', () => {
 
   it('finer digits are not stored: two writes that differ below the millisecond are the same version', async () => {
     const orgId = newOrg('trunc');
-    const first = await post(server.baseUrl, body(orgId, { start: '2020-10-10 20:20:00.123456', updatedAt: '2020-09-28 14:23:12.000001' }));
+    const first = await post(
+      server.baseUrl,
+      body(orgId, { start: '2020-10-10 20:20:00.123456', updatedAt: '2020-09-28 14:23:12.000001' }),
+    );
     expect(first.status).toBe(201);
     const [stored] = await server.sql<{ start: string; updated: string }[]>`
       SELECT to_char(start_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS start,
              to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS updated
       FROM appointments WHERE org_id = ${orgId} AND id = '1'`;
     expect(stored).toEqual({ start: '2020-10-10T20:20:00.123000', updated: '2020-09-28T14:23:12.000000' });
-    const again = await post(server.baseUrl, body(orgId, { start: '2020-10-10 20:20:00.123999', updatedAt: '2020-09-28 14:23:12.000999' }));
+    const again = await post(
+      server.baseUrl,
+      body(orgId, { start: '2020-10-10 20:20:00.123999', updatedAt: '2020-09-28 14:23:12.000999' }),
+    );
     expect(again.status).toBe(200);
     expect(again.body.status).toBe('unchanged');
     expect(again.body.appointment.version).toBe(1);
@@ -423,20 +443,39 @@ describe('times over HTTP', () => {
     );
     expect(again.status).toBe(200);
     expect(again.body.status).toBe('unchanged');
-    expect(again.body.appointment).toMatchObject({ version: 1, start: '2020-10-10T20:20:00.000Z', end: '2020-10-10T20:30:00.000Z' });
+    expect(again.body.appointment).toMatchObject({
+      version: 1,
+      start: '2020-10-10T20:20:00.000Z',
+      end: '2020-10-10T20:30:00.000Z',
+    });
   });
 
   it('ranges written in different zones meet exactly: adjacent is fine, one millisecond more overlaps', async () => {
     const orgId = newOrg('adjacent');
-    expect((await post(server.baseUrl, body(orgId, { start: '2020-10-10 20:20', end: '2020-10-10 21:00' }))).status).toBe(201);
-    const next = await post(server.baseUrl, body(orgId, { id: 2, start: '2020-10-10T23:00+02:00', end: '2020-10-10T23:30+02:00' }));
+    expect(
+      (await post(server.baseUrl, body(orgId, { start: '2020-10-10 20:20', end: '2020-10-10 21:00' }))).status,
+    ).toBe(201);
+    const next = await post(
+      server.baseUrl,
+      body(orgId, { id: 2, start: '2020-10-10T23:00+02:00', end: '2020-10-10T23:30+02:00' }),
+    );
     expect(next.status, JSON.stringify(next.body)).toBe(201);
     expect(next.body.appointment).toMatchObject({ start: '2020-10-10T21:00:00.000Z', end: '2020-10-10T21:30:00.000Z' });
-    const overlapping = await post(server.baseUrl, body(orgId, { id: 3, start: '2020-10-10T22:59:59.999+02:00', end: '2020-10-10 21:00' }));
+    const overlapping = await post(
+      server.baseUrl,
+      body(orgId, { id: 3, start: '2020-10-10T22:59:59.999+02:00', end: '2020-10-10 21:00' }),
+    );
     expect(overlapping.status).toBe(409);
-    expect(overlapping.body.conflictsWith).toEqual({ id: '1', start: '2020-10-10T20:20:00.000Z', end: '2020-10-10T21:00:00.000Z' });
+    expect(overlapping.body.conflictsWith).toEqual({
+      id: '1',
+      start: '2020-10-10T20:20:00.000Z',
+      end: '2020-10-10T21:00:00.000Z',
+    });
     // finer digits are truncated, not rounded: 20:59:59.9999 is 20:59:59.999, still inside [20:20, 21:00)
-    const truncated = await post(server.baseUrl, body(orgId, { id: 4, start: '2020-10-10T22:59:59.9999+02:00', end: '2020-10-10 21:00' }));
+    const truncated = await post(
+      server.baseUrl,
+      body(orgId, { id: 4, start: '2020-10-10T22:59:59.9999+02:00', end: '2020-10-10 21:00' }),
+    );
     expect(truncated.status, JSON.stringify(truncated.body)).toBe(409);
   });
 
@@ -471,18 +510,30 @@ describe('times over HTTP', () => {
     const read = await http(server.baseUrl, 'GET', `/api/appointments/1?orgId=${orgId}`);
     expect(read.body.recordedAt).toBe(v2.body.appointment.recordedAt);
     const history = await http(server.baseUrl, 'GET', `/api/appointments/1/history?orgId=${orgId}`);
-    expect(history.body.map((h: { version: number; validFrom: string; validTo: string | null }) => [h.version, h.validFrom, h.validTo])).toEqual([
+    expect(
+      history.body.map((h: { version: number; validFrom: string; validTo: string | null }) => [
+        h.version,
+        h.validFrom,
+        h.validTo,
+      ]),
+    ).toEqual([
       [1, v1.body.appointment.recordedAt, v2.body.appointment.recordedAt],
       [2, v2.body.appointment.recordedAt, null],
     ]);
   });
 
-  it('`at` has microsecond precision: exactly a version\'s recordedAt shows it, one microsecond before does not', async () => {
+  it("`at` has microsecond precision: exactly a version's recordedAt shows it, one microsecond before does not", async () => {
     const orgId = newOrg('at');
     const v1 = (await post(server.baseUrl, body(orgId))).body.appointment;
-    const v2 = (await post(server.baseUrl, body(orgId, { start: '2020-10-10 20:40', end: '2020-10-10 20:50', updatedAt: '2020-09-29 10:00' }))).body.appointment;
+    const v2 = (
+      await post(
+        server.baseUrl,
+        body(orgId, { start: '2020-10-10 20:40', end: '2020-10-10 20:50', updatedAt: '2020-09-29 10:00' }),
+      )
+    ).body.appointment;
     expect(v2.version).toBe(2);
-    const one = (at: string) => http(server.baseUrl, 'GET', `/api/appointments/1?orgId=${orgId}&at=${encodeURIComponent(at)}`);
+    const one = (at: string) =>
+      http(server.baseUrl, 'GET', `/api/appointments/1?orgId=${orgId}&at=${encodeURIComponent(at)}`);
     const list = async (at: string) => {
       const res = await http(server.baseUrl, 'GET', `/api/appointments?orgId=${orgId}&at=${encodeURIComponent(at)}`);
       expect(res.status, JSON.stringify(res.body)).toBe(200);
@@ -525,7 +576,11 @@ describe('times over HTTP', () => {
   describe('property: the service accepts exactly the times parseTime accepts', () => {
     const valid = fc
       .record({
-        date: fc.date({ min: new Date('0001-01-01T00:00:00Z'), max: new Date('9999-12-30T00:00:00Z'), noInvalidDate: true }),
+        date: fc.date({
+          min: new Date('0001-01-01T00:00:00Z'),
+          max: new Date('9999-12-30T00:00:00Z'),
+          noInvalidDate: true,
+        }),
         separator: fc.constantFrom(' ', 'T'),
         length: fc.constantFrom(16, 19, 21, 23, 24, 26, 29),
         zone: fc.constantFrom('', 'Z', '+02:00', '-12:00', '+14:00', '+13:45'),
@@ -535,7 +590,11 @@ describe('times over HTTP', () => {
         const { date: day, time } = wallClock(date);
         return `${`${day}${separator}${time}456789`.slice(0, length)}${zone}`;
       });
-    const edit = fc.tuple(fc.constantFrom('replace', 'delete', 'insert'), fc.nat(), fc.constantFrom(...'0123456789-:T Z+.x'));
+    const edit = fc.tuple(
+      fc.constantFrom('replace', 'delete', 'insert'),
+      fc.nat(),
+      fc.constantFrom(...'0123456789-:T Z+.x'),
+    );
     const mutated = fc.tuple(valid, fc.array(edit, { maxLength: 3 })).map(([text, edits]) =>
       edits.reduce((s, [kind, at, ch]) => {
         const i = s.length === 0 ? 0 : at % (s.length + (kind === 'insert' ? 1 : 0));

@@ -60,7 +60,8 @@ function withoutField(orgId: string, field: string) {
 }
 
 /** The JSON text of a valid body with extra raw members spliced in before the others. */
-const rawBody = (orgId: string, members: string) => `{${members}${members ? ',' : ''}${JSON.stringify(validBody(orgId)).slice(1)}`;
+const rawBody = (orgId: string, members: string) =>
+  `{${members}${members ? ',' : ''}${JSON.stringify(validBody(orgId)).slice(1)}`;
 
 /** A request exactly as given: no content type is added, the body is sent as it is. */
 async function raw(
@@ -82,7 +83,9 @@ async function raw(
 
 /** Everything stored, in a form that changes with any insert, update or delete. */
 async function databaseState() {
-  const [state] = await server.sql<{ appointments: number; versions: number; appointmentsDigest: string; versionsDigest: string }[]>`
+  const [state] = await server.sql<
+    { appointments: number; versions: number; appointmentsDigest: string; versionsDigest: string }[]
+  >`
     SELECT (SELECT count(*)::int FROM appointments) AS appointments,
            (SELECT count(*)::int FROM appointment_versions) AS versions,
            (SELECT md5(coalesce(string_agg(a::text, '|' ORDER BY a.org_id, a.id), '')) FROM appointments a) AS "appointmentsDigest",
@@ -136,7 +139,8 @@ function runCases(cases: BadRequestCase[]) {
   });
 }
 
-const postBody = (body: unknown) => (orgId: string) => post(server.baseUrl, typeof body === 'function' ? body(orgId) : body);
+const postBody = (body: unknown) => (orgId: string) =>
+  post(server.baseUrl, typeof body === 'function' ? body(orgId) : body);
 /** POST a JSON text as it is, with content type application/json. */
 const postJsonText = (text: (orgId: string) => string) => (orgId: string) =>
   http(server.baseUrl, 'POST', '/api/appointments', text(orgId));
@@ -208,7 +212,13 @@ describe('POST /api/appointments: bad bodies', () => {
   runCases([
     {
       name: 'end before start (payload 5 of the classic workload)',
-      send: postBody({ id: 5, start: '2020-10-12 11:27', end: '2020-10-10 12:27', createdAt: '2020-09-11 10:23:12', updatedAt: '2020-09-28 14:23:12' }),
+      send: postBody({
+        id: 5,
+        start: '2020-10-12 11:27',
+        end: '2020-10-10 12:27',
+        createdAt: '2020-09-11 10:23:12',
+        updatedAt: '2020-09-28 14:23:12',
+      }),
       status: 400,
       code: 'VALIDATION_ERROR',
     },
@@ -234,13 +244,19 @@ describe('POST /api/appointments: bad bodies', () => {
     },
     {
       name: 'end one millisecond before start',
-      send: postBody((orgId: string) => ({ ...withField(orgId, 'start', '2020-10-12 11:27:00.001'), end: '2020-10-12 11:27' })),
+      send: postBody((orgId: string) => ({
+        ...withField(orgId, 'start', '2020-10-12 11:27:00.001'),
+        end: '2020-10-12 11:27',
+      })),
       status: 400,
       code: 'VALIDATION_ERROR',
     },
     {
       name: 'end after start by less than a millisecond (both truncate to the same instant)',
-      send: postBody((orgId: string) => ({ ...withField(orgId, 'start', '2020-10-12 11:27:00.0001'), end: '2020-10-12 11:27:00.0009' })),
+      send: postBody((orgId: string) => ({
+        ...withField(orgId, 'start', '2020-10-12 11:27:00.0001'),
+        end: '2020-10-12 11:27:00.0009',
+      })),
       status: 400,
       code: 'VALIDATION_ERROR',
     },
@@ -329,7 +345,11 @@ describe('POST /api/appointments: bad bodies', () => {
         raw(
           'POST',
           '/api/appointments',
-          Buffer.concat([Buffer.from(`{"id":"a`), Buffer.from([0xff, 0xfe]), Buffer.from(`",${JSON.stringify(validBody(orgId)).slice(8)}`)]),
+          Buffer.concat([
+            Buffer.from(`{"id":"a`),
+            Buffer.from([0xff, 0xfe]),
+            Buffer.from(`",${JSON.stringify(validBody(orgId)).slice(8)}`),
+          ]),
           { 'content-type': 'application/json' },
         ),
       status: 400,
@@ -368,16 +388,56 @@ describe('POST /api/appointments: bad bodies', () => {
 describe('POST /api/appointments: bodies that are not a JSON object', () => {
   const json = { 'content-type': 'application/json' };
   runCases([
-    { name: 'broken JSON', send: postJsonText((orgId) => rawBody(orgId, '').slice(0, -5)), status: 400, code: 'VALIDATION_ERROR' },
-    { name: 'JSON with a trailing comma', send: postJsonText((orgId) => `${rawBody(orgId, '').slice(0, -1)},}`), status: 400, code: 'VALIDATION_ERROR' },
+    {
+      name: 'broken JSON',
+      send: postJsonText((orgId) => rawBody(orgId, '').slice(0, -5)),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+    },
+    {
+      name: 'JSON with a trailing comma',
+      send: postJsonText((orgId) => `${rawBody(orgId, '').slice(0, -1)},}`),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+    },
     { name: 'JSON with single quotes', send: postJsonText(() => "{'id': 5}"), status: 400, code: 'VALIDATION_ERROR' },
-    { name: 'two JSON objects', send: postJsonText((orgId) => rawBody(orgId, '').repeat(2)), status: 400, code: 'VALIDATION_ERROR' },
-    { name: 'an empty body with application/json', send: () => raw('POST', '/api/appointments', '', json), status: 400, code: 'VALIDATION_ERROR' },
-    { name: 'whitespace only with application/json', send: () => raw('POST', '/api/appointments', '  \n', json), status: 400, code: 'VALIDATION_ERROR' },
-    { name: 'no body at all and no content type', send: () => raw('POST', '/api/appointments'), status: 400, code: 'VALIDATION_ERROR' },
-    { name: 'a JSON array of a valid body', send: postJsonText((orgId) => `[${rawBody(orgId, '')}]`), status: 400, code: 'VALIDATION_ERROR' },
+    {
+      name: 'two JSON objects',
+      send: postJsonText((orgId) => rawBody(orgId, '').repeat(2)),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+    },
+    {
+      name: 'an empty body with application/json',
+      send: () => raw('POST', '/api/appointments', '', json),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+    },
+    {
+      name: 'whitespace only with application/json',
+      send: () => raw('POST', '/api/appointments', '  \n', json),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+    },
+    {
+      name: 'no body at all and no content type',
+      send: () => raw('POST', '/api/appointments'),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+    },
+    {
+      name: 'a JSON array of a valid body',
+      send: postJsonText((orgId) => `[${rawBody(orgId, '')}]`),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+    },
     { name: 'an empty JSON array', send: postJsonText(() => '[]'), status: 400, code: 'VALIDATION_ERROR' },
-    { name: 'a JSON string', send: postJsonText((orgId) => JSON.stringify(rawBody(orgId, ''))), status: 400, code: 'VALIDATION_ERROR' },
+    {
+      name: 'a JSON string',
+      send: postJsonText((orgId) => JSON.stringify(rawBody(orgId, ''))),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+    },
     { name: 'a JSON number', send: postJsonText(() => '5'), status: 400, code: 'VALIDATION_ERROR' },
     { name: 'JSON null', send: postJsonText(() => 'null'), status: 400, code: 'VALIDATION_ERROR' },
     { name: 'JSON true', send: postJsonText(() => 'true'), status: 400, code: 'VALIDATION_ERROR' },
@@ -419,7 +479,8 @@ describe('POST /api/appointments: media types and sizes', () => {
   runCases([
     {
       name: 'text/plain holding valid JSON',
-      send: (orgId) => raw('POST', '/api/appointments', JSON.stringify(validBody(orgId)), { 'content-type': 'text/plain' }),
+      send: (orgId) =>
+        raw('POST', '/api/appointments', JSON.stringify(validBody(orgId)), { 'content-type': 'text/plain' }),
       status: 415,
       code: 'UNSUPPORTED_MEDIA_TYPE',
     },
@@ -455,13 +516,15 @@ describe('POST /api/appointments: media types and sizes', () => {
     },
     {
       name: 'text/json',
-      send: (orgId) => raw('POST', '/api/appointments', JSON.stringify(validBody(orgId)), { 'content-type': 'text/json' }),
+      send: (orgId) =>
+        raw('POST', '/api/appointments', JSON.stringify(validBody(orgId)), { 'content-type': 'text/json' }),
       status: 415,
       code: 'UNSUPPORTED_MEDIA_TYPE',
     },
     {
       name: 'a body over 1 MiB (with a content length)',
-      send: (orgId) => http(server.baseUrl, 'POST', '/api/appointments', rawBody(orgId, `"padding":"${'x'.repeat(1024 * 1024)}"`)),
+      send: (orgId) =>
+        http(server.baseUrl, 'POST', '/api/appointments', rawBody(orgId, `"padding":"${'x'.repeat(1024 * 1024)}"`)),
       status: 413,
       code: 'PAYLOAD_TOO_LARGE',
     },
@@ -531,7 +594,9 @@ describe('GET /api/appointments: bad query strings', () => {
     },
     {
       name: 'from equal to to, written in different zones',
-      send: list(() => `from=${encodeURIComponent('2020-10-10T22:20+02:00')}&to=${encodeURIComponent('2020-10-10 20:20')}`),
+      send: list(
+        () => `from=${encodeURIComponent('2020-10-10T22:20+02:00')}&to=${encodeURIComponent('2020-10-10 20:20')}`,
+      ),
       status: 400,
       code: 'VALIDATION_ERROR',
     },
@@ -544,14 +609,21 @@ describe('GET /api/appointments: bad query strings', () => {
         mentions: param,
       })),
     ),
-    { name: 'from given twice', send: list(() => 'from=2020-10-10%2020:20&from=2020-10-11%2020:20'), status: 400, code: 'VALIDATION_ERROR' },
-    ...['yesterday', '2020-02-30 10:00', '2020-10-10', '2020-10-10 20:20:00.1234567890', '0000-01-01 00:00', ''].map((at) => ({
-      name: `at=${JSON.stringify(at)}`,
-      send: list(() => `at=${encodeURIComponent(at)}`),
+    {
+      name: 'from given twice',
+      send: list(() => 'from=2020-10-10%2020:20&from=2020-10-11%2020:20'),
       status: 400,
       code: 'VALIDATION_ERROR',
-      mentions: 'at',
-    })),
+    },
+    ...['yesterday', '2020-02-30 10:00', '2020-10-10', '2020-10-10 20:20:00.1234567890', '0000-01-01 00:00', ''].map(
+      (at) => ({
+        name: `at=${JSON.stringify(at)}`,
+        send: list(() => `at=${encodeURIComponent(at)}`),
+        status: 400,
+        code: 'VALIDATION_ERROR',
+        mentions: 'at',
+      }),
+    ),
     ...(
       [
         ['random base64url', 'q83vEjRWeJq83vEjRWeJ'],
@@ -573,18 +645,54 @@ describe('GET /api/appointments: bad query strings', () => {
       code: 'VALIDATION_ERROR',
       mentions: 'cursor',
     })),
-    { name: 'an unknown query parameter', send: list(() => 'colour=blue'), status: 400, code: 'VALIDATION_ERROR', mentions: 'colour' },
-    { name: 'a misspelt query parameter (org)', send: () => http(server.baseUrl, 'GET', '/api/appointments?org=acme'), status: 400, code: 'VALIDATION_ERROR', mentions: 'org' },
-    { name: 'orgId with a space', send: () => http(server.baseUrl, 'GET', '/api/appointments?orgId=a%20b'), status: 400, code: 'VALIDATION_ERROR', mentions: 'orgId' },
-    { name: 'orgId empty', send: () => http(server.baseUrl, 'GET', '/api/appointments?orgId='), status: 400, code: 'VALIDATION_ERROR', mentions: 'orgId' },
-    { name: 'orgId given twice', send: (orgId) => http(server.baseUrl, 'GET', `/api/appointments?orgId=${orgId}&orgId=${orgId}`), status: 400, code: 'VALIDATION_ERROR' },
-    { name: 'orgId of 129 characters', send: () => http(server.baseUrl, 'GET', `/api/appointments?orgId=${'o'.repeat(129)}`), status: 400, code: 'VALIDATION_ERROR' },
+    {
+      name: 'an unknown query parameter',
+      send: list(() => 'colour=blue'),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+      mentions: 'colour',
+    },
+    {
+      name: 'a misspelt query parameter (org)',
+      send: () => http(server.baseUrl, 'GET', '/api/appointments?org=acme'),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+      mentions: 'org',
+    },
+    {
+      name: 'orgId with a space',
+      send: () => http(server.baseUrl, 'GET', '/api/appointments?orgId=a%20b'),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+      mentions: 'orgId',
+    },
+    {
+      name: 'orgId empty',
+      send: () => http(server.baseUrl, 'GET', '/api/appointments?orgId='),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+      mentions: 'orgId',
+    },
+    {
+      name: 'orgId given twice',
+      send: (orgId) => http(server.baseUrl, 'GET', `/api/appointments?orgId=${orgId}&orgId=${orgId}`),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+    },
+    {
+      name: 'orgId of 129 characters',
+      send: () => http(server.baseUrl, 'GET', `/api/appointments?orgId=${'o'.repeat(129)}`),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+    },
   ]);
 });
 
 describe('GET and DELETE /api/appointments/:id: bad path values and query strings', () => {
-  const one = (method: 'GET' | 'DELETE', path: string, query = '') => (orgId: string) =>
-    http(server.baseUrl, method, `/api/appointments/${path}?orgId=${encodeURIComponent(orgId)}${query}`);
+  const one =
+    (method: 'GET' | 'DELETE', path: string, query = '') =>
+    (orgId: string) =>
+      http(server.baseUrl, method, `/api/appointments/${path}?orgId=${encodeURIComponent(orgId)}${query}`);
   const badIds: Array<[string, string]> = [
     ['a space', 'a%20b'],
     ['an encoded slash', 'a%2Fb'],
@@ -598,14 +706,55 @@ describe('GET and DELETE /api/appointments/:id: bad path values and query string
     ...badIds.flatMap(([name, id]) => [
       { name: `GET an id with ${name}`, send: one('GET', id), status: 400, code: 'VALIDATION_ERROR' },
       { name: `DELETE an id with ${name}`, send: one('DELETE', id), status: 400, code: 'VALIDATION_ERROR' },
-      { name: `GET the history of an id with ${name}`, send: one('GET', `${id}/history`), status: 400, code: 'VALIDATION_ERROR' },
+      {
+        name: `GET the history of an id with ${name}`,
+        send: one('GET', `${id}/history`),
+        status: 400,
+        code: 'VALIDATION_ERROR',
+      },
     ]),
-    { name: 'GET with a malformed at', send: one('GET', '5', '&at=yesterday'), status: 400, code: 'VALIDATION_ERROR', mentions: 'at' },
-    { name: 'GET with an impossible at', send: one('GET', '5', '&at=2020-02-30%2010:00'), status: 400, code: 'VALIDATION_ERROR', mentions: 'at' },
-    { name: 'GET with an unknown query parameter', send: one('GET', '5', '&colour=blue'), status: 400, code: 'VALIDATION_ERROR', mentions: 'colour' },
-    { name: 'GET the history with an unknown query parameter', send: one('GET', '5/history', '&at=2020-10-10%2020:20'), status: 400, code: 'VALIDATION_ERROR', mentions: 'at' },
-    { name: 'DELETE with an unknown query parameter', send: one('DELETE', '5', '&force=true'), status: 400, code: 'VALIDATION_ERROR', mentions: 'force' },
-    { name: 'DELETE with a malformed orgId', send: () => http(server.baseUrl, 'DELETE', '/api/appointments/5?orgId=a%20b'), status: 400, code: 'VALIDATION_ERROR', mentions: 'orgId' },
+    {
+      name: 'GET with a malformed at',
+      send: one('GET', '5', '&at=yesterday'),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+      mentions: 'at',
+    },
+    {
+      name: 'GET with an impossible at',
+      send: one('GET', '5', '&at=2020-02-30%2010:00'),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+      mentions: 'at',
+    },
+    {
+      name: 'GET with an unknown query parameter',
+      send: one('GET', '5', '&colour=blue'),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+      mentions: 'colour',
+    },
+    {
+      name: 'GET the history with an unknown query parameter',
+      send: one('GET', '5/history', '&at=2020-10-10%2020:20'),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+      mentions: 'at',
+    },
+    {
+      name: 'DELETE with an unknown query parameter',
+      send: one('DELETE', '5', '&force=true'),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+      mentions: 'force',
+    },
+    {
+      name: 'DELETE with a malformed orgId',
+      send: () => http(server.baseUrl, 'DELETE', '/api/appointments/5?orgId=a%20b'),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+      mentions: 'orgId',
+    },
   ]);
 });
 
@@ -626,11 +775,21 @@ describe('unknown routes and missing appointments', () => {
     ).map(([method, path]) => ({
       name: `${method} ${path}`,
       send: (orgId: string) =>
-        http(server.baseUrl, method, `${path}?orgId=${orgId}`, method === 'GET' || method === 'DELETE' ? undefined : validBody(orgId)),
+        http(
+          server.baseUrl,
+          method,
+          `${path}?orgId=${orgId}`,
+          method === 'GET' || method === 'DELETE' ? undefined : validBody(orgId),
+        ),
       status: 404,
       code: 'NOT_FOUND',
     })),
-    { name: 'GET a missing id', send: (orgId) => http(server.baseUrl, 'GET', `/api/appointments/6?orgId=${orgId}`), status: 404, code: 'NOT_FOUND' },
+    {
+      name: 'GET a missing id',
+      send: (orgId) => http(server.baseUrl, 'GET', `/api/appointments/6?orgId=${orgId}`),
+      status: 404,
+      code: 'NOT_FOUND',
+    },
     {
       name: 'GET a missing id at an instant',
       send: (orgId) => http(server.baseUrl, 'GET', `/api/appointments/6?orgId=${orgId}&at=2030-01-01%2000:00`),
@@ -643,11 +802,36 @@ describe('unknown routes and missing appointments', () => {
       status: 404,
       code: 'NOT_FOUND',
     },
-    { name: 'GET an id of another org', send: () => http(server.baseUrl, 'GET', `/api/appointments/5?orgId=${newOrg('empty')}`), status: 404, code: 'NOT_FOUND' },
-    { name: 'GET the history of a missing id', send: (orgId) => http(server.baseUrl, 'GET', `/api/appointments/6/history?orgId=${orgId}`), status: 404, code: 'NOT_FOUND' },
-    { name: 'DELETE a missing id', send: (orgId) => http(server.baseUrl, 'DELETE', `/api/appointments/6?orgId=${orgId}`), status: 404, code: 'NOT_FOUND' },
-    { name: 'DELETE an id of another org', send: () => http(server.baseUrl, 'DELETE', `/api/appointments/5?orgId=${newOrg('empty')}`), status: 404, code: 'NOT_FOUND' },
-    { name: 'DELETE in the default org an id that only another org has', send: () => http(server.baseUrl, 'DELETE', `/api/appointments/${newOrg('nowhere')}`), status: 404, code: 'NOT_FOUND' },
+    {
+      name: 'GET an id of another org',
+      send: () => http(server.baseUrl, 'GET', `/api/appointments/5?orgId=${newOrg('empty')}`),
+      status: 404,
+      code: 'NOT_FOUND',
+    },
+    {
+      name: 'GET the history of a missing id',
+      send: (orgId) => http(server.baseUrl, 'GET', `/api/appointments/6/history?orgId=${orgId}`),
+      status: 404,
+      code: 'NOT_FOUND',
+    },
+    {
+      name: 'DELETE a missing id',
+      send: (orgId) => http(server.baseUrl, 'DELETE', `/api/appointments/6?orgId=${orgId}`),
+      status: 404,
+      code: 'NOT_FOUND',
+    },
+    {
+      name: 'DELETE an id of another org',
+      send: () => http(server.baseUrl, 'DELETE', `/api/appointments/5?orgId=${newOrg('empty')}`),
+      status: 404,
+      code: 'NOT_FOUND',
+    },
+    {
+      name: 'DELETE in the default org an id that only another org has',
+      send: () => http(server.baseUrl, 'DELETE', `/api/appointments/${newOrg('nowhere')}`),
+      status: 404,
+      code: 'NOT_FOUND',
+    },
   ]);
 
   it('a deleted appointment is 404 to GET and to a second DELETE, and its history stays', async () => {
@@ -684,7 +868,11 @@ describe('edge values that are accepted', () => {
     const read = await http(server.baseUrl, 'GET', location);
     expect(read.status, JSON.stringify(read.body)).toBe(200);
     expect(read.body.id).toBe(String(id));
-    const history = await http(server.baseUrl, 'GET', `/api/appointments/${encodeURIComponent(String(id))}/history?orgId=${orgId}`);
+    const history = await http(
+      server.baseUrl,
+      'GET',
+      `/api/appointments/${encodeURIComponent(String(id))}/history?orgId=${orgId}`,
+    );
     expect(history.status, JSON.stringify(history.body)).toBe(200);
     expect(history.body).toHaveLength(1);
   });
@@ -708,14 +896,21 @@ describe('edge values that are accepted', () => {
 
   it('application/json with a charset', async () => {
     const orgId = newOrg('charset');
-    const res = await raw('POST', '/api/appointments', JSON.stringify(validBody(orgId)), { 'content-type': 'application/json; charset=utf-8' });
+    const res = await raw('POST', '/api/appointments', JSON.stringify(validBody(orgId)), {
+      'content-type': 'application/json; charset=utf-8',
+    });
     expect(res.status, JSON.stringify(res.body)).toBe(201);
   });
 
   it('a body of exactly 1 MiB is read (and refused for its unknown property, not for its size)', async () => {
     const orgId = newOrg('mib');
     const before = await databaseState();
-    const res = await http(server.baseUrl, 'POST', '/api/appointments', padTo(JSON.stringify(validBody(orgId)), 1024 * 1024));
+    const res = await http(
+      server.baseUrl,
+      'POST',
+      '/api/appointments',
+      padTo(JSON.stringify(validBody(orgId)), 1024 * 1024),
+    );
     expectErrorBody(res, 400, 'VALIDATION_ERROR');
     expect(res.body.message).toContain('padding');
     expect(await databaseState()).toEqual(before);
@@ -751,7 +946,11 @@ describe('property: no body is answered 5xx', () => {
   // Times that pass validation, and values that look like times but may not.
   const validTime = fc
     .record({
-      date: fc.date({ min: new Date('2000-01-01T00:00:00Z'), max: new Date('2040-12-31T23:59:59Z'), noInvalidDate: true }),
+      date: fc.date({
+        min: new Date('2000-01-01T00:00:00Z'),
+        max: new Date('2040-12-31T23:59:59Z'),
+        noInvalidDate: true,
+      }),
       separator: fc.constantFrom(' ', 'T'),
       seconds: fc.boolean(),
       zone: fc.constantFrom('', 'Z', '+02:00', '-12:00', '+14:00'),
@@ -769,7 +968,12 @@ describe('property: no body is answered 5xx', () => {
     anyValue,
   );
   const timeValue = fc.oneof(validTime, validTime, oddTime, anyValue);
-  const orgValue = fc.oneof(fc.constant(undefined), fc.stringMatching(/^[a-z0-9]{1,8}$/), fc.constantFrom('', 'a b', 'é', 7, null), anyValue);
+  const orgValue = fc.oneof(
+    fc.constant(undefined),
+    fc.stringMatching(/^[a-z0-9]{1,8}$/),
+    fc.constantFrom('', 'a b', 'é', 7, null),
+    anyValue,
+  );
   const rightKeysWrongTypes = fc
     .record(
       { id: idValue, start: timeValue, end: timeValue, createdAt: timeValue, updatedAt: timeValue, orgId: orgValue },
@@ -777,7 +981,14 @@ describe('property: no body is answered 5xx', () => {
     )
     .map((body) => Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)));
   const withExtraKeys = fc
-    .tuple(rightKeysWrongTypes, fc.dictionary(fc.constantFrom('extra', 'version', 'deletedAt', 'toString', 'constructor', 'valueOf', 'ID', 'Start'), anyValue, { maxKeys: 2 }))
+    .tuple(
+      rightKeysWrongTypes,
+      fc.dictionary(
+        fc.constantFrom('extra', 'version', 'deletedAt', 'toString', 'constructor', 'valueOf', 'ID', 'Start'),
+        anyValue,
+        { maxKeys: 2 },
+      ),
+    )
     .map(([body, extra]) => ({ ...extra, ...body }));
   const anyBody = fc.oneof(fc.jsonValue({ maxDepth: 3 }), rightKeysWrongTypes, rightKeysWrongTypes, withExtraKeys);
 
@@ -787,9 +998,14 @@ describe('property: no body is answered 5xx', () => {
     let errors = 0;
     await fc.assert(
       fc.asyncProperty(anyBody, async (body) => {
-        const sent = body !== null && typeof body === 'object' && !Array.isArray(body) && typeof body.orgId === 'string' && /^[a-z0-9]{1,8}$/.test(body.orgId)
-          ? { ...body, orgId: `${prefix}-${body.orgId}` }
-          : body;
+        const sent =
+          body !== null &&
+          typeof body === 'object' &&
+          !Array.isArray(body) &&
+          typeof body.orgId === 'string' &&
+          /^[a-z0-9]{1,8}$/.test(body.orgId)
+            ? { ...body, orgId: `${prefix}-${body.orgId}` }
+            : body;
         const before = await databaseState();
         const res = await http(server.baseUrl, 'POST', '/api/appointments', JSON.stringify(sent));
         expect(res.status, JSON.stringify({ sent, body: res.body })).toBeLessThan(500);

@@ -26,7 +26,13 @@ export interface BenchResult {
   machine: { cpus: number; cpuModel: string; loadAverage: number[]; node: string };
   database: string;
   poolMax: number;
-  plan: { connections: number[]; warmupMs: number; durationMs: number; tableSizes: number[]; history: { ids: number; versions: number } };
+  plan: {
+    connections: number[];
+    warmupMs: number;
+    durationMs: number;
+    tableSizes: number[];
+    history: { ids: number; versions: number };
+  };
   scenarios: ScenarioResult[];
   growth: {
     createBySize: Array<{ appointments: number; connections: number; service: Stats; servicePeakRssMb: number }>;
@@ -50,10 +56,20 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
   const sizes = r.growth.createBySize;
   const small = sizes[0];
   const big = sizes.at(-1);
-  const peak = Math.max(...r.scenarios.flatMap((s) => s.runs.map((x) => x.servicePeakRssMb)), ...sizes.map((x) => x.servicePeakRssMb));
+  const peak = Math.max(
+    ...r.scenarios.flatMap((s) => s.runs.map((x) => x.servicePeakRssMb)),
+    ...sizes.map((x) => x.servicePeakRssMb),
+  );
   const classic5xx = r.scenarios
     .find((s) => s.name === 'classic-mix')
-    ?.runs.reduce((sum, x) => sum + Object.entries(x.service.statuses).filter(([k]) => Number(k) >= 500).reduce((a, [, v]) => a + v, 0), 0);
+    ?.runs.reduce(
+      (sum, x) =>
+        sum +
+        Object.entries(x.service.statuses)
+          .filter(([k]) => Number(k) >= 500)
+          .reduce((a, [, v]) => a + v, 0),
+      0,
+    );
   const worstP99Ratio = Math.max(...r.scenarios.map((s) => at(s, 10)?.p99Ratio ?? 0));
   const mark = (ok: boolean | undefined) => (ok === undefined ? 'n/a' : ok ? 'met' : '**missed**');
 
@@ -70,10 +86,15 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
     );
   }
   lines.push('## Headline: service ÷ direct-driver limit', '');
-  lines.push('| scenario | conns | service req/s | limit req/s | ratio | service p99 ms | limit p99 ms | p99 ratio |', '|---|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push(
+    '| scenario | conns | service req/s | limit req/s | ratio | service p99 ms | limit p99 ms | p99 ratio |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  );
   for (const s of r.scenarios) {
     for (const x of s.runs) {
-      lines.push(`| ${s.name} | ${x.connections} | ${n(x.service.rps)} | ${n(x.limit.rps)} | ${x.throughputRatio} | ${x.service.p99} | ${x.limit.p99} | ${x.p99Ratio} |`);
+      lines.push(
+        `| ${s.name} | ${x.connections} | ${n(x.service.rps)} | ${n(x.limit.rps)} | ${x.throughputRatio} | ${x.service.p99} | ${x.limit.p99} | ${x.p99Ratio} |`,
+      );
     }
   }
   lines.push('', '## Targets', '');
@@ -95,15 +116,27 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
   );
   for (const s of r.scenarios) {
     for (const x of s.runs) {
-      for (const [way, st] of [['service', x.service], ['limit', x.limit]] as const) {
-        const extra = way === 'service' ? `${x.serviceCpuSeconds} (${x.serviceCpuMsPerRequest}) | ${x.servicePeakRssMb}` : ' | ';
-        lines.push(`| ${s.name} | ${x.connections} | ${way} | ${n(st.rps)} | ${st.p50} | ${st.p95} | ${st.p99} | ${st.max} | ${statuses(st)} | ${st.unexpected} | ${extra} |`);
+      for (const [way, st] of [
+        ['service', x.service],
+        ['limit', x.limit],
+      ] as const) {
+        const extra =
+          way === 'service' ? `${x.serviceCpuSeconds} (${x.serviceCpuMsPerRequest}) | ${x.servicePeakRssMb}` : ' | ';
+        lines.push(
+          `| ${s.name} | ${x.connections} | ${way} | ${n(st.rps)} | ${st.p50} | ${st.p95} | ${st.p99} | ${st.max} | ${statuses(st)} | ${st.unexpected} | ${extra} |`,
+        );
       }
     }
   }
   lines.push('', '## How cost grows', '');
-  lines.push('| appointments in the org | conns | create req/s | p50 | p99 (ms) | statuses |', '|---:|---:|---:|---:|---:|---|');
-  for (const x of sizes) lines.push(`| ${n(x.appointments)} | ${x.connections} | ${n(x.service.rps)} | ${x.service.p50} | ${x.service.p99} | ${statuses(x.service)} |`);
+  lines.push(
+    '| appointments in the org | conns | create req/s | p50 | p99 (ms) | statuses |',
+    '|---:|---:|---:|---:|---:|---|',
+  );
+  for (const x of sizes)
+    lines.push(
+      `| ${n(x.appointments)} | ${x.connections} | ${n(x.service.rps)} | ${x.service.p50} | ${x.service.p99} | ${statuses(x.service)} |`,
+    );
   const pit = r.growth.pointInTime;
   lines.push(
     '',
@@ -111,8 +144,17 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
       `service ${n(pit.service.rps)} req/s, p50 ${pit.service.p50} ms, p99 ${pit.service.p99} ms; limit ${n(pit.limit.rps)} req/s, p99 ${pit.limit.p99} ms.`,
   );
   if (r.pgbench) {
-    lines.push('', '## pgbench: the create statement, each client in an org of its own', '', '| conns | tps | latency avg ms |', '|---:|---:|---:|');
-    for (const x of r.pgbench) lines.push(`| ${x.connections} | ${x.tps ?? `failed: ${x.error?.split('\n').at(-2) ?? ''}`} | ${x.latencyAvgMs ?? ''} |`);
+    lines.push(
+      '',
+      '## pgbench: the create statement, each client in an org of its own',
+      '',
+      '| conns | tps | latency avg ms |',
+      '|---:|---:|---:|',
+    );
+    for (const x of r.pgbench)
+      lines.push(
+        `| ${x.connections} | ${x.tps ?? `failed: ${x.error?.split('\n').at(-2) ?? ''}`} | ${x.latencyAvgMs ?? ''} |`,
+      );
   }
   lines.push('', '## Scenarios', '');
   for (const s of r.scenarios) lines.push(`- **${s.name}** (${s.title}): ${s.description}`);
@@ -138,17 +180,25 @@ function panel(x0: number, title: string, xLabels: string[], yLabel: string, ser
   const xAt = (i: number) => left + (xLabels.length === 1 ? w / 2 : (i * w) / (xLabels.length - 1));
   const yAt = (v: number) => top + h - (v / maxY) * h;
   const out: string[] = [`<text x="${left + w / 2}" y="20" text-anchor="middle" font-weight="bold">${title}</text>`];
-  out.push(`<line x1="${left}" y1="${top + h}" x2="${left + w}" y2="${top + h}" stroke="#333"/><line x1="${left}" y1="${top}" x2="${left}" y2="${top + h}" stroke="#333"/>`);
+  out.push(
+    `<line x1="${left}" y1="${top + h}" x2="${left + w}" y2="${top + h}" stroke="#333"/><line x1="${left}" y1="${top}" x2="${left}" y2="${top + h}" stroke="#333"/>`,
+  );
   for (let k = 0; k <= 4; k++) {
     const v = (maxY * k) / 4;
-    out.push(`<text x="${left - 5}" y="${yAt(v) + 4}" text-anchor="end" font-size="10">${v >= 100 ? Math.round(v) : v.toFixed(1)}</text>`);
+    out.push(
+      `<text x="${left - 5}" y="${yAt(v) + 4}" text-anchor="end" font-size="10">${v >= 100 ? Math.round(v) : v.toFixed(1)}</text>`,
+    );
     out.push(`<line x1="${left}" y1="${yAt(v)}" x2="${left + w}" y2="${yAt(v)}" stroke="#eee"/>`);
   }
-  xLabels.forEach((l, i) => out.push(`<text x="${xAt(i)}" y="${top + h + 15}" text-anchor="middle" font-size="10">${l}</text>`));
+  xLabels.forEach((l, i) =>
+    out.push(`<text x="${xAt(i)}" y="${top + h + 15}" text-anchor="middle" font-size="10">${l}</text>`),
+  );
   out.push(`<text x="${left + w / 2}" y="${top + h + 32}" text-anchor="middle" font-size="11">${yLabel}</text>`);
   for (const s of series) {
     const d = s.points.map(([i, v], k) => `${k ? 'L' : 'M'}${xAt(i).toFixed(1)},${yAt(v).toFixed(1)}`).join(' ');
-    out.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="4 3"' : ''}/>`);
+    out.push(
+      `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="4 3"' : ''}/>`,
+    );
     for (const [i, v] of s.points) out.push(`<circle cx="${xAt(i)}" cy="${yAt(v)}" r="2.5" fill="${s.color}"/>`);
   }
   return out.join('\n');
@@ -167,14 +217,21 @@ export function renderChart(r: BenchResult): string {
   const rps = [...byConn((x) => x.service.rps, 'service'), ...byConn((x) => x.limit.rps, 'limit')];
   const p99 = [...byConn((x) => x.service.p99, 'service'), ...byConn((x) => x.limit.p99, 'limit')];
   const sizes = r.growth.createBySize;
-  const sizeLabels = sizes.map((x) => (x.appointments >= 1e6 ? `${x.appointments / 1e6}M` : `${x.appointments / 1e3}k`));
+  const sizeLabels = sizes.map((x) =>
+    x.appointments >= 1e6 ? `${x.appointments / 1e6}M` : `${x.appointments / 1e3}k`,
+  );
   const growth: Series[] = [
     { label: 'create req/s', color: COLORS[0]!, points: sizes.map((x, i) => [i, x.service.rps]) },
   ];
-  const growthP99: Series[] = [{ label: 'create p99 ms', color: COLORS[3]!, points: sizes.map((x, i) => [i, x.service.p99]) }];
+  const growthP99: Series[] = [
+    { label: 'create p99 ms', color: COLORS[3]!, points: sizes.map((x, i) => [i, x.service.p99]) },
+  ];
   const width = 4 * 380 + 20;
   const legend = r.scenarios
-    .map((s, k) => `<rect x="${20 + k * 200}" y="290" width="12" height="12" fill="${COLORS[k % COLORS.length]}"/><text x="${36 + k * 200}" y="300" font-size="11">${s.name}</text>`)
+    .map(
+      (s, k) =>
+        `<rect x="${20 + k * 200}" y="290" width="12" height="12" fill="${COLORS[k % COLORS.length]}"/><text x="${36 + k * 200}" y="300" font-size="11">${s.name}</text>`,
+    )
     .join('\n');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="330" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>

@@ -4,7 +4,17 @@
 // (the limit), then the growth measurements, and writes result.json, report.md and chart.svg.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, copyFileSync, readFileSync, writeFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  copyFileSync,
+  readFileSync,
+  writeFileSync,
+  mkdtempSync,
+  rmSync,
+  chmodSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +22,16 @@ import postgres, { type Sql } from 'postgres';
 import { createSql } from '../../src/db/client.js';
 import { freePort, startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
 import { migrate } from '../../src/db/migrations.js';
-import { directSender, httpSender, stopLoops, processUsage, resetPeakRss, runLoop, type ScenarioRequest, type Stats } from './load.js';
+import {
+  directSender,
+  httpSender,
+  stopLoops,
+  processUsage,
+  resetPeakRss,
+  runLoop,
+  type ScenarioRequest,
+  type Stats,
+} from './load.js';
 import { renderChart, renderMarkdown, type BenchResult, type ScenarioResult } from './report.js';
 import { instantAfterSeeding, SCENARIO_NAMES, scenarios, type ScenarioContext } from './scenarios.js';
 
@@ -24,8 +43,20 @@ const quick = args.includes('--quick');
 const POOL_MAX = 10; // the service's default DB_POOL_MAX; the limit uses the same
 
 const plan = quick
-  ? { connections: [1, 10, 50], warmupMs: 200, durationMs: 600, tableSizes: [1_000, 10_000], history: { ids: 1_000, versions: 10 } }
-  : { connections: [1, 10, 50], warmupMs: 2_000, durationMs: 10_000, tableSizes: [10_000, 100_000, 1_000_000], history: { ids: 10_000, versions: 100 } };
+  ? {
+      connections: [1, 10, 50],
+      warmupMs: 200,
+      durationMs: 600,
+      tableSizes: [1_000, 10_000],
+      history: { ids: 1_000, versions: 10 },
+    }
+  : {
+      connections: [1, 10, 50],
+      warmupMs: 2_000,
+      durationMs: 10_000,
+      tableSizes: [10_000, 100_000, 1_000_000],
+      history: { ids: 10_000, versions: 100 },
+    };
 const chosen = (flag('scenarios')?.split(',') ?? SCENARIO_NAMES).filter((n) => SCENARIO_NAMES.includes(n));
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 const outDir = path.resolve(flag('out') ?? path.join(PROJECT, 'bench-results', stamp));
@@ -55,7 +86,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-
 async function openDatabase(): Promise<{ url: string; kind: string }> {
   const given = process.env.BENCH_DATABASE_URL;
   if (given) {
@@ -76,7 +106,12 @@ async function openDatabase(): Promise<{ url: string; kind: string }> {
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   // its ERROR lines are the expected 409s (exclusion violations, deadlocks): only FATAL and PANIC are shown
   const pgLog = (message: string) => (/^postgres: .*\bERROR:/.test(message) ? undefined : log(message));
-  const pg = await startEmbeddedPostgres({ dir: path.join(dir, 'pg'), database: 'bench', persistent: false, log: pgLog });
+  const pg = await startEmbeddedPostgres({
+    dir: path.join(dir, 'pg'),
+    database: 'bench',
+    persistent: false,
+    log: pgLog,
+  });
   cleanups.push(() => pg.stop());
   return { url: pg.url, kind: 'embedded PostgreSQL (durable settings: fsync on)' };
 }
@@ -90,10 +125,18 @@ async function startService(databaseUrl: string): Promise<{ baseUrl: string; chi
   // the service as `npm start` runs it: compiled JavaScript, with the node flags of that script
   const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: PROJECT, stdio: 'inherit' });
   if (build.status !== 0) throw new Error('npm run build failed');
-  const startScript = (JSON.parse(readFileSync(path.join(PROJECT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const startScript = (
+    JSON.parse(readFileSync(path.join(PROJECT, 'package.json'), 'utf8')) as { scripts: { start: string } }
+  ).scripts.start;
   const child = spawn(process.execPath, startScript.replace(/^.*\bnode /, '').split(' '), {
     cwd: PROJECT,
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', DB_POOL_MAX: String(POOL_MAX) },
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DB_POOL_MAX: String(POOL_MAX),
+    },
     stdio: ['ignore', logFd, logFd],
   });
   closeSync(logFd);
@@ -129,7 +172,8 @@ async function seed(baseUrl: string, requests: ScenarioRequest[]) {
     while (next < requests.length) {
       const r = requests[next++]!;
       const status = await http.send(r);
-      if (!r.expected.includes(status)) throw new Error(`seed ${r.method} ${r.path} ${JSON.stringify(r.body)}: ${status}`);
+      if (!r.expected.includes(status))
+        throw new Error(`seed ${r.method} ${r.path} ${JSON.stringify(r.body)}: ${status}`);
     }
   };
   await Promise.all(Array.from({ length: 10 }, worker));
@@ -195,7 +239,12 @@ async function main() {
   const result: BenchResult = {
     date: new Date().toISOString(),
     mode: quick ? 'quick' : 'full',
-    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? '', loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100), node: process.version },
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model ?? '',
+      loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100),
+      node: process.version,
+    },
     database: db.kind,
     poolMax: POOL_MAX,
     plan,
@@ -211,7 +260,8 @@ async function main() {
   if (!quick && !flag('out')) {
     const latest = path.join(HERE, 'latest');
     mkdirSync(latest, { recursive: true });
-    for (const file of ['result.json', 'chart.svg', 'report.md']) copyFileSync(path.join(outDir, file), path.join(latest, file));
+    for (const file of ['result.json', 'chart.svg', 'report.md'])
+      copyFileSync(path.join(outDir, file), path.join(latest, file));
     log(`copied the report to ${path.relative(PROJECT, latest)}/`);
   }
   console.log(`\n${renderMarkdown(result, { summary: true })}`);
@@ -252,19 +302,29 @@ async function measureGrowth(sql: Sql, baseUrl: string, pid: number, run: string
   let seeded = 0;
   for (const size of plan.tableSizes) {
     log(`growth: seeding the org to ${size} appointments`);
-    await bulk(sql, (tx) => tx`
+    await bulk(
+      sql,
+      (tx) => tx`
       INSERT INTO appointments (org_id, id, start_at, end_at, created_at, updated_at, version, recorded_at)
       SELECT ${org}, 's-' || g, ${'2030-01-01T00:00:00Z'}::timestamptz + g * interval '30 minutes',
              ${'2030-01-01T00:00:00Z'}::timestamptz + (g + 1) * interval '30 minutes',
              ${'2029-12-31T23:59:00Z'}::timestamptz, ${'2030-01-01T00:00:00Z'}::timestamptz, 1, clock_timestamp()
-      FROM generate_series(${seeded}::int, ${size - 1}::int) AS g`);
+      FROM generate_series(${seeded}::int, ${size - 1}::int) AS g`,
+    );
     await vacuum(sql, 'appointments');
     seeded = size;
     const ctx = { run: `${run}-scale`, orgId: org, slotOffset: 2_000_000 };
     const build = (vu: number, iter: number) => create.request(ctx, vu, iter);
     const http = httpSender(baseUrl, connections);
     resetPeakRss(pid);
-    const service = await runLoop({ warmupMs: plan.warmupMs, durationMs: plan.durationMs, connections, build, iterations, send: http.send });
+    const service = await runLoop({
+      warmupMs: plan.warmupMs,
+      durationMs: plan.durationMs,
+      connections,
+      build,
+      iterations,
+      send: http.send,
+    });
     await http.close();
     bySize.push({ appointments: size, connections, service, servicePeakRssMb: processUsage(pid).peakRssMb });
     log(`growth: create with ${size} in the org: ${fmt(service)}`);
@@ -279,7 +339,9 @@ async function measureGrowth(sql: Sql, baseUrl: string, pid: number, run: string
   const [{ timelineIndex }] = await sql<{ timelineIndex: string }[]>`
     SELECT indexdef AS "timelineIndex" FROM pg_indexes WHERE indexname = 'appointment_versions_timeline'`;
   await sql`DROP INDEX appointment_versions_timeline`;
-  await bulk(sql, (tx) => tx`
+  await bulk(
+    sql,
+    (tx) => tx`
     INSERT INTO appointment_versions (org_id, id, version, start_at, end_at, created_at, updated_at, valid_from, valid_to, deleted)
     SELECT ${pitOrg}, 'p-' || i, v,
            ${'2030-01-01T00:00:00Z'}::timestamptz + i * interval '30 minutes',
@@ -287,26 +349,51 @@ async function measureGrowth(sql: Sql, baseUrl: string, pid: number, run: string
            ${t0}::timestamptz, ${t0}::timestamptz + v * interval '1 second',
            ${t0}::timestamptz + v * interval '1 hour' + i * interval '1 millisecond',
            ${t0}::timestamptz + (v + 1) * interval '1 hour' + i * interval '1 millisecond', false
-    FROM generate_series(1, ${versions}::int) AS v, generate_series(0, ${ids - 1}::int) AS i`);
-  await bulk(sql, (tx) => tx`
+    FROM generate_series(1, ${versions}::int) AS v, generate_series(0, ${ids - 1}::int) AS i`,
+  );
+  await bulk(
+    sql,
+    (tx) => tx`
     INSERT INTO appointments (org_id, id, start_at, end_at, created_at, updated_at, version, recorded_at)
     SELECT ${pitOrg}, 'p-' || i, ${'2030-01-01T00:00:00Z'}::timestamptz + i * interval '30 minutes',
            ${'2030-01-01T00:00:00Z'}::timestamptz + (i + 1) * interval '30 minutes',
            ${t0}::timestamptz, ${t0}::timestamptz + (${versions}::int + 1) * interval '1 second', ${versions}::int + 1,
            ${t0}::timestamptz + (${versions}::int + 1) * interval '1 hour' + i * interval '1 millisecond'
-    FROM generate_series(0, ${ids - 1}::int) AS i`);
+    FROM generate_series(0, ${ids - 1}::int) AS i`,
+  );
   await bulk(sql, (tx) => tx.unsafe(timelineIndex!));
   await vacuum(sql, 'appointment_versions');
   await vacuum(sql, 'appointments');
   const at = new Date(Date.parse(t0) + Math.floor(versions / 2) * 3_600_000 + 1_800_000).toISOString();
-  const request: ScenarioRequest = { method: 'GET', path: `/api/appointments?orgId=${pitOrg}&limit=100&at=${encodeURIComponent(at)}`, expected: [200] };
+  const request: ScenarioRequest = {
+    method: 'GET',
+    path: `/api/appointments?orgId=${pitOrg}&limit=100&at=${encodeURIComponent(at)}`,
+    expected: [200],
+  };
   const build = () => request;
   const http = httpSender(baseUrl, connections);
-  const service = await runLoop({ warmupMs: plan.warmupMs, durationMs: plan.durationMs, connections, build, iterations: [], send: http.send });
+  const service = await runLoop({
+    warmupMs: plan.warmupMs,
+    durationMs: plan.durationMs,
+    connections,
+    build,
+    iterations: [],
+    send: http.send,
+  });
   await http.close();
-  const limit = await runLoop({ warmupMs: plan.warmupMs, durationMs: plan.durationMs, connections, build, iterations: [], send: directSender(sql) });
+  const limit = await runLoop({
+    warmupMs: plan.warmupMs,
+    durationMs: plan.durationMs,
+    connections,
+    build,
+    iterations: [],
+    send: directSender(sql),
+  });
   log(`growth: point-in-time list on ${ids * versions} history rows: service ${fmt(service)} | limit ${fmt(limit)}`);
-  return { createBySize: bySize, pointInTime: { historyRows: ids * versions, appointments: ids, connections, service, limit } };
+  return {
+    createBySize: bySize,
+    pointInTime: { historyRows: ids * versions, appointments: ids, connections, service, limit },
+  };
 }
 
 /** pgbench on the create statement, where pgbench is installed: each client in an org of its own. */
@@ -326,12 +413,36 @@ SELECT status FROM write_appointment('pgbench-' || :client_id, 'c-' || :n::bigin
   for (const c of connections) {
     const res = spawnSync(
       'pgbench',
-      ['-n', '-M', 'prepared', '-f', script, '-c', String(c), '-j', String(Math.min(c, 2)), '-T', String(seconds), '-h', u.hostname, '-p', u.port, '-U', decodeURIComponent(u.username), u.pathname.slice(1)],
+      [
+        '-n',
+        '-M',
+        'prepared',
+        '-f',
+        script,
+        '-c',
+        String(c),
+        '-j',
+        String(Math.min(c, 2)),
+        '-T',
+        String(seconds),
+        '-h',
+        u.hostname,
+        '-p',
+        u.port,
+        '-U',
+        decodeURIComponent(u.username),
+        u.pathname.slice(1),
+      ],
       { env, encoding: 'utf8', timeout: (seconds + 30) * 1000 },
     );
     const tps = /tps = ([\d.]+)/.exec(res.stdout ?? '')?.[1];
     const latency = /latency average = ([\d.]+) ms/.exec(res.stdout ?? '')?.[1];
-    out.push({ connections: c, tps: tps ? Math.round(Number(tps)) : null, latencyAvgMs: latency ? Number(latency) : null, error: res.status === 0 ? undefined : (res.stderr || String(res.error)).slice(-300) });
+    out.push({
+      connections: c,
+      tps: tps ? Math.round(Number(tps)) : null,
+      latencyAvgMs: latency ? Number(latency) : null,
+      error: res.status === 0 ? undefined : (res.stderr || String(res.error)).slice(-300),
+    });
     log(`pgbench create @${c}: ${tps ?? '?'} tps`);
   }
   return out;

@@ -26,13 +26,76 @@ const HOT_IDS = 20;
 
 /** The seven payloads of scripts/concurrent-requests.sh, with the statuses each may get. */
 export const CLASSIC_PAYLOADS = [
-  [{ id: 1, start: '2020-10-10 20:20', end: '2020-10-10 20:30', createdAt: '2020-09-02 14:23:12', updatedAt: '2020-09-28 14:23:12' }, [200, 201, 409]],
-  [{ id: 2, start: '2019-10-10 20:20', end: '2020-10-10 20:30', createdAt: '2018-10-02 16:23:12', updatedAt: '2020-09-28 14:23:12' }, [200, 201, 409]],
-  [{ id: 3, start: '2020-10-10 20:25', end: '2020-10-10 20:35', createdAt: '2020-10-01 13:23:12', updatedAt: '2020-09-28 14:23:12' }, [200, 201, 409]],
-  [{ id: 4, start: '2020-10-11 10:00', end: '2020-10-11 11:30', createdAt: '2020-10-01 11:23:12', updatedAt: '2020-09-28 14:23:12' }, [200, 201]],
-  [{ id: 5, start: '2020-10-12 11:27', end: '2020-10-10 12:27', createdAt: '2020-09-11 10:23:12', updatedAt: '2020-09-28 14:23:12' }, [400]],
-  [{ id: 6, start: '2020-10-12 12:00', end: '2020-10-12 13:30', createdAt: '2020-08-02 13:23:12', updatedAt: '2020-09-28 14:23:12' }, [200, 201]],
-  [{ id: 1, start: '2020-10-17 14:40', end: '2020-10-17 15:30', createdAt: '2020-03-02 19:23:12', updatedAt: '2020-09-28 14:24:12' }, [200, 201]],
+  [
+    {
+      id: 1,
+      start: '2020-10-10 20:20',
+      end: '2020-10-10 20:30',
+      createdAt: '2020-09-02 14:23:12',
+      updatedAt: '2020-09-28 14:23:12',
+    },
+    [200, 201, 409],
+  ],
+  [
+    {
+      id: 2,
+      start: '2019-10-10 20:20',
+      end: '2020-10-10 20:30',
+      createdAt: '2018-10-02 16:23:12',
+      updatedAt: '2020-09-28 14:23:12',
+    },
+    [200, 201, 409],
+  ],
+  [
+    {
+      id: 3,
+      start: '2020-10-10 20:25',
+      end: '2020-10-10 20:35',
+      createdAt: '2020-10-01 13:23:12',
+      updatedAt: '2020-09-28 14:23:12',
+    },
+    [200, 201, 409],
+  ],
+  [
+    {
+      id: 4,
+      start: '2020-10-11 10:00',
+      end: '2020-10-11 11:30',
+      createdAt: '2020-10-01 11:23:12',
+      updatedAt: '2020-09-28 14:23:12',
+    },
+    [200, 201],
+  ],
+  [
+    {
+      id: 5,
+      start: '2020-10-12 11:27',
+      end: '2020-10-10 12:27',
+      createdAt: '2020-09-11 10:23:12',
+      updatedAt: '2020-09-28 14:23:12',
+    },
+    [400],
+  ],
+  [
+    {
+      id: 6,
+      start: '2020-10-12 12:00',
+      end: '2020-10-12 13:30',
+      createdAt: '2020-08-02 13:23:12',
+      updatedAt: '2020-09-28 14:23:12',
+    },
+    [200, 201],
+  ],
+  [
+    {
+      id: 1,
+      start: '2020-10-17 14:40',
+      end: '2020-10-17 15:30',
+      createdAt: '2020-03-02 19:23:12',
+      updatedAt: '2020-09-28 14:24:12',
+    },
+    [200, 201],
+  ],
 ];
 
 const post = (body, expected) => ({ method: 'POST', path: '/api/appointments', body, expected });
@@ -82,7 +145,8 @@ export const scenarios = {
   'update-heavy': {
     title: 'update-heavy',
     description: `${HOT_IDS} hot ids updated with ever-newer updatedAt.`,
-    seed: (ctx) => Array.from({ length: HOT_IDS }, (_, n) => post(freshWrite(`update-${ctx.run}`, `hot-${n}`, n), [201])),
+    seed: (ctx) =>
+      Array.from({ length: HOT_IDS }, (_, n) => post(freshWrite(`update-${ctx.run}`, `hot-${n}`, n), [201])),
     request(ctx, vu, iter) {
       const n = pick(vu, iter, HOT_IDS);
       // ever newer: a later iteration always carries a later updatedAt; equal ones meet as stale or unchanged (200)
@@ -96,7 +160,14 @@ export const scenarios = {
     request(ctx, vu, iter) {
       const start = BASE + pick(vu, iter, 90) * MINUTE;
       return post(
-        { orgId: `contention-${ctx.run}`, id: `w-${vu}-${iter}`, start: iso(start), end: iso(start + SLOT), createdAt: iso(BASE), updatedAt: iso(BASE) },
+        {
+          orgId: `contention-${ctx.run}`,
+          id: `w-${vu}-${iter}`,
+          start: iso(start),
+          end: iso(start + SLOT),
+          createdAt: iso(BASE),
+          updatedAt: iso(BASE),
+        },
         [201, 409],
       );
     },
@@ -106,16 +177,22 @@ export const scenarios = {
     description: `List (100 items), one by id, history, and point-in-time list ?at= on an org of ${READS_SEEDED} appointments, a third of them updated.`,
     seed: (ctx) => [
       ...Array.from({ length: READS_SEEDED }, (_, n) => post(freshWrite(readsOrg(ctx), `r-${n}`, n), [201])),
-      ...Array.from({ length: READS_SEEDED / 3 }, (_, n) => post(freshWrite(readsOrg(ctx), `r-${n * 3}`, n * 3, BASE + MINUTE), [200])),
+      ...Array.from({ length: READS_SEEDED / 3 }, (_, n) =>
+        post(freshWrite(readsOrg(ctx), `r-${n * 3}`, n * 3, BASE + MINUTE), [200]),
+      ),
     ],
     request(ctx, vu, iter) {
       const org = q(readsOrg(ctx));
       const id = `r-${pick(vu, iter, READS_SEEDED)}`;
       switch (iter % 4) {
-        case 0: return get(`/api/appointments?orgId=${org}&limit=100`);
-        case 1: return get(`/api/appointments/${id}?orgId=${org}`);
-        case 2: return get(`/api/appointments/${id}/history?orgId=${org}`);
-        default: return get(`/api/appointments?orgId=${org}&limit=100&at=${q(ctx.at)}`);
+        case 0:
+          return get(`/api/appointments?orgId=${org}&limit=100`);
+        case 1:
+          return get(`/api/appointments/${id}?orgId=${org}`);
+        case 2:
+          return get(`/api/appointments/${id}/history?orgId=${org}`);
+        default:
+          return get(`/api/appointments?orgId=${org}&limit=100&at=${q(ctx.at)}`);
       }
     },
   },
@@ -135,7 +212,10 @@ export const scenarios = {
           return post(freshWrite(org, `n-${vu}-${iter}`, MIX_SEEDED_PER_ORG + uniqueSlot(vu, iter)), [201]);
         case 1: // an update of a seeded one, same slot, newer updatedAt (stale if another writer was newer)
           return post(freshWrite(org, `m-${seeded}`, seeded, BASE + (iter + 1) * 1024 + vu), [200]);
-        case 2: case 3: case 4: case 5:
+        case 2:
+        case 3:
+        case 4:
+        case 5:
           return get(`/api/appointments?orgId=${q(org)}&limit=100`);
         default:
           return get(`/api/appointments/m-${seeded}?orgId=${q(org)}`);

@@ -20,14 +20,23 @@ function send(request) {
     ...JSON_HEADERS,
     // the scenario's expected statuses are not failures (k6 counts every 4xx as one by default)
     responseCallback: http.expectedStatuses(...request.expected),
-    tags: { name: `${request.method} ${request.path.split('?')[0].replace(/\/api\/appointments\/[^/]+/, '/api/appointments/:id')}` },
+    tags: {
+      name: `${request.method} ${request.path.split('?')[0].replace(/\/api\/appointments\/[^/]+/, '/api/appointments/:id')}`,
+    },
   });
 }
 
 export function k6Scenario(name) {
   const scenario = scenarios[name];
   const executor = RATE
-    ? { executor: 'constant-arrival-rate', rate: RATE, timeUnit: '1s', duration: DURATION, preAllocatedVUs: VUS, maxVUs: VUS * 2 }
+    ? {
+        executor: 'constant-arrival-rate',
+        rate: RATE,
+        timeUnit: '1s',
+        duration: DURATION,
+        preAllocatedVUs: VUS,
+        maxVUs: VUS * 2,
+      }
     : { executor: 'constant-vus', vus: VUS, duration: DURATION };
   return {
     options: {

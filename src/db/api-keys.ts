@@ -22,7 +22,10 @@ export async function insertApiKey(
 }
 
 /** The key's org and hash when it exists and is not revoked: one primary-key lookup per request. */
-export async function findActiveApiKey(sql: Sql, keyId: string): Promise<{ orgId: string; secretHash: Buffer } | undefined> {
+export async function findActiveApiKey(
+  sql: Sql,
+  keyId: string,
+): Promise<{ orgId: string; secretHash: Buffer } | undefined> {
   const [row] = await sql<{ orgId: string; secretHash: Buffer }[]>`
     SELECT org_id AS "orgId", secret_hash AS "secretHash" FROM api_keys WHERE key_id = ${keyId} AND revoked_at IS NULL`;
   return row;

@@ -52,7 +52,9 @@ const columns = (sql: Sql) => sql`
   updated_at AS "updatedAt", version, recorded_at AS "recordedAt"`;
 
 /** Cuts a row's appointment times to milliseconds, in place. */
-function withAppointmentTimes<T extends { start: string; end: string; createdAt: string; updatedAt: string }>(row: T): T {
+function withAppointmentTimes<T extends { start: string; end: string; createdAt: string; updatedAt: string }>(
+  row: T,
+): T {
   row.start = toMilliseconds(row.start);
   row.end = toMilliseconds(row.end);
   row.createdAt = toMilliseconds(row.createdAt);
@@ -79,7 +81,8 @@ export async function upsertAppointment(
                                ${a.createdAt}::timestamptz, ${a.updatedAt}::timestamptz, ${alone}) AS u(status, a)`;
     } catch (error) {
       if (!(error instanceof postgres.PostgresError)) throw error;
-      if (error.code === EXCLUSION_VIOLATION) throw new AppointmentOverlapError(await findOverlappingAppointment(sql, a));
+      if (error.code === EXCLUSION_VIOLATION)
+        throw new AppointmentOverlapError(await findOverlappingAppointment(sql, a));
       if (error.code !== DEADLOCK_DETECTED) throw error;
       const conflict = await findOverlappingAppointment(sql, a);
       if (conflict !== null) throw new AppointmentOverlapError(conflict);
@@ -92,7 +95,10 @@ export async function upsertAppointment(
 }
 
 /** The current appointment of the org in the way of `a`, if one still is. */
-export async function findOverlappingAppointment(sql: Sql, a: AppointmentWrite): Promise<ConflictingAppointment | null> {
+export async function findOverlappingAppointment(
+  sql: Sql,
+  a: AppointmentWrite,
+): Promise<ConflictingAppointment | null> {
   // The first by start. The org's appointments never overlap one another, so it is the last one that
   // starts at or before a.start if that one runs past it, or else the first that starts inside the
   // range: two steps into the start index, where a filter on the range read every appointment of the
@@ -226,7 +232,12 @@ export async function getAppointment(sql: Sql, orgId: string, id: string): Promi
   return row && withAppointmentTimes(row);
 }
 
-export async function getAppointmentAt(sql: Sql, orgId: string, id: string, at: string): Promise<Appointment | undefined> {
+export async function getAppointmentAt(
+  sql: Sql,
+  orgId: string,
+  id: string,
+  at: string,
+): Promise<Appointment | undefined> {
   const [row] = await sql<Appointment[]>`SELECT ${columns(sql)} FROM (${versionAt(sql, orgId, id, at)}) AS snapshot`;
   return row && withAppointmentTimes(row);
 }

@@ -76,7 +76,10 @@ interface PendingQuery extends Promise<unknown> {
  * `handler` when the query is first awaited; the wrapper gates that handler. Fragments (sql`...`
  * nested in another query) are never awaited, so they never take a place.
  */
-export function boundedPool(sql: Sql, { max, maxWaiting, waitTimeoutMs }: { max: number; maxWaiting: number; waitTimeoutMs: number }): Sql {
+export function boundedPool(
+  sql: Sql,
+  { max, maxWaiting, waitTimeoutMs }: { max: number; maxWaiting: number; waitTimeoutMs: number },
+): Sql {
   let running = 0;
   const waiting: Array<{ start(): void; timer: NodeJS.Timeout }> = [];
   const release = () => {
@@ -97,7 +100,8 @@ export function boundedPool(sql: Sql, { max, maxWaiting, waitTimeoutMs }: { max:
         run(q);
       };
       if (running < max) return start();
-      if (waiting.length >= maxWaiting) return q.reject(new DatabaseBusyError(`${waiting.length} queries wait for a database connection already`));
+      if (waiting.length >= maxWaiting)
+        return q.reject(new DatabaseBusyError(`${waiting.length} queries wait for a database connection already`));
       const entry = {
         start,
         timer: setTimeout(() => {
@@ -149,7 +153,9 @@ async function maySetDeadlockTimeout(databaseUrl: string): Promise<boolean> {
       SELECT current_setting('is_superuser') = 'on' AS superuser, current_setting('server_version_num')::int AS version`;
     if (superuser) return true;
     if (version < 150000) return false;
-    const [{ granted }] = await probe<{ granted: boolean }[]>`SELECT has_parameter_privilege('deadlock_timeout', 'SET') AS granted`;
+    const [{ granted }] = await probe<
+      { granted: boolean }[]
+    >`SELECT has_parameter_privilege('deadlock_timeout', 'SET') AS granted`;
     return granted;
   } finally {
     await probe.end();
@@ -162,12 +168,17 @@ export const databasePlugin = fp<DatabaseOptions>(
     let setDeadlockTimeout = false;
     try {
       setDeadlockTimeout = await maySetDeadlockTimeout(options.databaseUrl);
-      if (!setDeadlockTimeout) app.log.warn("this role may not set deadlock_timeout: writers that deadlock wait for the server's setting");
+      if (!setDeadlockTimeout)
+        app.log.warn("this role may not set deadlock_timeout: writers that deadlock wait for the server's setting");
     } catch (error) {
       app.log.warn({ err: error }, 'could not check the database role; deadlock_timeout stays as the server sets it');
     }
     const pool = createSql(options, setDeadlockTimeout);
-    const sql = boundedPool(pool, { max: options.poolMax, maxWaiting: POOL_MAX_WAITING, waitTimeoutMs: POOL_WAIT_TIMEOUT_MS });
+    const sql = boundedPool(pool, {
+      max: options.poolMax,
+      maxWaiting: POOL_MAX_WAITING,
+      waitTimeoutMs: POOL_WAIT_TIMEOUT_MS,
+    });
     app.decorate('sql', sql);
     app.addHook('onClose', async () => {
       await sql.end({ timeout: 5 });

@@ -71,11 +71,27 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
 
   await stopLeftoverServer(pgdata, options.log);
   const port = options.port ?? (await freePort());
-  const args = ['-D', pgdata, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'];
+  const args = [
+    '-D',
+    pgdata,
+    '-p',
+    String(port),
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    'unix_socket_directories=',
+    '-c',
+    'max_connections=300',
+  ];
   if (options.unsafeFast) args.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
   // detached: its own process group, so a Ctrl-C at the terminal reaches only the service, which
   // finishes its requests and then stops the database itself.
-  const child = spawn(bin.postgres, args, { ...runAs, detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } });
+  const child = spawn(bin.postgres, args, {
+    ...runAs,
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, LC_MESSAGES: 'C' },
+  });
   const stderr: string[] = [];
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
     for (const line of chunk.split('\n')) {
@@ -125,8 +141,15 @@ function ensureOsUser(): RunAs {
   const id = (flag: string) => spawnSync('id', [flag, OS_USER], { encoding: 'utf8' });
   if (id('-u').status !== 0) {
     spawnSync('groupadd', ['--system', OS_USER]);
-    const added = spawnSync('useradd', ['--system', '--gid', OS_USER, '--no-create-home', '--shell', '/usr/sbin/nologin', OS_USER], { encoding: 'utf8' });
-    if (added.status !== 0) throw new Error(`Running as root, and could not create the user "${OS_USER}" to run PostgreSQL as: ${added.stderr}`);
+    const added = spawnSync(
+      'useradd',
+      ['--system', '--gid', OS_USER, '--no-create-home', '--shell', '/usr/sbin/nologin', OS_USER],
+      { encoding: 'utf8' },
+    );
+    if (added.status !== 0)
+      throw new Error(
+        `Running as root, and could not create the user "${OS_USER}" to run PostgreSQL as: ${added.stderr}`,
+      );
   }
   return { uid: Number(id('-u').stdout.trim()), gid: Number(id('-g').stdout.trim()) };
 }
@@ -149,10 +172,24 @@ async function initdb(bin: Binaries, pgdata: string, password: string, runAs: Ru
     log(`initialising an embedded PostgreSQL cluster in ${pgdata}`);
     const result = spawnSync(
       bin.initdb,
-      ['--pgdata', pgdata, '--username', SUPERUSER, '--pwfile', pwfile, '--auth', 'scram-sha-256', '--encoding', 'UTF8', '--locale', 'C'],
+      [
+        '--pgdata',
+        pgdata,
+        '--username',
+        SUPERUSER,
+        '--pwfile',
+        pwfile,
+        '--auth',
+        'scram-sha-256',
+        '--encoding',
+        'UTF8',
+        '--locale',
+        'C',
+      ],
       { ...runAs, encoding: 'utf8', env: { ...process.env, LC_MESSAGES: 'C' } },
     );
-    if (result.status !== 0) throw new Error(`initdb failed (${result.status ?? result.signal}): ${result.stderr || result.error}`);
+    if (result.status !== 0)
+      throw new Error(`initdb failed (${result.status ?? result.signal}): ${result.stderr || result.error}`);
   } finally {
     await fs.rm(pwfile, { force: true });
   }

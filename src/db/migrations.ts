@@ -43,6 +43,8 @@ export async function migrate(databaseUrl: string, log: (message: string) => voi
 export async function pendingMigrations(sql: Sql): Promise<string[]> {
   const [{ exists }] = await sql<{ exists: boolean }[]>`SELECT to_regclass(${MIGRATIONS_TABLE}) IS NOT NULL AS exists`;
   if (!exists) return [...EXPECTED_MIGRATIONS];
-  const applied = new Set((await sql<{ name: string }[]>`SELECT name FROM ${sql(MIGRATIONS_TABLE)}`).map((row) => row.name));
+  const applied = new Set(
+    (await sql<{ name: string }[]>`SELECT name FROM ${sql(MIGRATIONS_TABLE)}`).map((row) => row.name),
+  );
   return EXPECTED_MIGRATIONS.filter((name) => !applied.has(name));
 }

@@ -77,7 +77,9 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Ranges are half-open [start, end).',
         body: AppointmentInput,
         response: {
-          201: Type.Ref(WriteResult, { description: 'created: a new id in the organization (or one deleted with an older updatedAt)' }),
+          201: Type.Ref(WriteResult, {
+            description: 'created: a new id in the organization (or one deleted with an older updatedAt)',
+          }),
           200: Type.Ref(WriteResult, { description: 'updated, unchanged or stale' }),
           ...errorResponses(400, 401, 403, 409, 413, 415, 429, 503),
         },
@@ -107,7 +109,8 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const query = request.query;
       const from = query.from === undefined ? undefined : canonical(query.from, 3);
       const to = query.to === undefined ? undefined : canonical(query.to, 3);
-      if (from !== undefined && to !== undefined && from >= to) throw badRequest('querystring/from must be before querystring/to');
+      if (from !== undefined && to !== undefined && from >= to)
+        throw badRequest('querystring/from must be before querystring/to');
       const options = {
         orgId: query.orgId ?? DEFAULT_ORG_ID,
         from,
@@ -146,7 +149,8 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         at === undefined
           ? await getAppointment(app.sql, orgId, id)
           : await getAppointmentAt(app.sql, orgId, id, canonical(at, 6));
-      if (!appointment) throw notFound(`There is no appointment ${id} in the organization ${orgId}${at ? ` at ${at}` : ''}`);
+      if (!appointment)
+        throw notFound(`There is no appointment ${id} in the organization ${orgId}${at ? ` at ${at}` : ''}`);
       return appointment;
     },
   );
@@ -177,7 +181,8 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags,
         summary: 'Delete an appointment',
-        description: 'Its history stays readable. A later write with a newer updatedAt creates it again; an older one is `stale`.',
+        description:
+          'Its history stays readable. A later write with a newer updatedAt creates it again; an older one is `stale`.',
         params: IdParams,
         querystring: OrgQuery,
         response: { 204: Type.Null({ description: 'Deleted' }), ...errorResponses(400, 401, 403, 404, 429, 503) },
@@ -186,7 +191,8 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const { id } = request.params;
       const { orgId = DEFAULT_ORG_ID } = request.query;
-      if (!(await deleteAppointment(app.sql, orgId, id))) throw notFound(`There is no appointment ${id} in the organization ${orgId}`);
+      if (!(await deleteAppointment(app.sql, orgId, id)))
+        throw notFound(`There is no appointment ${id} in the organization ${orgId}`);
       return reply.code(204).send(null);
     },
   );

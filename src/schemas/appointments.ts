@@ -33,7 +33,13 @@ export const AppointmentInput = Type.Object(
   {
     additionalProperties: false,
     examples: [
-      { id: 1, start: '2020-10-10 20:20', end: '2020-10-10 20:30', createdAt: '2020-09-02 14:23:12', updatedAt: '2020-09-28 14:23:12' },
+      {
+        id: 1,
+        start: '2020-10-10 20:20',
+        end: '2020-10-10 20:30',
+        createdAt: '2020-09-02 14:23:12',
+        updatedAt: '2020-09-28 14:23:12',
+      },
     ],
   },
 );
@@ -47,7 +53,7 @@ export const Appointment = Type.Object(
     end: timeOutput(),
     createdAt: timeOutput(),
     updatedAt: timeOutput(),
-    version: Type.Integer({ minimum: 1, description: 'Counts 1, 2, 3 ... over the appointment\'s whole life.' }),
+    version: Type.Integer({ minimum: 1, description: "Counts 1, 2, 3 ... over the appointment's whole life." }),
     recordedAt: systemTimeOutput('When the service stored this version.'),
     deletedAt: Type.Optional(
       systemTimeOutput('Only on a `stale` answer about a deleted appointment: when it was deleted.'),
@@ -80,9 +86,7 @@ export const ListQuery = Type.Object(
     orgId: Type.Optional(OrgId),
     from: Type.Optional(timeInput('Only appointments that end after this time.')),
     to: Type.Optional(timeInput('Only appointments that start before this time.')),
-    at: Type.Optional(
-      systemTimeInput('Read the calendar as the service had recorded it at this instant.'),
-    ),
+    at: Type.Optional(systemTimeInput('Read the calendar as the service had recorded it at this instant.')),
     limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
     cursor: Type.Optional(Cursor),
   },

@@ -31,7 +31,7 @@ export const ErrorResponse = Type.Object(
     statusCode: Type.Integer({ examples: [400] }),
     error: Type.String({ examples: ['Bad Request'] }),
     code: Type.Union(Object.values(ErrorCode).map((code) => Type.Literal(code))),
-    message: Type.String({ examples: ["body/end must be after body/start"] }),
+    message: Type.String({ examples: ['body/end must be after body/start'] }),
     conflictsWith: Type.Optional(
       Type.Union([ConflictingAppointment, Type.Null()], {
         description: 'With APPOINTMENT_OVERLAP: the appointment in the way, or null when it has moved away since.',

@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox';
 
 // YYYY-MM-DD HH:MM[:SS[.fraction]] with a space or a T, then Z, an offset or nothing (UTC).
-const TIME_SYNTAX = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:(Z)|([+-])(\d{2}):(\d{2}))?$/;
+const TIME_SYNTAX =
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:(Z)|([+-])(\d{2}):(\d{2}))?$/;
 
 /** Fractional digits kept: appointment times keep milliseconds, system times microseconds. */
 export type TimePrecision = 3 | 6;
@@ -14,7 +15,13 @@ export type TimePrecision = 3 | 6;
 export function parseTime(text: string, precision: TimePrecision): string | null {
   const m = TIME_SYNTAX.exec(text);
   if (!m) return null;
-  const [year, month, day, hour, minute] = [m[1], m[2], m[3], m[4], m[5]].map(Number) as [number, number, number, number, number];
+  const [year, month, day, hour, minute] = [m[1], m[2], m[3], m[4], m[5]].map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   const second = m[6] === undefined ? 0 : Number(m[6]);
   const fraction = (m[7] ?? '').padEnd(6, '0').slice(0, 6);
   if (year < 1 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return null;
@@ -65,8 +72,14 @@ export const systemTimeInput = (description = '') =>
 
 /** A time as the service answers it, like JavaScript's toISOString(). */
 export const timeOutput = (description = '') =>
-  Type.String({ description: `${description} UTC, millisecond precision.`.trim(), examples: ['2020-10-10T20:20:00.000Z'] });
+  Type.String({
+    description: `${description} UTC, millisecond precision.`.trim(),
+    examples: ['2020-10-10T20:20:00.000Z'],
+  });
 
 /** An instant of system time as the service answers it, with microseconds. */
 export const systemTimeOutput = (description = '') =>
-  Type.String({ description: `${description} UTC, microsecond precision.`.trim(), examples: ['2026-11-22T14:05:00.123456Z'] });
+  Type.String({
+    description: `${description} UTC, microsecond precision.`.trim(),
+    examples: ['2026-11-22T14:05:00.123456Z'],
+  });
