@@ -4,7 +4,8 @@ import pino from 'pino';
 import postgres, { type Sql } from 'postgres';
 import { Agent, request } from 'undici';
 import { inject } from 'vitest';
-import { buildApp, type AppOptions } from '../src/app.js';
+import { buildApp } from '../src/app.js';
+import { configWith, type Config } from '../src/config.js';
 
 export interface TestServer {
   app: FastifyInstance;
@@ -35,15 +36,11 @@ export async function createTestDatabase(): Promise<string> {
 }
 
 /** The real app on a real port, against a database of its own. */
-export async function startTestServer(
-  options: { dbPoolMax?: number } & Partial<Omit<AppOptions, 'databaseUrl' | 'dbPoolMax' | 'logger'>> = {},
-): Promise<TestServer> {
+export async function startTestServer(options: Partial<Config> = {}): Promise<TestServer> {
   const databaseUrl = await createTestDatabase();
-  const { dbPoolMax: _dbPoolMax, ...appOptions } = options;
   const app = await buildApp({
-    ...appOptions,
+    ...configWith({ dbPoolMax: 20, ...options }),
     databaseUrl,
-    dbPoolMax: options.dbPoolMax ?? 20,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
