@@ -31,8 +31,8 @@ DROP FUNCTION api_time(timestamptz);
 
 -- The release before this migration kept its functions in migrations and has no files to apply, so
 -- this Down puts back the functions as the earlier migrations left them (the last Down that carries
--- function bodies). The functions of the files go first (IF EXISTS: a later Down may have dropped a
--- signature already); the earlier Downs drop the tables their result types depend on.
+-- function bodies). The functions of the files go first, as their result types depend on the tables
+-- that the earlier Downs drop (IF EXISTS: a later Down may have dropped a signature already).
 -- From here on, the Down of a signature change drops the new signature only: the earlier release's
 -- runner applies its own files when it starts, as their hash is not the one recorded.
 DROP FUNCTION IF EXISTS upsert_appointment(text, text, timestamptz, timestamptz, timestamptz, timestamptz, boolean);
