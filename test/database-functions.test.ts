@@ -6,6 +6,7 @@ import postgres, { type Sql } from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { AppointmentOverlapError, upsertAppointment } from '../src/db/appointments.js';
+import { configWith } from '../src/config.js';
 import { timeAsText } from '../src/db/client.js';
 import { EXPECTED_FUNCTIONS_HASH, FUNCTIONS_DIR, migrate, schemaState } from '../src/db/migrations.js';
 import { createTestDatabase } from './helpers.js';
@@ -127,7 +128,7 @@ describe('/ready and the database functions', () => {
   beforeAll(async () => {
     url = await createTestDatabase();
     sql = postgres(url, { max: 1, onnotice: silent });
-    app = await buildApp({ databaseUrl: url, dbPoolMax: 2, logger: pino({ level: 'silent' }) });
+    app = await buildApp({ ...configWith({ dbPoolMax: 2 }), databaseUrl: url, logger: pino({ level: 'silent' }) });
   });
   afterAll(async () => {
     await app?.close();
