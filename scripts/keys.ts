@@ -7,9 +7,9 @@ import { insertApiKey, listApiKeys, revokeApiKey } from '../src/db/api-keys.js';
 import { createSql } from '../src/db/client.js';
 import { openConfiguredDatabase } from '../src/db/embedded-postgres.js';
 import { migrate } from '../src/db/migrations.js';
+import { ID_SYNTAX as ORG_PATTERN } from '../src/schemas/ids.js';
 
 const USAGE = 'usage: npm run keys -- create --org <org> [--label <text>] | list [--org <org>] | revoke <keyId>';
-const ORG_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
