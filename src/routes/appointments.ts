@@ -1,4 +1,5 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { onRequestHookHandler } from 'fastify';
 import {
   deleteAppointment,
   getAppointment,
@@ -100,13 +101,14 @@ function decodeCursor(cursor: string): { start: string; id: string } {
 const appointmentLocation = (a: Appointment) =>
   `/api/appointments/${encodeURIComponent(a.id)}?orgId=${encodeURIComponent(a.orgId)}`;
 
-export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  // The routes answer at exactly the documented paths. `/api/appointments/` is no alias of the list: the
-  // router reads it as an empty id, which names nothing, so it is a 404 for every method (and says why).
-  app.addHook('onRequest', async (request, reply) => {
-    if ((request.params as { id?: string }).id === '') return reply.callNotFound();
-  });
+// The routes answer at exactly the documented paths. `/api/appointments/` is no alias of the list: the
+// router reads it as an empty id, which names nothing, so it is a 404 for every method (and says why).
+const emptyIdIsNotFound: onRequestHookHandler = (request, reply, done) => {
+  if ((request.params as { id?: string }).id === '') reply.callNotFound();
+  else done();
+};
 
+export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '',
     {
@@ -192,6 +194,7 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/:id',
     {
+      onRequest: emptyIdIsNotFound,
       schema: {
         operationId: 'getAppointment',
         tags,
@@ -223,6 +226,7 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/:id/history',
     {
+      onRequest: emptyIdIsNotFound,
       schema: {
         operationId: 'getAppointmentHistory',
         tags,
@@ -276,6 +280,7 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.delete(
     '/:id',
     {
+      onRequest: emptyIdIsNotFound,
       schema: {
         operationId: 'deleteAppointment',
         tags,
