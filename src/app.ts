@@ -240,7 +240,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
             `Too many requests; retry in ${Math.max(1, Math.ceil(context.ttl / 1000))} s`,
           ),
       });
-      // The plugin's headers go on every answer of the scope but a 401: the key check runs first.
+      // For the document: the plugin's 429, and its headers on every answer of the scope but a 401 (the key
+      // check runs before the rate limit).
       api.addHook('onRoute', (route) => {
         const schema = {
           ...route.schema,

@@ -199,8 +199,10 @@ const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'
 
 /**
  * The methods of every registered route by URL pattern, as the router holds them, so that a known path
- * asked with a method it does not serve is a 405 with `Allow`, not a 404. Catch-all patterns (the CORS
- * plugin's `OPTIONS *`) name no path and are left out.
+ * asked with a method it does not serve is a 405 with `Allow`, not a 404. The router keeps one tree per
+ * method, so a path is served by a method when any pattern of that method matches it: the union over the
+ * matching patterns is the Allow list. Catch-all patterns (the CORS plugin's `OPTIONS *`) name no path
+ * and are left out.
  */
 function routeTable(app: FastifyInstance) {
   const patterns = new Map<string, { regex: RegExp; methods: Set<string> }>();
