@@ -1,14 +1,15 @@
 // npm run openapi [-- FILE]: writes the OpenAPI document of the service to FILE, or to stdout.
-// The app is built exactly as the server builds it, but never connects: postgres.js opens its
-// connections on the first query, and this script sends none.
+// The app is built exactly as the server builds it, from the same environment (AUTH=required adds the
+// API keys, RATE_LIMIT_MAX=0 drops the 429 and the rate-limit headers), but never connects: postgres.js
+// opens its connections on the first query, and this script sends none.
 import { writeFile } from 'node:fs/promises';
 import pino from 'pino';
 import { buildApp } from '../src/app.js';
-import { configWith } from '../src/config.js';
+import { loadConfig } from '../src/config.js';
 
 const target = process.argv[2];
 const app = await buildApp({
-  ...configWith({ dbPoolMax: 1 }),
+  ...loadConfig(),
   databaseUrl: 'postgres://localhost:1/none',
   logger: pino({ level: 'silent' }),
 });

@@ -8,14 +8,17 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv, type Options as AjvOptions, type ValidateFunction } from 'ajv';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import helmet from 'helmet';
-import { authPlugin } from './auth.js';
+import { authPlugin, bearerAuthScheme } from './auth.js';
 import type { Config } from './config.js';
 import { databasePlugin } from './db/client.js';
 import { answerClientError, answerFrameworkError, ApiError, registerErrorHandlers } from './errors.js';
 import { appointmentRoutes } from './routes/appointments.js';
 import { healthRoutes } from './routes/health.js';
 import { Appointment, HistoryEntry, WriteResult } from './schemas/appointments.js';
-import { ErrorCode, ErrorResponse } from './schemas/errors.js';
+import { ErrorCode, errorResponse, ErrorResponse } from './schemas/errors.js';
+import { RateLimitHeaders } from './schemas/headers.js';
+import { ID_SYNTAX } from './schemas/ids.js';
+import { declareHeaders, documentRoute } from './schemas/openapi.js';
 import { parseTime, SYSTEM_TIME_FORMAT, TIME_FORMAT } from './schemas/time.js';
 
 /** The settings (config.ts, defaults applied), the database to use and the logger. */
@@ -35,6 +38,29 @@ const DOCS_CSP =
   "img-src 'self' data:; object-src 'none'; script-src 'self'; script-src-attr 'none'; style-src 'self' 'unsafe-inline'";
 
 export const BODY_LIMIT = 1024 * 1024;
+
+// What a browser on another origin may send and read (CORS_ORIGIN): every method the API serves and
+// every request header it reads; the response headers a client needs, the rate-limit ones included.
+export const CORS_METHODS = ['GET', 'HEAD', 'POST', 'DELETE'];
+export const CORS_REQUEST_HEADERS = ['content-type', 'authorization', 'x-request-id'];
+export const CORS_EXPOSED_HEADERS = [
+  'link',
+  'location',
+  'retry-after',
+  'x-request-id',
+  'x-ratelimit-limit',
+  'x-ratelimit-remaining',
+  'x-ratelimit-reset',
+];
+
+/**
+ * A client's x-request-id is kept only when it is a plain id; anything else (too long, markup, several
+ * headers joined by a comma) would end up in logs and answers as sent, so it gets a new id instead.
+ */
+function requestId(request: IncomingMessage): string {
+  const sent = request.headers['x-request-id'];
+  return typeof sent === 'string' && ID_SYNTAX.test(sent) ? sent : randomUUID();
+}
 
 /** One access-log line per request, written when it is answered, instead of Fastify's two. */
 class OneLinePerRequest extends LogController {
@@ -108,9 +134,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: 2048 },
     frameworkErrors: answerFrameworkError,
     clientErrorHandler: answerClientError,
-    requestIdHeader: 'x-request-id',
+    // genReqId reads x-request-id itself, so that it can refuse one that is not a plain id.
+    requestIdHeader: false,
     logController: new OneLinePerRequest(),
-    genReqId: () => randomUUID(),
+    genReqId: requestId,
     connectionTimeout: options.connectionTimeoutMs,
     requestTimeout: options.requestTimeoutMs,
     keepAliveTimeout: options.keepAliveTimeoutMs,
@@ -132,6 +159,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // JSON only: Fastify would otherwise also accept text/plain bodies.
   app.removeContentTypeParser('text/plain');
+  // Some HTTP clients send `Content-Type: application/json` on every request, a DELETE with no body
+  // included: that is no body, not an empty JSON text. A POST with an empty body stays a 400.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body.length === 0 && request.method === 'DELETE') done(null, undefined);
+    // the default parser is synchronous: it has called done when it returns
+    else void parseJson(request, body as string, done);
+  });
 
   registerErrorHandlers(app);
 
@@ -144,7 +180,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const origins = options.corsOrigin.split(',').map((origin) => origin.trim());
     await app.register(cors, {
       origin: origins.includes('*') ? '*' : origins,
-      exposedHeaders: ['link', 'location', 'retry-after', 'x-request-id'],
+      methods: CORS_METHODS,
+      allowedHeaders: CORS_REQUEST_HEADERS,
+      exposedHeaders: CORS_EXPOSED_HEADERS,
     });
   }
 
@@ -157,18 +195,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         description:
           'Create-or-update appointments; overlaps within an organization are refused atomically; every version is kept; point-in-time reads.',
       },
-      tags: [{ name: 'appointments' }, { name: 'health' }],
-      components: {
-        securitySchemes: {
-          bearerAuth: {
-            type: 'http',
-            scheme: 'bearer',
-            description:
-              'An API key (`apk_...`) from `npm run keys -- create --org <org>`; required when the service runs with AUTH=required.',
-          },
-        },
-      },
+      // Relative: Swagger UI sends "Try it out" to the origin that served the document; generated clients
+      // are given their base URL.
+      servers: [{ url: '/', description: 'The service that serves this document' }],
+      tags: [
+        { name: 'appointments', description: 'Create or update, list, read, history and delete; point-in-time reads' },
+        { name: 'health', description: 'Probes for the orchestrator; no API key needed' },
+      ],
+      components: options.auth === 'required' ? { securitySchemes: { bearerAuth: bearerAuthScheme } } : {},
     },
+    transform: documentRoute,
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
     },
@@ -191,6 +227,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
             ErrorCode.RATE_LIMITED,
             `Too many requests; retry in ${Math.max(1, Math.ceil(context.ttl / 1000))} s`,
           ),
+      });
+      // For the document: the plugin's 429, and its headers on every answer of the scope but a 401 (the key
+      // check runs before the rate limit).
+      api.addHook('onRoute', (route) => {
+        const schema = {
+          ...route.schema,
+          response: { ...(route.schema?.response as object), 429: errorResponse(429) },
+        };
+        route.schema = declareHeaders(schema, RateLimitHeaders, ['401']) as typeof route.schema;
       });
     }
     await api.register(appointmentRoutes, { prefix: '/api/appointments' });

@@ -2,7 +2,9 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { findActiveApiKey } from './db/api-keys.js';
-import { ErrorCode, type ErrorResponse } from './schemas/errors.js';
+import { ErrorCode, errorResponse, type ErrorResponse } from './schemas/errors.js';
+import { WwwAuthenticateHeader } from './schemas/headers.js';
+import { withHeaders } from './schemas/openapi.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -42,18 +44,39 @@ async function authenticate(request: FastifyRequest): Promise<{ keyId: string; o
   return stored && equal ? { keyId, orgId: stored.orgId } : null;
 }
 
+/** The OpenAPI security scheme of the API keys; declared in the document only with AUTH=required. */
+export const bearerAuthScheme = {
+  type: 'http',
+  scheme: 'bearer',
+  description:
+    'An API key (`apk_...`) from `npm run keys -- create --org <org>`; required when the service runs with AUTH=required.',
+} as const;
+
 /**
  * With AUTH=required, every route registered after this plugin in its scope needs `Authorization: Bearer <key>`,
  * and the key's organization is the request's: an orgId in the body or the query must be it (403 otherwise),
- * and an absent one becomes it. With AUTH=off the plugin adds nothing at all.
+ * and an absent one becomes it. With AUTH=off the plugin adds nothing but `security: []` in the OpenAPI document.
  */
 export const authPlugin = fp<{ required: boolean }>(
   async (app, options) => {
-    if (!options.required) return;
+    if (!options.required) {
+      app.addHook('onRoute', (route) => {
+        route.schema = { ...route.schema, security: [] } as typeof route.schema;
+      });
+      return;
+    }
     app.decorateRequest('apiKey', null);
 
     app.addHook('onRoute', (route) => {
-      route.schema = { ...route.schema, security: [{ bearerAuth: [] }] } as typeof route.schema;
+      route.schema = {
+        ...route.schema,
+        security: [{ bearerAuth: [] }],
+        response: {
+          ...(route.schema?.response as object),
+          401: withHeaders(errorResponse(401), { 'WWW-Authenticate': WwwAuthenticateHeader }),
+          403: errorResponse(403),
+        },
+      } as typeof route.schema;
     });
 
     app.addHook('onRequest', async (request, reply) => {

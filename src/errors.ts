@@ -4,6 +4,7 @@ import postgres from 'postgres';
 import { AppointmentOverlapError } from './db/appointments.js';
 import { DatabaseBusyError } from './db/client.js';
 import { ErrorCode, type ErrorResponse } from './schemas/errors.js';
+import { ID_RULE } from './schemas/ids.js';
 import { SYSTEM_TIME_FORMAT, TIME_FORMAT } from './schemas/time.js';
 
 /** An error with a status and a code meant for the client. */
@@ -25,6 +26,7 @@ const STATUS_TEXT: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
+  405: 'Method Not Allowed',
   408: 'Request Timeout',
   409: 'Conflict',
   413: 'Payload Too Large',
@@ -98,11 +100,11 @@ export function describeValidationError(context: string, errors: AjvError[]): st
       break;
     case 'anyOf':
       if (error.instancePath.endsWith('/id')) {
-        return `${where} must be an integer >= 1 or a string of 1 to 128 characters from A-Z a-z 0-9 . _ : -`;
+        return `${where} must be an integer >= 1 or a string of ${ID_RULE}`;
       }
       break;
     case 'pattern':
-      return `${where} must be 1 to 128 characters from A-Z a-z 0-9 . _ : -`;
+      return `${where} must be ${ID_RULE}`;
   }
   return `${where} ${error.message ?? 'is invalid'}`;
 }
@@ -173,12 +175,63 @@ export function registerErrorHandlers(app: FastifyInstance) {
     return send(reply, 500, ErrorCode.INTERNAL_ERROR, 'Internal Server Error');
   });
 
-  app.setNotFoundHandler((request, reply) =>
-    send(
-      reply,
-      404,
-      ErrorCode.NOT_FOUND,
-      `Route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)} not found`,
-    ),
-  );
+  const routes = routeTable(app);
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0]!;
+    const allowed = routes.methodsAt(path);
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '));
+      return send(
+        reply,
+        405,
+        ErrorCode.METHOD_NOT_ALLOWED,
+        `${request.method} is not allowed on ${path.slice(0, 200)}; allowed: ${allowed.join(', ')}`,
+      );
+    }
+    const without = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : undefined;
+    const hint =
+      without !== undefined && routes.methodsAt(without).length > 0 ? '; the path has no trailing slash' : '';
+    return send(reply, 404, ErrorCode.NOT_FOUND, `Route ${request.method} ${path.slice(0, 200)} not found${hint}`);
+  });
+}
+
+const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+
+/**
+ * The methods of every registered route by URL pattern, as the router holds them, so that a known path
+ * asked with a method it does not serve is a 405 with `Allow`, not a 404. The router keeps one tree per
+ * method, so a path is served by a method when any pattern of that method matches it: the union over the
+ * matching patterns is the Allow list. Catch-all patterns (the CORS plugin's `OPTIONS *`) name no path
+ * and are left out.
+ */
+function routeTable(app: FastifyInstance) {
+  const patterns = new Map<string, { regex: RegExp; methods: Set<string> }>();
+  app.addHook('onRoute', (route) => {
+    if (/^\/?\*$/.test(route.url)) return;
+    const entry = patterns.get(route.url) ?? { regex: patternRegex(route.url), methods: new Set<string>() };
+    for (const method of [route.method].flat()) entry.methods.add(method);
+    patterns.set(route.url, entry);
+  });
+  return {
+    methodsAt(path: string): string[] {
+      const methods = new Set<string>();
+      for (const { regex, methods: served } of patterns.values()) {
+        if (regex.test(path)) for (const method of served) methods.add(method);
+      }
+      const rank = (method: string) => {
+        const index = METHOD_ORDER.indexOf(method);
+        return index === -1 ? METHOD_ORDER.length : index;
+      };
+      return [...methods].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    },
+  };
+}
+
+/** find-my-way's pattern syntax, as the routes use it: `:name` is one non-empty segment, `*` the rest. */
+function patternRegex(pattern: string): RegExp {
+  const source = pattern
+    .split(/(:[A-Za-z0-9_]+|\*)/)
+    .map((part) => (part === '*' ? '.*' : part.startsWith(':') ? '[^/]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('');
+  return new RegExp(`^${source}$`);
 }

@@ -49,6 +49,7 @@ async function digest(): Promise<string> {
 const STATUS_OF_CODE: Record<string, number> = {
   VALIDATION_ERROR: 400,
   NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
   APPOINTMENT_OVERLAP: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
@@ -71,6 +72,7 @@ function expectStableAnswer(input: unknown, res: Answer) {
   expect(STATUS_OF_CODE[body.code], context).toBe(res.status);
   expect(body.statusCode, context).toBe(res.status);
   expect(typeof body.message, context).toBe('string');
+  if (res.status === 405) expect(String(res.headers.allow), context).toMatch(/^[A-Z]+(, [A-Z]+)*$/);
 }
 
 /** Sends one request as given and checks the answer, and the database after a 4xx. */

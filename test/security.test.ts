@@ -66,12 +66,27 @@ describe('security headers, no banner, no CORS by default', () => {
     expect(String(script.body)).toContain('SwaggerUIBundle');
   });
 
-  it('declares the bearer security scheme and the 401/403/429 answers in the OpenAPI document', async () => {
+  it('declares the bearer security scheme and the 401/403/429 answers in the OpenAPI document with AUTH=required', async () => {
+    const keyed = await startTestServer({ auth: 'required' });
+    try {
+      const doc = await http(keyed.baseUrl, 'GET', '/api/docs/json');
+      expect(doc.status).toBe(200);
+      expect(doc.body.components.securitySchemes.bearerAuth).toMatchObject({ type: 'http', scheme: 'bearer' });
+      const post = doc.body.paths['/api/appointments'].post;
+      for (const status of ['401', '403', '429']) expect(Object.keys(post.responses)).toContain(status);
+      expect(post.security).toEqual([{ bearerAuth: [] }]);
+    } finally {
+      await keyed.close();
+    }
+    // AUTH=off: the document offers no key and no answer that only keys cause
     const doc = await http(server.baseUrl, 'GET', '/api/docs/json');
     expect(doc.status).toBe(200);
-    expect(doc.body.components.securitySchemes.bearerAuth).toMatchObject({ type: 'http', scheme: 'bearer' });
-    const post = doc.body.paths['/api/appointments/'].post;
-    for (const status of ['401', '403', '429']) expect(Object.keys(post.responses)).toContain(status);
+    expect(doc.body.components.securitySchemes).toBeUndefined();
+    const post = doc.body.paths['/api/appointments'].post;
+    expect(Object.keys(post.responses)).toContain('429');
+    expect(Object.keys(post.responses)).not.toContain('401');
+    expect(Object.keys(post.responses)).not.toContain('403');
+    expect(post.security).toEqual([]);
   });
 
   it('applies the configured timeouts to the HTTP server', async () => {

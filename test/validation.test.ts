@@ -25,6 +25,7 @@ afterAll(() => server.close());
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   404: 'Not Found',
+  405: 'Method Not Allowed',
   409: 'Conflict',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
@@ -34,6 +35,7 @@ const STATUS_TEXT: Record<number, string> = {
 const CODE_OF_STATUS: Record<number, string> = {
   400: 'VALIDATION_ERROR',
   404: 'NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
   409: 'APPOINTMENT_OVERLAP',
   413: 'PAYLOAD_TOO_LARGE',
   415: 'UNSUPPORTED_MEDIA_TYPE',
@@ -120,6 +122,8 @@ interface BadRequestCase {
   code: string;
   /** Text the message must contain, such as the name of the offending property. */
   mentions?: string;
+  /** The Allow header of a 405. */
+  allow?: string;
 }
 
 /**
@@ -135,6 +139,7 @@ function runCases(cases: BadRequestCase[]) {
     const res = await c.send(orgId);
     expectErrorBody(res, c.status, c.code);
     if (c.mentions !== undefined) expect(res.body.message).toContain(c.mentions);
+    expect(res.headers.allow).toBe(c.allow);
     expect(await databaseState()).toEqual(before);
   });
 }
@@ -767,10 +772,11 @@ describe('unknown routes and missing appointments', () => {
         ['GET', '/api'],
         ['GET', '/api/appointments/5/history/1'],
         ['GET', '/api/appointments/5/nope'],
-        ['POST', '/api/appointments/5'],
-        ['DELETE', '/api/appointments'],
-        ['PUT', '/api/appointments'],
-        ['PATCH', '/api/appointments/5'],
+        ['GET', '/api/appointments/'],
+        ['POST', '/api/appointments/'],
+        ['DELETE', '/api/appointments/'],
+        ['GET', '/api/appointments//history'],
+        ['GET', '/health/'],
       ] as const
     ).map(([method, path]) => ({
       name: `${method} ${path}`,
@@ -783,6 +789,29 @@ describe('unknown routes and missing appointments', () => {
         ),
       status: 404,
       code: 'NOT_FOUND',
+    })),
+    // A known path with a method it does not serve: 405, and Allow lists the methods it does serve.
+    ...(
+      [
+        ['POST', '/api/appointments/5', 'GET, HEAD, DELETE'],
+        ['PUT', '/api/appointments/5', 'GET, HEAD, DELETE'],
+        ['PATCH', '/api/appointments/5', 'GET, HEAD, DELETE'],
+        ['DELETE', '/api/appointments', 'GET, HEAD, POST'],
+        ['PUT', '/api/appointments', 'GET, HEAD, POST'],
+        ['PATCH', '/api/appointments', 'GET, HEAD, POST'],
+        ['POST', '/api/appointments/5/history', 'GET, HEAD'],
+        ['DELETE', '/api/appointments/5/history', 'GET, HEAD'],
+        ['POST', '/health', 'GET, HEAD'],
+        ['DELETE', '/ready', 'GET, HEAD'],
+      ] as const
+    ).map(([method, path, allow]) => ({
+      name: `${method} ${path}`,
+      send: (orgId: string) =>
+        http(server.baseUrl, method, `${path}?orgId=${orgId}`, method === 'DELETE' ? undefined : validBody(orgId)),
+      status: 405,
+      code: 'METHOD_NOT_ALLOWED',
+      mentions: `allowed: ${allow}`,
+      allow,
     })),
     {
       name: 'GET a missing id',

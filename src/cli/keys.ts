@@ -8,11 +8,11 @@ import { insertApiKey, listApiKeys, revokeApiKey } from '../db/api-keys.js';
 import { createSql } from '../db/client.js';
 import { openConfiguredDatabase } from '../db/embedded-postgres.js';
 import { migrate } from '../db/migrations.js';
+import { ID_SYNTAX as ORG_PATTERN } from '../schemas/ids.js';
 
 const USAGE =
   'usage: npm run keys -- create --org <org> [--label <text>] | list [--org <org>] | revoke <keyId>\n' +
   '(in the Docker image: node dist/cli/keys.js create ...)';
-const ORG_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,

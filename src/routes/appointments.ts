@@ -1,4 +1,5 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { onRequestHookHandler } from 'fastify';
 import {
   deleteAppointment,
   getAppointment,
@@ -13,6 +14,7 @@ import { badRequest, notFound } from '../errors.js';
 import {
   Appointment,
   AppointmentInput,
+  DEFAULT_LIST_LIMIT,
   DEFAULT_ORG_ID,
   HistoryEntry,
   IdParams,
@@ -22,10 +24,45 @@ import {
   WriteResult,
 } from '../schemas/appointments.js';
 import { errorResponses } from '../schemas/errors.js';
+import { LinkHeader, LocationHeader } from '../schemas/headers.js';
+import { withHeaders } from '../schemas/openapi.js';
+import { ID_SYNTAX } from '../schemas/ids.js';
 import { parseTime, type TimePrecision } from '../schemas/time.js';
 
-const ID_SYNTAX = /^[A-Za-z0-9._:-]{1,128}$/;
 const tags = ['appointments'];
+
+// Examples of the answers to the POST example (id 1 in the org `example`), one per status.
+const exampleAppointment = {
+  id: '1',
+  orgId: 'example',
+  start: '2020-10-10T20:20:00.000Z',
+  end: '2020-10-10T20:30:00.000Z',
+  createdAt: '2020-09-02T14:23:12.000Z',
+  updatedAt: '2020-09-28T14:23:12.000Z',
+  version: 1,
+  recordedAt: '2026-11-22T14:05:00.123456Z',
+} satisfies Appointment;
+const updatedAppointment = {
+  ...exampleAppointment,
+  end: '2020-10-10T20:45:00.000Z',
+  updatedAt: '2020-09-29T09:00:00.000Z',
+  version: 2,
+  recordedAt: '2026-11-22T14:06:10.654321Z',
+} satisfies Appointment;
+const writeExamples = {
+  updated: {
+    summary: 'A newer updatedAt: the appointment now is the one sent',
+    value: { status: 'updated', appointment: updatedAppointment },
+  },
+  unchanged: {
+    summary: 'The stored version sent again: nothing is written',
+    value: { status: 'unchanged', appointment: updatedAppointment },
+  },
+  stale: {
+    summary: 'An older updatedAt: nothing is written; the answer holds the stored version',
+    value: { status: 'stale', appointment: updatedAppointment },
+  },
+} satisfies Record<string, { summary: string; value: WriteResult }>;
 
 /** A time the schema has validated already, in canonical form. */
 const canonical = (time: string, precision: TimePrecision) => parseTime(time, precision)!;
@@ -64,11 +101,19 @@ function decodeCursor(cursor: string): { start: string; id: string } {
 const appointmentLocation = (a: Appointment) =>
   `/api/appointments/${encodeURIComponent(a.id)}?orgId=${encodeURIComponent(a.orgId)}`;
 
+// The routes answer at exactly the documented paths. `/api/appointments/` is no alias of the list: the
+// router reads it as an empty id, which names nothing, so it is a 404 for every method (and says why).
+const emptyIdIsNotFound: onRequestHookHandler = (request, reply, done) => {
+  if ((request.params as { id?: string }).id === '') reply.callNotFound();
+  else done();
+};
+
 export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
-    '/',
+    '',
     {
       schema: {
+        operationId: 'upsertAppointment',
         tags,
         summary: 'Create or update an appointment by id',
         description:
@@ -77,11 +122,15 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Ranges are half-open [start, end).',
         body: AppointmentInput,
         response: {
-          201: Type.Ref(WriteResult, {
-            description: 'created: a new id in the organization (or one deleted with an older updatedAt)',
-          }),
-          200: Type.Ref(WriteResult, { description: 'updated, unchanged or stale' }),
-          ...errorResponses(400, 401, 403, 409, 413, 415, 429, 503),
+          201: withHeaders(
+            Type.Ref(WriteResult, {
+              description: 'created: a new id in the organization (or one deleted with an older updatedAt)',
+              examples: [{ status: 'created', appointment: exampleAppointment }],
+            }),
+            { Location: LocationHeader },
+          ),
+          200: Type.Ref(WriteResult, { description: 'updated, unchanged or stale', 'x-examples': writeExamples }),
+          ...errorResponses(400, 409, 413, 415, 503),
         },
       },
     },
@@ -93,16 +142,26 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
   );
 
   app.get(
-    '/',
+    '',
     {
       schema: {
+        operationId: 'listAppointments',
         tags,
         summary: 'List the appointments of an organization',
         description:
           'Ordered by start, then id. With `at`, the calendar as the service had recorded it at that instant. ' +
           'When there is more, a `Link: <...>; rel="next"` header gives the next page.',
         querystring: ListQuery,
-        response: { 200: Type.Array(Type.Ref(Appointment)), ...errorResponses(400, 401, 403, 429, 503) },
+        response: {
+          200: withHeaders(
+            Type.Array(Type.Ref(Appointment), {
+              description: 'A page of appointments',
+              examples: [[exampleAppointment]],
+            }),
+            { Link: LinkHeader },
+          ),
+          ...errorResponses(400, 503),
+        },
       },
     },
     async (request, reply) => {
@@ -111,20 +170,21 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const to = query.to === undefined ? undefined : canonical(query.to, 3);
       if (from !== undefined && to !== undefined && from >= to)
         throw badRequest('querystring/from must be before querystring/to');
+      const limit = query.limit ?? DEFAULT_LIST_LIMIT;
       const options = {
         orgId: query.orgId ?? DEFAULT_ORG_ID,
         from,
         to,
         after: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
-        limit: query.limit,
+        limit,
       };
       const rows =
         query.at === undefined
           ? await listAppointments(app.sql, options)
           : await listAppointmentsAt(app.sql, { ...options, at: canonical(query.at, 6) });
-      if (rows.length > query.limit) {
-        rows.length = query.limit;
-        const next = new URLSearchParams({ ...query, limit: String(query.limit), cursor: encodeCursor(rows.at(-1)!) });
+      if (rows.length > limit) {
+        rows.length = limit;
+        const next = new URLSearchParams({ ...query, limit: String(limit), cursor: encodeCursor(rows.at(-1)!) });
         reply.header('link', `</api/appointments?${next}>; rel="next"`);
       }
       return rows;
@@ -134,12 +194,20 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/:id',
     {
+      onRequest: emptyIdIsNotFound,
       schema: {
+        operationId: 'getAppointment',
         tags,
         summary: 'Read one appointment, current or as of an instant',
+        description:
+          'Without `at`, the appointment as it is now (404 once deleted). With `at`, the version the service had ' +
+          'recorded at that instant, also of an appointment deleted since (404 if none was current then).',
         params: IdParams,
         querystring: ItemQuery,
-        response: { 200: Type.Ref(Appointment), ...errorResponses(400, 401, 403, 404, 429, 503) },
+        response: {
+          200: Type.Ref(Appointment, { description: 'The appointment', examples: [exampleAppointment] }),
+          ...errorResponses(400, 404, 503),
+        },
       },
     },
     async (request) => {
@@ -158,12 +226,46 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/:id/history',
     {
+      onRequest: emptyIdIsNotFound,
       schema: {
+        operationId: 'getAppointmentHistory',
         tags,
         summary: 'Every version of an appointment, oldest first',
+        description:
+          'Each version with the system-time period in which it was current; a delete ends the last one. ' +
+          'Kept after a delete; 404 only for an id the organization never had.',
         params: IdParams,
         querystring: OrgQuery,
-        response: { 200: Type.Array(Type.Ref(HistoryEntry)), ...errorResponses(400, 401, 403, 404, 429, 503) },
+        response: {
+          200: Type.Array(Type.Ref(HistoryEntry), {
+            description: 'The versions, oldest first',
+            examples: [
+              [
+                {
+                  version: 1,
+                  start: '2020-10-10T20:20:00.000Z',
+                  end: '2020-10-10T20:30:00.000Z',
+                  createdAt: '2020-09-02T14:23:12.000Z',
+                  updatedAt: '2020-09-28T14:23:12.000Z',
+                  validFrom: '2026-11-22T14:05:00.123456Z',
+                  validTo: '2026-11-22T14:06:10.654321Z',
+                  deleted: false,
+                },
+                {
+                  version: 2,
+                  start: '2020-10-10T20:20:00.000Z',
+                  end: '2020-10-10T20:45:00.000Z',
+                  createdAt: '2020-09-02T14:23:12.000Z',
+                  updatedAt: '2020-09-29T09:00:00.000Z',
+                  validFrom: '2026-11-22T14:06:10.654321Z',
+                  validTo: null,
+                  deleted: false,
+                },
+              ] satisfies HistoryEntry[],
+            ],
+          }),
+          ...errorResponses(400, 404, 503),
+        },
       },
     },
     async (request) => {
@@ -178,14 +280,16 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.delete(
     '/:id',
     {
+      onRequest: emptyIdIsNotFound,
       schema: {
+        operationId: 'deleteAppointment',
         tags,
         summary: 'Delete an appointment',
         description:
           'Its history stays readable. A later write with a newer updatedAt creates it again; an older one is `stale`.',
         params: IdParams,
         querystring: OrgQuery,
-        response: { 204: Type.Null({ description: 'Deleted' }), ...errorResponses(400, 401, 403, 404, 429, 503) },
+        response: { 204: Type.Null({ description: 'Deleted' }), ...errorResponses(400, 404, 503) },
       },
     },
     async (request, reply) => {

@@ -2,12 +2,23 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import { schemaState } from '../db/migrations.js';
 
 const Status = Type.Object({ status: Type.String(), reason: Type.Optional(Type.String()) });
+// Probes need no key, whatever AUTH says.
+const security: Array<Record<string, string[]>> = [];
 const READY_TIMEOUT_MS = 2_000;
 
 export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/health',
-    { schema: { tags: ['health'], summary: 'The process is running', response: { 200: Status } } },
+    {
+      schema: {
+        operationId: 'getHealth',
+        tags: ['health'],
+        summary: 'The process is running',
+        description: 'Liveness: answers without asking the database.',
+        security,
+        response: { 200: { ...Status, description: 'Running', examples: [{ status: 'ok' }] } },
+      },
+    },
     async () => ({ status: 'ok' }),
   );
 
@@ -15,9 +26,19 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/ready',
     {
       schema: {
+        operationId: 'getReadiness',
         tags: ['health'],
         summary: 'The database answers and its migrations and functions are current',
-        response: { 200: Status, 503: Status },
+        description: 'Readiness: 503 while the service cannot serve the API.',
+        security,
+        response: {
+          200: { ...Status, description: 'Ready', examples: [{ status: 'ready' }] },
+          503: {
+            ...Status,
+            description: 'Not ready; `reason` says why',
+            examples: [{ status: 'unavailable', reason: 'database unavailable' }],
+          },
+        },
       },
     },
     async (request, reply) => {

@@ -1,11 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { ID_PATTERN, ID_RULE } from './ids.js';
 import { systemTimeInput, systemTimeOutput, timeInput, timeOutput } from './time.js';
 
-const NAME_PATTERN = '^[A-Za-z0-9._:-]{1,128}$';
-
 export const AppointmentIdText = Type.String({
-  pattern: NAME_PATTERN,
-  description: '1 to 128 characters from `A-Z a-z 0-9 . _ : -`.',
+  pattern: ID_PATTERN,
+  description: `${ID_RULE}.`,
   examples: ['1', 'booking-2020-10-10.a'],
 });
 
@@ -14,12 +13,17 @@ export const AppointmentIdInput = Type.Union(
   { description: 'An integer >= 1 or a string id; `1` and `"1"` name the same appointment.', examples: [1, 'a-17'] },
 );
 
+// The examples name an org of their own, so that "Try it out" in Swagger UI never writes into `default`.
 export const OrgId = Type.String({
-  pattern: NAME_PATTERN,
-  description: 'The organization; the same characters as a string id. Default `default`.',
-  examples: ['default', 'acme'],
+  pattern: ID_PATTERN,
+  description:
+    "The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's " +
+    'organization: leave it out, or give that one.',
+  examples: ['example', 'acme'],
 });
 export const DEFAULT_ORG_ID = 'default';
+
+export const DEFAULT_LIST_LIMIT = 100;
 
 export const AppointmentInput = Type.Object(
   {
@@ -39,6 +43,7 @@ export const AppointmentInput = Type.Object(
         end: '2020-10-10 20:30',
         createdAt: '2020-09-02 14:23:12',
         updatedAt: '2020-09-28 14:23:12',
+        orgId: 'example',
       },
     ],
   },
@@ -48,7 +53,7 @@ export type AppointmentInput = Static<typeof AppointmentInput>;
 export const Appointment = Type.Object(
   {
     id: Type.String({ examples: ['1'] }),
-    orgId: Type.String({ examples: ['default'] }),
+    orgId: Type.String({ examples: ['example'] }),
     start: timeOutput(),
     end: timeOutput(),
     createdAt: timeOutput(),
@@ -75,6 +80,7 @@ export const WriteResult = Type.Object(
   { status: WriteStatus, appointment: Type.Ref(Appointment) },
   { $id: 'WriteResult', title: 'WriteResult' },
 );
+export type WriteResult = { status: WriteStatus; appointment: Appointment };
 
 export const Cursor = Type.String({
   pattern: '^[A-Za-z0-9_-]{1,1024}$',
@@ -84,10 +90,17 @@ export const Cursor = Type.String({
 export const ListQuery = Type.Object(
   {
     orgId: Type.Optional(OrgId),
-    from: Type.Optional(timeInput('Only appointments that end after this time.')),
-    to: Type.Optional(timeInput('Only appointments that start before this time.')),
+    // Examples a day apart: Swagger UI sends them as they are, and `from` must be before `to`.
+    from: Type.Optional(
+      timeInput('Only appointments that end after this time.', ['2020-10-10 00:00', '2020-10-10T00:00:00+02:00']),
+    ),
+    to: Type.Optional(
+      timeInput('Only appointments that start before this time.', ['2020-10-11 00:00', '2020-10-11T00:00:00+02:00']),
+    ),
     at: Type.Optional(systemTimeInput('Read the calendar as the service had recorded it at this instant.')),
-    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+    limit: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 1000, default: DEFAULT_LIST_LIMIT, description: 'The page size.' }),
+    ),
     cursor: Type.Optional(Cursor),
   },
   { additionalProperties: false },

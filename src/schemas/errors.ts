@@ -1,4 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { RetryAfterHeader } from './headers.js';
+import { withHeaders } from './openapi.js';
+import { timeOutput } from './time.js';
 
 /** The stable error codes of the API; clients may branch on them. */
 export const ErrorCode = {
@@ -11,17 +14,35 @@ export const ErrorCode = {
   REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  METHOD_NOT_ALLOWED: 'METHOD_NOT_ALLOWED',
   HEADERS_TOO_LARGE: 'HEADERS_TOO_LARGE',
   SERVICE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
   INTERNAL_ERROR: 'INTERNAL_ERROR',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+/** What each code means, for the OpenAPI document. */
+export const ERROR_CODE_DESCRIPTIONS: Record<ErrorCode, string> = {
+  VALIDATION_ERROR: '400: a malformed body, query, path value or request',
+  NOT_FOUND: '404: no such appointment, or no such path',
+  UNAUTHORIZED: '401: with AUTH=required, no API key, or an unknown or revoked one',
+  FORBIDDEN: "403: with AUTH=required, an orgId that is not the API key's organization",
+  RATE_LIMITED: '429: too many requests from this key or address; retry after Retry-After',
+  APPOINTMENT_OVERLAP: '409: the range overlaps another appointment of the organization (see conflictsWith)',
+  REQUEST_TIMEOUT: '408: the request did not arrive in time',
+  PAYLOAD_TOO_LARGE: '413: the body is over 1 MiB',
+  UNSUPPORTED_MEDIA_TYPE: '415: the body is not application/json',
+  METHOD_NOT_ALLOWED: '405: the path exists, but not with this method; the Allow header lists the methods it serves',
+  HEADERS_TOO_LARGE: '431: the request headers are over 16 KiB',
+  SERVICE_UNAVAILABLE: '503: the database cannot be reached; retry after Retry-After',
+  INTERNAL_ERROR: '500: a fault of the service; the log has the cause',
+};
+
 export const ConflictingAppointment = Type.Object(
   {
     id: Type.String(),
-    start: Type.String({ examples: ['2020-10-10T20:20:00.000Z'] }),
-    end: Type.String({ examples: ['2020-10-10T20:30:00.000Z'] }),
+    start: timeOutput(),
+    end: timeOutput(),
   },
   { description: 'The appointment of the same organization that the request overlaps.' },
 );
@@ -30,7 +51,14 @@ export const ErrorResponse = Type.Object(
   {
     statusCode: Type.Integer({ examples: [400] }),
     error: Type.String({ examples: ['Bad Request'] }),
-    code: Type.Union(Object.values(ErrorCode).map((code) => Type.Literal(code))),
+    code: Type.Union(
+      Object.values(ErrorCode).map((code) => Type.Literal(code)),
+      {
+        description: `Stable; clients may branch on it.\n${Object.entries(ERROR_CODE_DESCRIPTIONS)
+          .map(([code, text]) => `- \`${code}\`: ${text}`)
+          .join('\n')}`,
+      },
+    ),
     message: Type.String({ examples: ['body/end must be after body/start'] }),
     conflictsWith: Type.Optional(
       Type.Union([ConflictingAppointment, Type.Null()], {
@@ -44,8 +72,8 @@ export type ErrorResponse = Static<typeof ErrorResponse>;
 
 const errorStatusDescriptions = {
   400: 'VALIDATION_ERROR: a malformed body, query or path value',
-  401: 'UNAUTHORIZED: with AUTH=required, no API key, or an unknown or revoked one',
-  403: "FORBIDDEN: with AUTH=required, an orgId that is not the API key's organization",
+  401: 'UNAUTHORIZED: no API key, or an unknown or revoked one',
+  403: "FORBIDDEN: an orgId that is not the API key's organization",
   404: 'NOT_FOUND',
   409: 'APPOINTMENT_OVERLAP: the range overlaps another appointment of the organization',
   413: 'PAYLOAD_TOO_LARGE: the body is over 1 MiB',
@@ -53,10 +81,48 @@ const errorStatusDescriptions = {
   429: 'RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header',
   503: 'SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header',
 } as const;
+type ErrorStatus = keyof typeof errorStatusDescriptions;
+
+const example = (statusCode: ErrorStatus, error: string, code: ErrorCode, message: string, extra = {}) =>
+  ({ statusCode, error, code, message, ...extra }) satisfies ErrorResponse;
+
+/** One example per status, as the service answers it, so that each status reads as what it is. */
+const errorExamples: Record<ErrorStatus, ErrorResponse> = {
+  400: example(400, 'Bad Request', ErrorCode.VALIDATION_ERROR, 'body/end must be after body/start'),
+  401: example(401, 'Unauthorized', ErrorCode.UNAUTHORIZED, 'A valid API key is required: Authorization: Bearer <key>'),
+  403: example(403, 'Forbidden', ErrorCode.FORBIDDEN, "The orgId is not the API key's organization"),
+  404: example(404, 'Not Found', ErrorCode.NOT_FOUND, 'There is no appointment 1 in the organization example'),
+  409: example(
+    409,
+    'Conflict',
+    ErrorCode.APPOINTMENT_OVERLAP,
+    'The appointment overlaps another appointment of the organization',
+    { conflictsWith: { id: '2', start: '2020-10-10T20:00:00.000Z', end: '2020-10-10T20:25:00.000Z' } },
+  ),
+  413: example(413, 'Payload Too Large', ErrorCode.PAYLOAD_TOO_LARGE, 'The request body is larger than 1 MiB'),
+  415: example(
+    415,
+    'Unsupported Media Type',
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    'The request body must be application/json',
+  ),
+  429: example(429, 'Too Many Requests', ErrorCode.RATE_LIMITED, 'Too many requests; retry in 1 s'),
+  503: example(503, 'Service Unavailable', ErrorCode.SERVICE_UNAVAILABLE, 'The database is unavailable; retry later'),
+};
+
+/** The response schema of one error status: its description, its example, its headers. */
+export function errorResponse(status: ErrorStatus) {
+  const schema = Type.Ref(ErrorResponse, {
+    description: errorStatusDescriptions[status],
+    examples: [errorExamples[status]],
+  });
+  return status === 429 || status === 503 ? withHeaders(schema, { 'Retry-After': RetryAfterHeader }) : schema;
+}
 
 /** Response schemas for the given error statuses, for validation-free serialization and the OpenAPI document. */
-export function errorResponses<S extends keyof typeof errorStatusDescriptions>(...statuses: S[]) {
-  return Object.fromEntries(
-    statuses.map((status) => [status, Type.Ref(ErrorResponse, { description: errorStatusDescriptions[status] })]),
-  ) as Record<S, typeof ErrorResponse>;
+export function errorResponses<S extends ErrorStatus>(...statuses: S[]) {
+  return Object.fromEntries(statuses.map((status) => [status, errorResponse(status)])) as Record<
+    S,
+    typeof ErrorResponse
+  >;
 }

@@ -55,24 +55,28 @@ const timeDescription =
   '`YYYY-MM-DD HH:MM` or `YYYY-MM-DD HH:MM:SS[.fraction]`, with a space or a `T`, optionally followed by `Z` or an offset such as `+02:00`; without a zone the time is UTC.';
 
 /** A time given by the sender (start, end, createdAt, updatedAt, from, to): millisecond precision. */
-export const timeInput = (description = '') =>
+export const timeInput = (description = '', examples = ['2020-10-10 20:20', '2020-10-10T22:20:00.000+02:00']) =>
   Type.String({
     format: TIME_FORMAT,
     description: `${description} ${timeDescription} Kept to the millisecond.`.trim(),
-    examples: ['2020-10-10 20:20', '2020-10-10T22:20:00.000+02:00'],
+    examples,
   });
 
-/** An instant of system time (the `at` parameter): microsecond precision. */
+/**
+ * An instant of system time (the `at` parameter): microsecond precision. No example: Swagger UI would send it
+ * with every "Try it out", and a past instant hides what was written since.
+ */
 export const systemTimeInput = (description = '') =>
   Type.String({
     format: SYSTEM_TIME_FORMAT,
-    description: `${description} ${timeDescription} Kept to the microsecond.`.trim(),
-    examples: ['2026-11-22T14:05:00.123456Z'],
+    description:
+      `${description} ${timeDescription} Kept to the microsecond; for example \`2026-11-22T14:05:00.123456Z\`.`.trim(),
   });
 
 /** A time as the service answers it, like JavaScript's toISOString(). */
 export const timeOutput = (description = '') =>
   Type.String({
+    format: 'date-time',
     description: `${description} UTC, millisecond precision.`.trim(),
     examples: ['2020-10-10T20:20:00.000Z'],
   });
@@ -80,6 +84,7 @@ export const timeOutput = (description = '') =>
 /** An instant of system time as the service answers it, with microseconds. */
 export const systemTimeOutput = (description = '') =>
   Type.String({
+    format: 'date-time',
     description: `${description} UTC, microsecond precision.`.trim(),
     examples: ['2026-11-22T14:05:00.123456Z'],
   });
