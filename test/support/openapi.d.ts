@@ -32,7 +32,7 @@ export interface paths {
       cookie?: never;
     };
     /**
-     * The database answers and its migrations are current
+     * The database answers and its migrations and functions are current
      * @description Readiness: 503 while the service cannot serve the API.
      */
     get: operations['getReadiness'];
