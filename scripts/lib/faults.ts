@@ -2,14 +2,17 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import postgres, { type Sql } from 'postgres';
-import { Agent, request } from 'undici';
-import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded-postgres.js';
+import type { Sql } from 'postgres';
+import { Agent, type Dispatcher } from 'undici';
+import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded-postgres.js';
+import { withSql } from './database.js';
+import { httpRequest, type HttpMethod } from './http.js';
+import { sleep } from './time.js';
 
-// Shared by test/faults.test.ts and scripts/check-faults.ts (no vitest here): a PostgreSQL cluster of
+// Used by test/faults.test.ts and scripts/check-faults.ts (no vitest here): a PostgreSQL cluster of
 // the scenario's own that it may stop and start, the real server as a child process, and a load.
 
-const PROJECT_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const PROJECT_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
 export interface Cluster {
   port: number;
@@ -49,12 +52,7 @@ export async function startCluster(label: string, options: { unsafeFast?: boolea
     adminUrl,
     url,
     async createDatabase(database) {
-      const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-      try {
-        await admin`CREATE DATABASE ${admin(database)}`;
-      } finally {
-        await admin.end();
-      }
+      await withSql(adminUrl, (admin) => admin`CREATE DATABASE ${admin(database)}`);
       return url(database);
     },
     async stop() {
@@ -71,8 +69,6 @@ export async function startCluster(label: string, options: { unsafeFast?: boolea
     },
   };
 }
-
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export interface ServerProcess {
   baseUrl: string;
@@ -133,9 +129,7 @@ export async function waitReady(server: ServerProcess, timeoutMs = 60_000): Prom
   for (;;) {
     if (exited) throw new Error(`the service exited before it was ready:\n${server.output()}`);
     try {
-      const res = await request(`${server.baseUrl}/ready`, { headersTimeout: 2_000, bodyTimeout: 2_000 });
-      await res.body.text();
-      if (res.statusCode === 200) return;
+      if ((await httpRequest(server.baseUrl, 'GET', '/ready', { timeoutMs: 2_000 })).status === 200) return;
     } catch {
       // not listening yet
     }
@@ -150,6 +144,30 @@ export interface Outcome {
   retryAfter?: string;
   code?: string;
   startedAt: number;
+}
+
+/**
+ * One request, timed; a request that gets no answer (refused, reset, timed out) is an outcome too:
+ * 'network-error'.
+ */
+export async function sendTimed(
+  baseUrl: string,
+  method: HttpMethod,
+  path: string,
+  json?: unknown,
+  options: { dispatcher?: Dispatcher; timeoutMs?: number } = {},
+): Promise<Outcome> {
+  const startedAt = Date.now();
+  try {
+    const res = await httpRequest(baseUrl, method, path, { json, timeoutMs: 15_000, ...options });
+    const outcome: Outcome = { status: res.status, ms: Date.now() - startedAt, startedAt };
+    if (res.headers['retry-after'] !== undefined) outcome.retryAfter = String(res.headers['retry-after']);
+    const code = (res.body as { code?: unknown } | undefined)?.code;
+    if (typeof code === 'string') outcome.code = code;
+    return outcome;
+  } catch {
+    return { status: 'network-error', ms: Date.now() - startedAt, startedAt };
+  }
 }
 
 export interface Acked {
@@ -205,29 +223,11 @@ export function startLoad(options: {
         updatedAt,
       };
       sent.push({ id, updatedAt });
-      const startedAt = Date.now();
-      try {
-        const res = await request(`${baseUrl}/api/appointments`, {
-          method: 'POST',
-          dispatcher: agent,
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(body),
-        });
-        const text = await res.body.text();
-        const outcome: Outcome = { status: res.statusCode, ms: Date.now() - startedAt, startedAt };
-        if (res.headers['retry-after'] !== undefined) outcome.retryAfter = String(res.headers['retry-after']);
-        try {
-          outcome.code = (JSON.parse(text) as { code?: string }).code;
-        } catch {
-          // not JSON
-        }
-        outcomes.push(outcome);
-        if (res.statusCode === 201 || res.statusCode === 200) acked.push({ id, updatedAt });
-        if (res.statusCode >= 500) await sleep(20); // the client backs off a little, as Retry-After asks
-      } catch {
-        outcomes.push({ status: 'network-error', ms: Date.now() - startedAt, startedAt });
-        await sleep(20);
-      }
+      const outcome = await sendTimed(baseUrl, 'POST', '/api/appointments', body, { dispatcher: agent, timeoutMs });
+      outcomes.push(outcome);
+      if (outcome.status === 201 || outcome.status === 200) acked.push({ id, updatedAt });
+      // the client backs off a little, as Retry-After asks
+      if (outcome.status === 'network-error' || outcome.status >= 500) await sleep(20);
     }
   };
   const workers = Array.from({ length: concurrency }, (_, w) => worker(w));
@@ -243,12 +243,15 @@ export function startLoad(options: {
   };
 }
 
-/** Statuses and their counts, e.g. { 201: 120, 503: 14 }. */
-export function countStatuses(outcomes: Outcome[]): Record<string, number> {
+/** Values and how often each occurs, e.g. { SERVICE_UNAVAILABLE: 14, '-': 120 }. */
+export function countBy(values: Array<string | number>): Record<string, number> {
   const counts: Record<string, number> = {};
-  for (const o of outcomes) counts[o.status] = (counts[o.status] ?? 0) + 1;
+  for (const v of values) counts[v] = (counts[v] ?? 0) + 1;
   return counts;
 }
+
+/** Statuses and their counts, e.g. { 201: 120, 503: 14 }. */
+export const countStatuses = (outcomes: Outcome[]) => countBy(outcomes.map((o) => o.status));
 
 export interface StoreCheck {
   /** Acknowledged versions found neither as the current row nor in history. */
