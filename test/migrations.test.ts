@@ -1,20 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import { runner } from 'node-pg-migrate';
 import pg from 'pg';
 import postgres from 'postgres';
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EXPECTED_MIGRATIONS, MIGRATIONS_DIR, migrate, pendingMigrations } from '../src/db/migrations.js';
+import { createTestDatabase } from './support/database.js';
 
-async function emptyDatabase(): Promise<string> {
-  const adminUrl = inject('adminUrl');
-  const name = `${inject('templateDatabase').replace('template', 'copy')}_empty_${randomBytes(4).toString('hex')}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin`CREATE DATABASE ${admin(name)} TEMPLATE template0`;
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
+const emptyDatabase = () => createTestDatabase({ empty: true });
 
 describe('migrations', () => {
   it('apply once when several instances migrate one empty database at the same moment', async () => {

@@ -282,6 +282,15 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
   // before the writer's answer. So a version stays visible to readers until the answer of the request
   // that ended it (a version of unknown end: indefinitely), and is surely visible only from the answer
   // of the request that wrote it: the windows of linearizability, not the recorded instants.
+  /** The version an acknowledged delete ended: a deleted one whose period ends in the request's window. */
+  const endedBy = (list: Version[], e: HistoryEvent) =>
+    list.find(
+      (x) =>
+        x.deleted &&
+        x.validTo !== null &&
+        x.validTo >= e.sentAt - TOLERANCE_US &&
+        x.validTo <= e.answeredAt + TOLERANCE_US,
+    );
   const writerOf = new Map<Version, HistoryEvent>();
   const enderAnsweredAt = new Map<Version, number>();
   for (const e of events) {
@@ -290,13 +299,7 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
       const v = versionsOf(e.op.orgId, e.op.id).find((x) => x.version === answer.appointment?.version);
       if (v && !writerOf.has(v)) writerOf.set(v, e);
     } else if (e.op.kind === 'delete' && e.status === 204) {
-      const v = versionsOf(e.op.orgId, e.op.id).find(
-        (x) =>
-          x.deleted &&
-          x.validTo !== null &&
-          x.validTo >= e.sentAt - TOLERANCE_US &&
-          x.validTo <= e.answeredAt + TOLERANCE_US,
-      );
+      const v = endedBy(versionsOf(e.op.orgId, e.op.id), e);
       if (v) enderAnsweredAt.set(v, e.answeredAt);
     }
   }
@@ -322,6 +325,17 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
       }
     }
     return false;
+  };
+
+  /** A 404 is wrong when the id surely existed throughout the request's window. */
+  const notFoundWhileExisting = (what: string, op: Op & { id: string }, list: Version[], e: HistoryEvent) => {
+    if (surelyExisted(list, e))
+      report(
+        'wrong-not-found',
+        `${what} of ${op.orgId}/${op.id} answered 404 while it existed throughout`,
+        [e],
+        near(list, e),
+      );
   };
 
   const eventsById = new Map<string, HistoryEvent[]>();
@@ -428,13 +442,7 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
     } else if (op.kind === 'delete') {
       const list = versionsOf(op.orgId, op.id);
       if (e.status === 204) {
-        const v = list.find(
-          (x) =>
-            x.deleted &&
-            x.validTo !== null &&
-            x.validTo >= e.sentAt - TOLERANCE_US &&
-            x.validTo <= e.answeredAt + TOLERANCE_US,
-        );
+        const v = endedBy(list, e);
         if (!v)
           report(
             'lost-delete',
@@ -444,13 +452,7 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
           );
         else acknowledged.set(v, acknowledged.get(v) ?? []);
       } else if (e.status === 404) {
-        if (surelyExisted(list, e))
-          report(
-            'wrong-not-found',
-            `delete of ${op.orgId}/${op.id} answered 404 while it existed throughout`,
-            [e],
-            near(list, e),
-          );
+        notFoundWhileExisting('delete', op, list, e);
       } else if (e.status !== 0 && e.status !== 503)
         report('unexpected-answer', `delete answered ${e.status}`, [e], []);
     } else if (op.kind === 'read') {
@@ -465,13 +467,7 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
             w ? [w] : list,
           );
       } else if (e.status === 404) {
-        if (surelyExisted(list, e))
-          report(
-            'wrong-not-found',
-            `read of ${op.orgId}/${op.id} answered 404 while it existed throughout`,
-            [e],
-            near(list, e),
-          );
+        notFoundWhileExisting('read', op, list, e);
       } else if (e.status !== 0 && e.status !== 503) report('unexpected-answer', `read answered ${e.status}`, [e], []);
     } else if (op.kind === 'list' && e.status === 200) {
       if (!Array.isArray(e.body)) report('unexpected-answer', 'list answered 200 without a list', [e], []);

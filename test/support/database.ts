@@ -2,11 +2,15 @@ import { randomBytes } from 'node:crypto';
 import postgres, { type Sql } from 'postgres';
 import { inject } from 'vitest';
 
-/** A fresh database copied from the migrated template (test/support/global-setup.ts). */
-export async function createTestDatabase(): Promise<string> {
+/**
+ * A fresh database copied from the migrated template (test/support/global-setup.ts), or with `empty`
+ * one with no tables at all. Either is dropped at the end of the run, by its name.
+ */
+export async function createTestDatabase(options: { empty?: boolean } = {}): Promise<string> {
   const adminUrl = inject('adminUrl');
-  const template = inject('templateDatabase');
-  const name = `${template.replace('template', 'copy')}_${randomBytes(4).toString('hex')}`;
+  const migrated = inject('templateDatabase');
+  const template = options.empty ? 'template0' : migrated;
+  const name = `${migrated.replace('template', 'copy')}${options.empty ? '_empty' : ''}_${randomBytes(4).toString('hex')}`;
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   try {
     // Copies of one template cannot be made at the same moment; test files take turns.
