@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { buildApp } from '../src/app.js';
+import { configWith } from '../src/config.js';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
 import { migrate } from '../src/db/migrations.js';
 import { answerOf, checkHistory, describeAnomalies, readRecordedState, runWorkload } from './lib/history-checker.js';
@@ -61,7 +62,7 @@ try {
     };
   }
   await migrate(databaseUrl, () => {});
-  const app = await buildApp({ databaseUrl, dbPoolMax: 20, logger: pino({ level: 'silent' }) });
+  const app = await buildApp({ ...configWith({ dbPoolMax: 20 }), databaseUrl, logger: pino({ level: 'silent' }) });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.address() as { port: number };
   const baseUrl = `http://127.0.0.1:${port}`;

@@ -4,11 +4,12 @@
 import { writeFile } from 'node:fs/promises';
 import pino from 'pino';
 import { buildApp } from '../src/app.js';
+import { configWith } from '../src/config.js';
 
 const target = process.argv[2];
 const app = await buildApp({
+  ...configWith({ dbPoolMax: 1 }),
   databaseUrl: 'postgres://localhost:1/none',
-  dbPoolMax: 1,
   logger: pino({ level: 'silent' }),
 });
 try {

@@ -9,7 +9,7 @@ import { Ajv, type Options as AjvOptions, type ValidateFunction } from 'ajv';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import helmet from 'helmet';
 import { authPlugin } from './auth.js';
-import { DEFAULTS } from './config.js';
+import type { Config } from './config.js';
 import { databasePlugin } from './db/client.js';
 import { answerClientError, answerFrameworkError, ApiError, registerErrorHandlers } from './errors.js';
 import { appointmentRoutes } from './routes/appointments.js';
@@ -18,21 +18,10 @@ import { Appointment, HistoryEntry, WriteResult } from './schemas/appointments.j
 import { ErrorCode, ErrorResponse } from './schemas/errors.js';
 import { parseTime, SYSTEM_TIME_FORMAT, TIME_FORMAT } from './schemas/time.js';
 
-export interface AppOptions {
+/** The settings (config.ts, defaults applied), the database to use and the logger. */
+export interface AppOptions extends Config {
   databaseUrl: string;
-  dbPoolMax: number;
   logger: FastifyBaseLogger;
-  /** Default `off`. */
-  auth?: 'off' | 'required';
-  /** Requests per window per key (or client address); 0 = off. Defaults as in config.ts. */
-  rateLimitMax?: number;
-  rateLimitWindowSeconds?: number;
-  /** Unset: no CORS headers at all. */
-  corsOrigin?: string;
-  connectionTimeoutMs?: number;
-  requestTimeoutMs?: number;
-  keepAliveTimeoutMs?: number;
-  headersTimeoutMs?: number;
 }
 
 // The API answers JSON only: nothing in it may be loaded, framed or run by a browser.
@@ -122,11 +111,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     requestIdHeader: 'x-request-id',
     logController: new OneLinePerRequest(),
     genReqId: () => randomUUID(),
-    connectionTimeout: options.connectionTimeoutMs ?? DEFAULTS.connectionTimeoutMs,
-    requestTimeout: options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
-    keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULTS.keepAliveTimeoutMs,
+    connectionTimeout: options.connectionTimeoutMs,
+    requestTimeout: options.requestTimeoutMs,
+    keepAliveTimeout: options.keepAliveTimeoutMs,
   }).withTypeProvider<TypeBoxTypeProvider>();
-  app.server.headersTimeout = options.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs;
+  app.server.headersTimeout = options.headersTimeoutMs;
 
   // Bodies are taken as they are: no type coercion (`1.5` is not the id "1.5"), no silent removal of
   // unknown properties. Query strings and path parameters are text, so there numbers are coerced.
@@ -191,11 +180,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // The API proper: keys and rate limits apply here only, not to /health, /ready or /api/docs.
   await app.register(async (api) => {
     await api.register(authPlugin, { required: options.auth === 'required' });
-    const max = options.rateLimitMax ?? DEFAULTS.rateLimitMax;
-    if (max > 0) {
+    if (options.rateLimitMax > 0) {
       await api.register(rateLimit, {
-        max,
-        timeWindow: (options.rateLimitWindowSeconds ?? DEFAULTS.rateLimitWindowSeconds) * 1000,
+        max: options.rateLimitMax,
+        timeWindow: options.rateLimitWindowSeconds * 1000,
         keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.keyId}` : `ip:${request.ip}`),
         errorResponseBuilder: (_request, context) =>
           new ApiError(

@@ -1,96 +1,168 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 
-/** Defaults shared by the environment and buildApp's options, so tests and scripts run the server's settings. */
-export const DEFAULTS = {
+/**
+ * Every setting of the service, said once: its key in Config, the environment variable it is read from
+ * (`env`), its type, bounds, default and meaning. loadConfig reads the environment through it, Config
+ * is its static type, buildApp and the server take the result as it is, and the configuration table
+ * of the operations guide follows it. A new setting is one more entry here.
+ */
+export const Settings = Type.Object({
+  databaseUrl: Type.Optional(
+    Type.String({
+      env: 'DATABASE_URL',
+      pattern: '^postgres(ql)?://',
+      description: 'The PostgreSQL database. Unset: an embedded PostgreSQL is started, except in production.',
+    }),
+  ),
+  port: Type.Integer({ env: 'PORT', minimum: 0, maximum: 65535, default: 3000, description: 'The HTTP port.' }),
+  host: Type.String({ env: 'HOST', minLength: 1, default: '127.0.0.1', description: 'The address to listen on.' }),
+  logLevel: Type.Union(
+    [
+      Type.Literal('fatal'),
+      Type.Literal('error'),
+      Type.Literal('warn'),
+      Type.Literal('info'),
+      Type.Literal('debug'),
+      Type.Literal('trace'),
+      Type.Literal('silent'),
+    ],
+    { env: 'LOG_LEVEL', default: 'info', description: 'The pino log level.' },
+  ),
+  dbPoolMax: Type.Integer({
+    env: 'DB_POOL_MAX',
+    minimum: 1,
+    maximum: 1000,
+    default: 10,
+    description: 'Connections in the pool of one instance.',
+  }),
+  embeddedPgDir: Type.Optional(
+    Type.String({
+      env: 'EMBEDDED_PG_DIR',
+      minLength: 1,
+      description: 'The data folder of the embedded PostgreSQL (without DATABASE_URL). Unset: .data/ of the project.',
+    }),
+  ),
+  auth: Type.Union([Type.Literal('off'), Type.Literal('required')], {
+    env: 'AUTH',
+    default: 'off',
+    description: '`required`: every /api request needs a key, and the key decides the organization.',
+  }),
   // Per key (or per client address without keys) and window. Far above what one client gets from this
   // service on a small machine (the smoke script and load tests at 50 connections stay well below it), so
-  // it only stops a runaway or abusive client; 0 turns limiting off.
-  rateLimitMax: 10_000,
-  rateLimitWindowSeconds: 1,
-  // A socket idle this long is closed (Fastify's connectionTimeout).
-  connectionTimeoutMs: 120_000,
-  // The whole request (headers and body) must arrive within this time (Node's requestTimeout).
-  requestTimeoutMs: 30_000,
-  // Idle keep-alive connections close after this; above the 60 s idle timeout of common load balancers.
-  keepAliveTimeoutMs: 72_000,
-  // The headers must arrive within this time (Node's headersTimeout; slow-header clients are cut off).
-  headersTimeoutMs: 10_000,
-} as const;
-
-const Env = Type.Object({
-  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
-  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
-  HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
-  LOG_LEVEL: Type.Union(
-    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
-    { default: 'info' },
+  // it only stops a runaway or abusive client.
+  rateLimitMax: Type.Integer({
+    env: 'RATE_LIMIT_MAX',
+    minimum: 0,
+    maximum: 1_000_000_000,
+    default: 10_000,
+    description: 'Requests per window per key (or client address); 0 turns limiting off.',
+  }),
+  rateLimitWindowSeconds: Type.Integer({
+    env: 'RATE_LIMIT_WINDOW',
+    minimum: 1,
+    maximum: 86_400,
+    default: 1,
+    description: 'The rate-limit window, in seconds.',
+  }),
+  corsOrigin: Type.Optional(
+    Type.String({
+      env: 'CORS_ORIGIN',
+      pattern: '^(\\*|https?://[^,\\s]+(,https?://[^,\\s]+)*)$',
+      description: '`*` or a comma-separated list of origins. Unset: no CORS headers at all.',
+    }),
   ),
-  DB_POOL_MAX: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
-  EMBEDDED_PG_DIR: Type.Optional(Type.String({ minLength: 1 })),
-  AUTH: Type.Union([Type.Literal('off'), Type.Literal('required')], { default: 'off' }),
-  RATE_LIMIT_MAX: Type.Integer({ minimum: 0, maximum: 1_000_000_000, default: DEFAULTS.rateLimitMax }),
-  RATE_LIMIT_WINDOW: Type.Integer({ minimum: 1, maximum: 86_400, default: DEFAULTS.rateLimitWindowSeconds }),
-  CORS_ORIGIN: Type.Optional(Type.String({ pattern: '^(\\*|https?://[^,\\s]+(,https?://[^,\\s]+)*)$' })),
-  CONNECTION_TIMEOUT: Type.Integer({ minimum: 0, maximum: 3_600_000, default: DEFAULTS.connectionTimeoutMs }),
-  REQUEST_TIMEOUT: Type.Integer({ minimum: 0, maximum: 3_600_000, default: DEFAULTS.requestTimeoutMs }),
-  KEEP_ALIVE_TIMEOUT: Type.Integer({ minimum: 1, maximum: 3_600_000, default: DEFAULTS.keepAliveTimeoutMs }),
-  HEADERS_TIMEOUT: Type.Integer({ minimum: 1, maximum: 3_600_000, default: DEFAULTS.headersTimeoutMs }),
+  connectionTimeoutMs: Type.Integer({
+    env: 'CONNECTION_TIMEOUT',
+    minimum: 0,
+    maximum: 3_600_000,
+    default: 120_000,
+    description: 'A socket idle this long is closed (Fastify connectionTimeout), in ms.',
+  }),
+  requestTimeoutMs: Type.Integer({
+    env: 'REQUEST_TIMEOUT',
+    minimum: 0,
+    maximum: 3_600_000,
+    default: 30_000,
+    description: 'The whole request (headers and body) must arrive within this time (Node requestTimeout), in ms.',
+  }),
+  // above the 60 s idle timeout of common load balancers, so that they close first
+  keepAliveTimeoutMs: Type.Integer({
+    env: 'KEEP_ALIVE_TIMEOUT',
+    minimum: 1,
+    maximum: 3_600_000,
+    default: 72_000,
+    description: 'Idle keep-alive connections close after this time, in ms.',
+  }),
+  headersTimeoutMs: Type.Integer({
+    env: 'HEADERS_TIMEOUT',
+    minimum: 1,
+    maximum: 3_600_000,
+    default: 10_000,
+    description:
+      'The headers must arrive within this time (Node headersTimeout; slow-header clients are cut off), in ms.',
+  }),
+  nodeEnv: Type.Optional(
+    Type.String({
+      env: 'NODE_ENV',
+      description: '`production`: DATABASE_URL is required, and no embedded PostgreSQL is ever started.',
+    }),
+  ),
 });
 
-export interface Config {
-  /** Unset: the server starts an embedded PostgreSQL. */
-  databaseUrl?: string;
-  port: number;
-  host: string;
-  logLevel: Static<typeof Env>['LOG_LEVEL'];
-  dbPoolMax: number;
-  embeddedPgDir?: string;
-  /** `required`: every /api request needs a key, and the key decides the organization. */
-  auth: 'off' | 'required';
-  /** Requests per window per key or client address; 0 = no limit. */
-  rateLimitMax: number;
-  rateLimitWindowSeconds: number;
-  /** Unset: no CORS headers at all. `*` or a comma-separated list of origins. */
-  corsOrigin?: string;
-  connectionTimeoutMs: number;
-  requestTimeoutMs: number;
-  keepAliveTimeoutMs: number;
-  headersTimeoutMs: number;
-}
+/** The service's settings, defaults applied. */
+export type Config = Static<typeof Settings>;
+
+/** The environment variable of each setting. */
+export const ENV_NAMES = Object.fromEntries(
+  Object.entries(Settings.properties).map(([key, schema]) => [key, (schema as unknown as { env: string }).env]),
+) as Record<keyof Config, string>;
 
 export class ConfigError extends Error {}
+
+/** Why the service refuses to start in production without DATABASE_URL. */
+export const PRODUCTION_NEEDS_DATABASE_URL =
+  'required when NODE_ENV=production: set it to the PostgreSQL database to use ' +
+  '(postgres://user:password@host:5432/database); an embedded PostgreSQL is started only outside production';
 
 /** Reads and validates the environment; the only reader of process.env for the service's settings. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const raw: Record<string, unknown> = {};
-  for (const key of Object.keys(Env.properties)) {
-    const value = env[key];
+  for (const [key, name] of Object.entries(ENV_NAMES)) {
+    const value = env[name];
     if (value !== undefined && value !== '') raw[key] = value;
   }
-  const converted = Value.Default(Env, Value.Convert(Env, raw));
-  const errors = [...Value.Errors(Env, converted)];
-  if (errors.length > 0) {
-    const lines = errors.map(
-      (e) => `  ${e.path.slice(1) || '(environment)'}=${JSON.stringify(raw[e.path.slice(1)] ?? '')}: ${e.message}`,
-    );
+  const converted = Value.Default(Settings, Value.Convert(Settings, raw)) as Record<string, unknown>;
+  const lines = [...Value.Errors(Settings, converted)].map((e) => {
+    const key = e.path.slice(1);
+    const name = ENV_NAMES[key as keyof Config] ?? (key || '(environment)');
+    return `  ${name}=${JSON.stringify(raw[key] ?? '')}: ${e.message}`;
+  });
+  if (converted.nodeEnv === 'production' && converted.databaseUrl === undefined)
+    lines.push(`  ${ENV_NAMES.databaseUrl}="": ${PRODUCTION_NEEDS_DATABASE_URL}`);
+  if (lines.length > 0)
     throw new ConfigError(`Invalid configuration in the environment:\n${[...new Set(lines)].join('\n')}`);
+  // every setting as a key, an unset optional one as undefined
+  const config: Record<string, unknown> = {};
+  for (const key of Object.keys(Settings.properties)) config[key] = converted[key];
+  return config as Config;
+}
+
+/**
+ * The settings of an empty environment (every default), then `overrides`: for the tests and scripts
+ * that build the app themselves, so that they run with the server's defaults.
+ */
+export function configWith(overrides: Partial<Config> = {}): Config {
+  return { ...loadConfig({}), ...overrides };
+}
+
+/** loadConfig for the commands (the server, migrate, keys): an invalid environment is told and exits 1. */
+export function loadConfigOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message);
+    process.exit(1);
   }
-  const parsed = converted as Static<typeof Env>;
-  return {
-    databaseUrl: parsed.DATABASE_URL,
-    port: parsed.PORT,
-    host: parsed.HOST,
-    logLevel: parsed.LOG_LEVEL,
-    dbPoolMax: parsed.DB_POOL_MAX,
-    embeddedPgDir: parsed.EMBEDDED_PG_DIR,
-    auth: parsed.AUTH as Config['auth'],
-    rateLimitMax: parsed.RATE_LIMIT_MAX,
-    rateLimitWindowSeconds: parsed.RATE_LIMIT_WINDOW,
-    corsOrigin: parsed.CORS_ORIGIN,
-    connectionTimeoutMs: parsed.CONNECTION_TIMEOUT,
-    requestTimeoutMs: parsed.REQUEST_TIMEOUT,
-    keepAliveTimeoutMs: parsed.KEEP_ALIVE_TIMEOUT,
-    headersTimeoutMs: parsed.HEADERS_TIMEOUT,
-  };
 }

@@ -3,6 +3,7 @@ import pino from 'pino';
 import postgres from 'postgres';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
+import { configWith } from '../src/config.js';
 import { createTestDatabase } from './support/database.js';
 import { appointment, newOrg } from './support/fixtures.js';
 import { http, post } from './support/http.js';
@@ -26,7 +27,11 @@ describe('an unprivileged database role', () => {
     const url = new URL(databaseUrl);
     url.username = role;
     url.password = password;
-    const app = await buildApp({ databaseUrl: url.toString(), dbPoolMax: 4, logger: pino({ level: 'silent' }) });
+    const app = await buildApp({
+      ...configWith({ dbPoolMax: 4 }),
+      databaseUrl: url.toString(),
+      logger: pino({ level: 'silent' }),
+    });
     await app.listen({ port: 0, host: '127.0.0.1' });
     cleanup = async () => {
       await app.close();

@@ -1,6 +1,7 @@
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
+import { configWith } from '../src/config.js';
 import {
   boundedPool,
   createSql,
@@ -30,7 +31,7 @@ describe('PostgreSQL stopped in the middle of a load, then started again', () =>
   it('answers 503 with Retry-After while it is down, /ready 503 and /health 200, recovers alone, loses and duplicates no acknowledged write', async () => {
     const databaseUrl = await cluster.createDatabase('appointments');
     await migrate(databaseUrl, () => {});
-    const app = await buildApp({ databaseUrl, dbPoolMax: 8, logger: pino({ level: 'silent' }) });
+    const app = await buildApp({ ...configWith({ dbPoolMax: 8 }), databaseUrl, logger: pino({ level: 'silent' }) });
     await app.listen({ port: 0, host: '127.0.0.1' });
     const baseUrl = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
     const orgId = newOrg('restart');

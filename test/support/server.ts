@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import postgres, { type Sql } from 'postgres';
-import { buildApp, type AppOptions } from '../../src/app.js';
+import { buildApp } from '../../src/app.js';
+import { configWith, type Config } from '../../src/config.js';
 import { createTestDatabase } from './database.js';
 
 export interface TestServer {
@@ -16,15 +17,11 @@ export interface TestServer {
 }
 
 /** The real app on a real port, against a database of its own. */
-export async function startTestServer(
-  options: { dbPoolMax?: number } & Partial<Omit<AppOptions, 'databaseUrl' | 'dbPoolMax' | 'logger'>> = {},
-): Promise<TestServer> {
+export async function startTestServer(options: Partial<Config> = {}): Promise<TestServer> {
   const databaseUrl = await createTestDatabase();
-  const { dbPoolMax: _dbPoolMax, ...appOptions } = options;
   const app = await buildApp({
-    ...appOptions,
+    ...configWith({ dbPoolMax: 20, ...options }),
     databaseUrl,
-    dbPoolMax: options.dbPoolMax ?? 20,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
   });
   await app.listen({ port: 0, host: '127.0.0.1' });

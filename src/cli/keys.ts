@@ -1,14 +1,17 @@
 // npm run keys -- create --org <org> [--label <text>] | list [--org <org>] | revoke <keyId>
+// In the Docker image: node dist/cli/keys.js create --org <org> ...
 // Against DATABASE_URL, or the embedded PostgreSQL of `npm start`; migrates first.
 import { parseArgs } from 'node:util';
-import { generateApiKey } from '../src/auth.js';
-import { loadConfig } from '../src/config.js';
-import { insertApiKey, listApiKeys, revokeApiKey } from '../src/db/api-keys.js';
-import { createSql } from '../src/db/client.js';
-import { openConfiguredDatabase } from '../src/db/embedded-postgres.js';
-import { migrate } from '../src/db/migrations.js';
+import { generateApiKey } from '../auth.js';
+import { loadConfigOrExit } from '../config.js';
+import { insertApiKey, listApiKeys, revokeApiKey } from '../db/api-keys.js';
+import { createSql } from '../db/client.js';
+import { openConfiguredDatabase } from '../db/embedded-postgres.js';
+import { migrate } from '../db/migrations.js';
 
-const USAGE = 'usage: npm run keys -- create --org <org> [--label <text>] | list [--org <org>] | revoke <keyId>';
+const USAGE =
+  'usage: npm run keys -- create --org <org> [--label <text>] | list [--org <org>] | revoke <keyId>\n' +
+  '(in the Docker image: node dist/cli/keys.js create ...)';
 const ORG_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const { positionals, values } = parseArgs({
@@ -28,7 +31,7 @@ if (command === 'list' && rest.length > 0) fail(USAGE);
 if (!['create', 'list', 'revoke'].includes(command ?? '')) fail(USAGE);
 if (values.label !== undefined && values.label.length > 200) fail('--label is at most 200 characters');
 
-const config = loadConfig();
+const config = loadConfigOrExit();
 const database = await openConfiguredDatabase(config, (message) => console.error(message));
 const sql = createSql({ databaseUrl: database.url, poolMax: 1 });
 let exitCode = 0;

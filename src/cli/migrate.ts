@@ -1,0 +1,13 @@
+// npm run migrate (in the Docker image: node dist/cli/migrate.js): applies pending migrations to
+// DATABASE_URL, or to the embedded PostgreSQL of `npm start`. The server also migrates when it starts.
+import { loadConfigOrExit } from '../config.js';
+import { openConfiguredDatabase } from '../db/embedded-postgres.js';
+import { migrate } from '../db/migrations.js';
+
+const config = loadConfigOrExit();
+const database = await openConfiguredDatabase(config, console.log);
+try {
+  await migrate(database.url, console.log);
+} finally {
+  await database.stop();
+}

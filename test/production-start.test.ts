@@ -1,0 +1,110 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, configWith, loadConfig } from '../src/config.js';
+import { openConfiguredDatabase } from '../src/db/embedded-postgres.js';
+
+// With NODE_ENV=production, a forgotten DATABASE_URL is an error to fix, never a reason to start an
+// embedded PostgreSQL (and, as root, to create a system user for it).
+
+const PROJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const REFUSAL = 'DATABASE_URL="": required when NODE_ENV=production: set it to the PostgreSQL database to use';
+
+function run(entry: string, args: string[], env: NodeJS.ProcessEnv) {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+    cwd: PROJECT_DIR,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  return new Promise<{ code: number | null; output: string }>((resolve) =>
+    child.once('exit', (code) => resolve({ code, output })),
+  );
+}
+
+describe('NODE_ENV=production without DATABASE_URL', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'appointments-production-'));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it.each([
+    ['the server', 'src/server.ts', []],
+    ['the migrate command', 'src/cli/migrate.ts', []],
+    ['the keys command', 'src/cli/keys.ts', ['list']],
+  ])('%s refuses to start, says to set DATABASE_URL, and starts no embedded PostgreSQL', async (_name, entry, args) => {
+    const dataDir = path.join(dir, path.basename(entry, '.ts'));
+    const { DATABASE_URL: _unset, ...inherited } = process.env;
+    const { code, output } = await run(entry, args, {
+      ...inherited,
+      NODE_ENV: 'production',
+      EMBEDDED_PG_DIR: dataDir,
+      PORT: '0',
+      HOST: '127.0.0.1',
+    });
+    expect(code).toBe(1);
+    expect(output).toContain(`Invalid configuration in the environment:\n  ${REFUSAL}`);
+    expect(output).not.toMatch(/embedded PostgreSQL with its data|initialising/);
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it('is refused by loadConfig, with the other errors of the environment, and accepted with a DATABASE_URL', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(ConfigError);
+    expect(() => loadConfig({ NODE_ENV: 'production', PORT: 'abc' })).toThrow(
+      `Invalid configuration in the environment:\n  PORT="abc": Expected integer\n  ${REFUSAL}`,
+    );
+    expect(loadConfig({ NODE_ENV: 'production', DATABASE_URL: 'postgres://db/appointments' })).toMatchObject({
+      nodeEnv: 'production',
+      databaseUrl: 'postgres://db/appointments',
+    });
+    expect(loadConfig({ NODE_ENV: 'development' }).databaseUrl).toBeUndefined();
+  });
+
+  it('is refused by openConfiguredDatabase for a config made by hand', async () => {
+    const embeddedPgDir = path.join(dir, 'by-hand');
+    await expect(
+      openConfiguredDatabase(configWith({ nodeEnv: 'production', embeddedPgDir }), () => {}),
+    ).rejects.toThrow(ConfigError);
+    expect(existsSync(embeddedPgDir)).toBe(false);
+  });
+});
+
+describe('the settings', () => {
+  it('have their defaults applied once, the same for the server and for configWith', () => {
+    expect(configWith()).toEqual(loadConfig({}));
+    expect(configWith({ dbPoolMax: 3 })).toEqual({ ...loadConfig({ DB_POOL_MAX: '3' }) });
+    expect(loadConfig({})).toEqual({
+      databaseUrl: undefined,
+      port: 3000,
+      host: '127.0.0.1',
+      logLevel: 'info',
+      dbPoolMax: 10,
+      embeddedPgDir: undefined,
+      auth: 'off',
+      rateLimitMax: 10_000,
+      rateLimitWindowSeconds: 1,
+      corsOrigin: undefined,
+      connectionTimeoutMs: 120_000,
+      requestTimeoutMs: 30_000,
+      keepAliveTimeoutMs: 72_000,
+      headersTimeoutMs: 10_000,
+      nodeEnv: undefined,
+    });
+  });
+
+  it('name the environment variable and the value in each error', () => {
+    expect(() => loadConfig({ KEEP_ALIVE_TIMEOUT: '0', HEADERS_TIMEOUT: 'x', LOG_LEVEL: 'loud' })).toThrow(
+      'Invalid configuration in the environment:\n' +
+        '  LOG_LEVEL="loud": Expected union value\n' +
+        '  KEEP_ALIVE_TIMEOUT=0: Expected integer to be greater or equal to 1\n' +
+        '  HEADERS_TIMEOUT="x": Expected integer',
+    );
+  });
+});
