@@ -9,14 +9,12 @@ import {
   countBy,
   countStatuses,
   sendTimed as send,
-  spawnServer,
   startCluster,
   startLoad,
-  waitReady,
   type Cluster,
   type Outcome,
-  type ServerProcess,
 } from './lib/faults.js';
+import { spawnServer, waitReady, type ServerProcess } from './lib/processes.js';
 import { sleep } from './lib/time.js';
 
 const ANSWER_BOUND_MS = 5_000;

@@ -1,18 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Sql } from 'postgres';
 import { Agent, type Dispatcher } from 'undici';
-import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded-postgres.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded-postgres.js';
 import { withSql } from './database.js';
 import { httpRequest, type HttpMethod } from './http.js';
 import { sleep } from './time.js';
 
 // Used by test/faults.test.ts and scripts/check-faults.ts (no vitest here): a PostgreSQL cluster of
-// the scenario's own that it may stop and start, the real server as a child process, and a load.
-
-const PROJECT_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+// the scenario's own that it may stop and start, a load, and a check of what it stored. The real server
+// as a child process is in processes.ts.
 
 export interface Cluster {
   port: number;
@@ -68,74 +66,6 @@ export async function startCluster(label: string, options: { unsafeFast?: boolea
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-export interface ServerProcess {
-  baseUrl: string;
-  child: ChildProcess;
-  /** Resolves with the exit code (null when killed by a signal) and the signal. */
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  output(): string;
-  /** SIGKILL if it still runs. */
-  kill(): Promise<void>;
-}
-
-/** The real service, as `node --import tsx src/server.ts`, against `databaseUrl`. */
-export async function spawnServer(
-  databaseUrl: string,
-  env: Record<string, string> = {},
-  entry = 'src/server.ts',
-): Promise<ServerProcess> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
-    cwd: PROJECT_DIR,
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      DATABASE_URL: databaseUrl,
-      LOG_LEVEL: 'warn',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  const keep = (chunk: Buffer) => {
-    lines.push(chunk.toString('utf8'));
-    if (lines.length > 200) lines.shift();
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  return {
-    baseUrl: `http://127.0.0.1:${port}`,
-    child,
-    exited,
-    output: () => lines.join(''),
-    async kill() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await exited;
-    },
-  };
-}
-
-/** Waits until GET /ready answers 200; throws after `timeoutMs` or when the process exits. */
-export async function waitReady(server: ServerProcess, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let exited = false;
-  void server.exited.then(() => (exited = true));
-  for (;;) {
-    if (exited) throw new Error(`the service exited before it was ready:\n${server.output()}`);
-    try {
-      if ((await httpRequest(server.baseUrl, 'GET', '/ready', { timeoutMs: 2_000 })).status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`the service was not ready within ${timeoutMs} ms:\n${server.output()}`);
-    await sleep(100);
-  }
 }
 
 export interface Outcome {
