@@ -125,7 +125,7 @@ async function sigterm(c: Cluster) {
     for (let i = 0; i < 100; i++) {
       const [{ n }] = await sql<
         { n: number }[]
-      >`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%write_appointment%' AND wait_event = 'PgSleep'`;
+      >`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%upsert_appointment%' AND wait_event = 'PgSleep'`;
       if (n === 5) return;
       await sleep(20);
     }

@@ -384,7 +384,8 @@ describe('GET /api/appointments', () => {
     const orgId = newOrg();
     for (let i = 0; i < 7; i++)
       await post(server.baseUrl, { ...appointment(`k${i}`, `2020-10-1${i} 10:00`, `2020-10-1${i} 11:00`), orgId });
-    const [{ now }] = await server.sql<{ now: string }[]>`SELECT api_system_time(clock_timestamp()) AS now`;
+    const [{ now }] = await server.sql<{ now: string }[]>`
+      SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS now`;
     await post(server.baseUrl, { ...appointment('k9', '2020-10-19 10:00', '2020-10-19 11:00'), orgId });
     const first = await list(orgId, `&at=${now}&limit=4`);
     expect(first.body.map((a: { id: string }) => a.id)).toEqual(['k0', 'k1', 'k2', 'k3']);
@@ -415,7 +416,8 @@ describe('point-in-time reads', () => {
       .body.appointment;
     await http(server.baseUrl, 'DELETE', `/api/appointments/h?orgId=${orgId}`);
     const [{ deletedAt }] = await server.sql<{ deletedAt: string }[]>`
-      SELECT api_system_time(deleted_at) AS "deletedAt" FROM appointments WHERE org_id = ${orgId} AND id = 'h'`;
+      SELECT to_char(deleted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "deletedAt"
+      FROM appointments WHERE org_id = ${orgId} AND id = 'h'`;
 
     const at = async (instant: string) => (await list(orgId, `&at=${instant}`)).body;
     expect(await at('2000-01-01 00:00')).toEqual([]);

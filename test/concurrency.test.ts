@@ -123,7 +123,7 @@ describe('contention on one slot and one id', () => {
     const waitOfB = async (orgId: string) => {
       const [row] = await server.sql<{ wait: string | null }[]>`
         SELECT wait_event AS wait FROM pg_stat_activity
-        WHERE query LIKE '%write_appointment(%' AND query NOT LIKE '%pg_stat_activity%' AND state = 'active'
+        WHERE query LIKE '%upsert_appointment(%' AND query NOT LIKE '%pg_stat_activity%' AND state = 'active'
           AND pid NOT IN (SELECT pid FROM pg_stat_activity WHERE application_name = ${orgId})`;
       return row?.wait ?? null;
     };
@@ -138,10 +138,10 @@ describe('contention on one slot and one id', () => {
       try {
         await server.sql.begin(async (tx) => {
           await tx`SELECT set_config('application_name', ${orgId}, true), set_config('deadlock_timeout', '1s', true)`;
-          await tx`SELECT 1 FROM write_appointment(${orgId}, 'a', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-01', '2020-09-01', false)`;
+          await tx`SELECT 1 FROM upsert_appointment(${orgId}, 'a', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-01', '2020-09-01', false)`;
           answer = post(server.baseUrl, b(orgId));
           expect(await waitUntil(orgId, 'transactionid')).toBe('transactionid');
-          await tx`SELECT 1 FROM write_appointment(${orgId}, 'c', '2020-10-10 11:15', '2020-10-10 11:20', '2020-09-01', '2020-09-01', false)`;
+          await tx`SELECT 1 FROM upsert_appointment(${orgId}, 'c', '2020-10-10 11:15', '2020-10-10 11:20', '2020-09-01', '2020-09-01', false)`;
           // b lost the deadlock; no appointment is committed in its way, so it is sent again, alone
           waitWhileHeld = await waitUntil(orgId, 'advisory');
         });

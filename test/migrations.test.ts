@@ -1,8 +1,18 @@
+import { cp, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { runner } from 'node-pg-migrate';
 import pg from 'pg';
 import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
-import { EXPECTED_MIGRATIONS, MIGRATIONS_DIR, migrate, pendingMigrations } from '../src/db/migrations.js';
+import {
+  EXPECTED_FUNCTIONS_HASH,
+  EXPECTED_MIGRATIONS,
+  MIGRATIONS_DIR,
+  migrate,
+  pendingMigrations,
+  schemaState,
+} from '../src/db/migrations.js';
 import { createTestDatabase } from './support/database.js';
 
 const emptyDatabase = () => createTestDatabase({ empty: true });
@@ -16,9 +26,13 @@ describe('migrations', () => {
       const applied = await sql<{ name: string }[]>`SELECT name FROM pgmigrations ORDER BY id`;
       expect(applied.map((m) => m.name)).toEqual(EXPECTED_MIGRATIONS);
       expect(await pendingMigrations(sql)).toEqual([]);
+      // the functions too, once
+      expect(await sql`SELECT hash FROM database_functions`).toEqual([{ hash: EXPECTED_FUNCTIONS_HASH }]);
+      expect(await schemaState(sql)).toEqual({ pendingMigrations: [], functionsCurrent: true });
       // and again later: nothing to do
       await migrate(url, () => {});
       expect(await sql`SELECT name FROM pgmigrations`).toHaveLength(EXPECTED_MIGRATIONS.length);
+      expect(await sql`SELECT hash FROM database_functions`).toHaveLength(1);
     } finally {
       await sql.end();
     }
@@ -47,7 +61,71 @@ describe('migrations', () => {
       const [{ tables }] = await sql<{ tables: number }[]>`
         SELECT count(*)::int AS tables FROM pg_tables WHERE tablename IN ('appointments', 'appointment_versions')`;
       expect(tables).toBe(0);
+      const [{ functions }] = await sql<{ functions: number }[]>`
+        SELECT count(*)::int AS functions FROM pg_proc p
+        WHERE pronamespace = 'public'::regnamespace
+          AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') -- btree_gist's stay`;
+      expect(functions).toBe(0);
       expect(await pendingMigrations(sql)).toEqual(EXPECTED_MIGRATIONS);
+    } finally {
+      await sql.end();
+    }
+  });
+
+  it('roll the last migration back to the functions of the release before, and forward again', async () => {
+    const url = await emptyDatabase();
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    const client = new pg.Client({ connectionString: url });
+    try {
+      await migrate(url, () => {});
+      await client.connect();
+      await runner({
+        dbClient: client,
+        dir: MIGRATIONS_DIR,
+        migrationsTable: 'pgmigrations',
+        direction: 'down',
+        count: 1,
+        log: () => {},
+      });
+      // the previous release's write, as it was
+      const [created] = await sql<{ status: string }[]>`
+        SELECT status FROM write_appointment('o', 'a', '2020-10-10 10:00', '2020-10-10 11:00', '2020-09-01', '2020-09-01', false)`;
+      expect(created).toEqual({ status: 'created' });
+      await expect(
+        sql`SELECT FROM write_appointment('o', 'b', '2020-10-10 10:30', '2020-10-10 11:30', '2020-09-01', '2020-09-01', false)`,
+      ).rejects.toMatchObject({ code: '23P01' });
+      await migrate(url, () => {});
+      expect(await schemaState(sql)).toEqual({ pendingMigrations: [], functionsCurrent: true });
+      const [refused] = await sql<{ status: string }[]>`
+        SELECT status FROM upsert_appointment('o', 'b', '2020-10-10 10:30', '2020-10-10 11:30', '2020-09-01', '2020-09-01', false)`;
+      expect(refused).toEqual({ status: 'overlap' });
+    } finally {
+      await client.end();
+      await sql.end();
+    }
+  });
+
+  // A migration can drop what the files define (a table dropped with CASCADE, a Down and its Up again)
+  // while the files stay as they were: after any migration they are applied, whatever the hash says.
+  it('apply the functions after any migration, even when the files are unchanged', async () => {
+    const url = await emptyDatabase();
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    try {
+      await migrate(url, () => {});
+      const migrationsDir = await mkdtemp(path.join(os.tmpdir(), 'appointments-migrations-'));
+      await cp(MIGRATIONS_DIR, migrationsDir, { recursive: true });
+      await writeFile(
+        path.join(migrationsDir, '9999999999999_drop-a-function.sql'),
+        '-- Up Migration\nDROP FUNCTION overlapping_appointment(text, timestamptz, timestamptz, text);\n',
+      );
+      await migrate(url, () => {}, { migrationsDir });
+      const [{ exists }] = await sql<{ exists: boolean }[]>`
+        SELECT to_regprocedure('overlapping_appointment(text, timestamptz, timestamptz, text)') IS NOT NULL AS exists`;
+      expect(exists).toBe(true);
+      expect(await sql`SELECT hash FROM database_functions`).toEqual([
+        { hash: EXPECTED_FUNCTIONS_HASH },
+        { hash: EXPECTED_FUNCTIONS_HASH },
+      ]);
     } finally {
       await sql.end();
     }

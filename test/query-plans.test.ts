@@ -82,6 +82,7 @@ interface PlanNode {
   'Rows Removed by Filter'?: number;
   'Relation Name'?: string;
   'Index Name'?: string;
+  'Function Name'?: string;
   Plans?: PlanNode[];
 }
 
@@ -100,6 +101,10 @@ async function planOf(mode: (typeof PLAN_MODES)[number], run: () => Promise<unkn
 
 const seqScans = (plan: PlanNode[]) => plan.filter((n) => n['Node Type'] === 'Seq Scan').map((n) => n['Relation Name']);
 const indexesUsed = (plan: PlanNode[]) => plan.flatMap((n) => (n['Index Name'] ? [n['Index Name']] : []));
+// The SQL functions of src/db/functions that queries call (last_appointment_starting_before, ...) are
+// inlined, planned as part of the query; a function scan would hide their index from the planner.
+const functionScans = (plan: PlanNode[]) =>
+  plan.filter((n) => n['Node Type'] === 'Function Scan').map((n) => n['Function Name']);
 
 describe('every read is served by an index', () => {
   const orgId = 'org-7';
@@ -153,6 +158,7 @@ describe('every read is served by an index', () => {
       const plan = await planOf(mode, run);
       expect(seqScans(plan)).toEqual([]);
       expect(indexesUsed(plan).length).toBeGreaterThan(0);
+      expect(functionScans(plan)).toEqual([]);
     });
   }
 
@@ -210,6 +216,39 @@ describe('refused writes', () => {
       });
     },
   );
+
+  // The write's own check, run inside upsert_appointment: each of its statements (logged as nested
+  // ones) has the SQL functions inlined and reads a few index entries, however large the org.
+  it.each(PLAN_MODES)('the check that refuses a create reads a few index entries, not the org (%s)', async (mode) => {
+    await capturing`SET auto_explain.log_nested_statements = on`;
+    try {
+      await capturing.unsafe(`SET plan_cache_mode = ${mode}`);
+      notices.length = 0;
+      const refusal = await upsertAppointment(capturing, { ...late, id: 'z' }).catch((error: unknown) => error);
+      expect(refusal).toBeInstanceOf(AppointmentOverlapError);
+      expect((refusal as AppointmentOverlapError).conflictsWith).toEqual({
+        id: 'a2000',
+        start: '2020-03-24T08:00:00.000Z',
+        end: '2020-03-24T08:30:00.000Z',
+      });
+      const plans = notices.map((notice) =>
+        nodes((JSON.parse(notice.slice(notice.indexOf('{'))) as { Plan: PlanNode }).Plan),
+      );
+      const nested = plans.slice(0, -1); // the last is the statement the service sent
+      expect(nested.length).toBeGreaterThan(0);
+      for (const plan of nested) {
+        expect(functionScans(plan)).toEqual([]);
+        expect(seqScans(plan)).toEqual([]);
+        const read = plan
+          .filter((n) => n['Index Name'])
+          .reduce((sum, n) => sum + (n['Actual Rows'] ?? 0) + (n['Rows Removed by Filter'] ?? 0), 0);
+        expect(read).toBeLessThanOrEqual(3);
+      }
+      expect(functionScans(plans.at(-1)!)).toEqual(['upsert_appointment']);
+    } finally {
+      await capturing`SET auto_explain.log_nested_statements = off`;
+    }
+  });
 
   // A refused INSERT leaves a dead row and dead index entries that every later check in that range
   // visits until a vacuum; a create in the way of a committed appointment must not insert at all.

@@ -393,7 +393,7 @@ async function runPgbench(url: string, connections: number[], seconds: number): 
   writeFileSync(
     script,
     `\\set n random(1, 5000000000)
-SELECT status FROM write_appointment('pgbench-' || :client_id, 'c-' || :n::bigint, '2040-01-01 00:00:00+00'::timestamptz + :n::float8 * interval '30 minutes', '2040-01-01 00:00:00+00'::timestamptz + (:n::float8 + 1) * interval '30 minutes', '2039-12-31 00:00:00+00', '2040-01-01 00:00:00+00', false);
+SELECT status FROM upsert_appointment('pgbench-' || :client_id, 'c-' || :n::bigint, '2040-01-01 00:00:00+00'::timestamptz + :n::float8 * interval '30 minutes', '2040-01-01 00:00:00+00'::timestamptz + (:n::float8 + 1) * interval '30 minutes', '2039-12-31 00:00:00+00', '2040-01-01 00:00:00+00', false);
 `,
   );
   const u = new URL(url);

@@ -4,7 +4,7 @@ import { toMilliseconds } from './client.js';
 
 // Every SQL statement about appointments. Times go in as canonical UTC text (see schemas/time.ts)
 // and come out in the same form with microseconds (see client.ts); appointment times, which keep
-// milliseconds, are cut to them here.
+// milliseconds, are cut to them here. The functions they call are in ./functions/, one file each.
 
 /** An appointment as written by a client, its times canonical. */
 export interface AppointmentWrite {
@@ -33,7 +33,7 @@ const EXCLUSION_VIOLATION = '23P01';
 // Two overlapping writers can wait on each other inside the exclusion check; PostgreSQL aborts one
 // with deadlock_detected. The other may still roll back (or itself be refused), so the aborted write
 // is an overlap only when a committed appointment is in its way; otherwise it is sent again once,
-// alone among the org's writers (see write_appointment), where it cannot deadlock.
+// alone among the org's writers (see upsert_appointment), where it cannot deadlock.
 const DEADLOCK_DETECTED = '40P01';
 
 export interface ListOptions {
@@ -65,21 +65,27 @@ function withAppointmentTimes<T extends { start: string; end: string; createdAt:
 const afterKey = (sql: Sql, after: ListOptions['after']) =>
   after ? sql`AND (start_at, id) > (${after.start}::timestamptz, ${after.id})` : sql``;
 
-/** Create-or-update in one statement (see write_appointment and upsert_appointment in the migrations). */
+type WriteRow = Appointment & { status: WriteStatus | 'overlap'; deletedAt: string | null };
+
+/**
+ * Create-or-update in one statement (functions/upsert-appointment.sql). A create refused for a committed
+ * appointment in its way comes back as the status `overlap` with that appointment, in the same round trip.
+ */
 export async function upsertAppointment(
   sql: Sql,
   a: AppointmentWrite,
 ): Promise<{ status: WriteStatus; appointment: Appointment }> {
-  let row: (Appointment & { status: WriteStatus; deletedAt: string | null }) | undefined;
+  let row: WriteRow | undefined;
   for (let alone = false; row === undefined; alone = true) {
     try {
-      [row] = await sql<(Appointment & { status: WriteStatus; deletedAt: string | null })[]>`
+      [row] = await sql<WriteRow[]>`
         SELECT status, (a).id, (a).org_id AS "orgId", (a).start_at AS "start", (a).end_at AS "end",
                (a).created_at AS "createdAt", (a).updated_at AS "updatedAt", (a).version,
                (a).recorded_at AS "recordedAt", (a).deleted_at AS "deletedAt"
-        FROM write_appointment(${a.orgId}, ${a.id}, ${a.start}::timestamptz, ${a.end}::timestamptz,
-                               ${a.createdAt}::timestamptz, ${a.updatedAt}::timestamptz, ${alone}) AS u(status, a)`;
+        FROM upsert_appointment(${a.orgId}, ${a.id}, ${a.start}::timestamptz, ${a.end}::timestamptz,
+                                ${a.createdAt}::timestamptz, ${a.updatedAt}::timestamptz, ${alone}) AS u(status, a)`;
     } catch (error) {
+      // races the function's own check cannot see: a writer that had not committed yet
       if (!(error instanceof postgres.PostgresError)) throw error;
       if (error.code === EXCLUSION_VIOLATION)
         throw new AppointmentOverlapError(await findOverlappingAppointment(sql, a));
@@ -91,41 +97,29 @@ export async function upsertAppointment(
     }
   }
   const { status, deletedAt, ...appointment } = withAppointmentTimes(row!);
+  if (status === 'overlap')
+    throw new AppointmentOverlapError({ id: appointment.id, start: appointment.start, end: appointment.end });
   return { status, appointment: deletedAt === null ? appointment : { ...appointment, deletedAt } };
 }
 
-/** The current appointment of the org in the way of `a`, if one still is. */
+/** The current appointment of the org in the way of `a`, the first by start, if one still is. */
 export async function findOverlappingAppointment(
   sql: Sql,
   a: AppointmentWrite,
 ): Promise<ConflictingAppointment | null> {
-  // The first by start. The org's appointments never overlap one another, so it is the last one that
-  // starts at or before a.start if that one runs past it, or else the first that starts inside the
-  // range: two steps into the start index, where a filter on the range read every appointment of the
-  // org that starts before it (0.6 s in an org of a million).
-  const others = sql`FROM appointments WHERE org_id = ${a.orgId} AND deleted_at IS NULL AND id <> ${a.id}`;
   const [row] = await sql<ConflictingAppointment[]>`
     SELECT id, start_at AS "start", end_at AS "end"
-    FROM (
-      (SELECT id, start_at, end_at ${others} AND start_at <= ${a.start}::timestamptz ORDER BY start_at DESC LIMIT 1)
-      UNION ALL
-      (SELECT id, start_at, end_at ${others} AND start_at > ${a.start}::timestamptz AND start_at < ${a.end}::timestamptz
-       ORDER BY start_at LIMIT 1)
-    ) AS neighbours
-    WHERE end_at > ${a.start}::timestamptz
-    ORDER BY start_at
-    LIMIT 1`;
+    FROM overlapping_appointment(${a.orgId}, ${a.start}::timestamptz, ${a.end}::timestamptz, ${a.id})`;
   return row ? { id: row.id, start: toMilliseconds(row.start), end: toMilliseconds(row.end) } : null;
 }
 
 /** The current appointments of an org, by start then id; limit + 1 rows tell whether there is more. */
 export async function listAppointments(sql: Sql, o: ListOptions): Promise<Appointment[]> {
-  // Appointments of one org never overlap, so among those starting at or before `from` only the last
-  // can still run past it: a lower bound on start_at that the index can use, unlike end_at > from.
+  // Only the last appointment starting before `from` can run past it (last_appointment_starting_before):
+  // a lower bound on start_at that the index can use, unlike end_at > from.
   const from = o.from
-    ? sql`AND start_at >= coalesce((
-            SELECT max(start_at) FROM appointments
-            WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND start_at <= ${o.from}::timestamptz), '-infinity')
+    ? sql`AND start_at >= coalesce(
+            (SELECT start_at FROM last_appointment_starting_before(${o.orgId}, ${o.from}::timestamptz)), '-infinity')
           AND end_at > ${o.from}::timestamptz`
     : sql``;
   const to = o.to ? sql`AND start_at < ${o.to}::timestamptz` : sql``;
@@ -160,10 +154,12 @@ export async function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string
   const filters = sql`${from} ${to} ${afterKey(sql, o.after)}`;
   const few = FEW_RECORDED_PAGES * pageSize;
   // As in listAppointments: a snapshot has no overlaps, so only the last appointment starting at or
-  // before `from` can reach past it, and nothing that starts earlier need be read. Any lower bound is
-  // correct; the current rows' is sought only when many were recorded by `at` (when few were, they
-  // are all read anyway, and the walk down the start index could pass every row of the org). It is
-  // worked out once, in a CTE: written out at each place it is used, it cost milliseconds of planning.
+  // before `from` can reach past it, and nothing that starts earlier need be read: among the versions,
+  // the nearest below `from` on the line x = at (the same rule, in the timeline index); among the
+  // current rows recorded by `at`, last_appointment_starting_before. Any lower bound is correct; the
+  // current rows' is sought only when many were recorded by `at` (when few were, they are all read
+  // anyway, and the walk down the start index could pass every row of the org). It is worked out
+  // once, in a CTE: written out at each place it is used, it made planning much slower.
   const lowerBound =
     o.from && !o.after
       ? sql`, lower_bound AS MATERIALIZED (SELECT greatest(
@@ -174,8 +170,7 @@ export async function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string
            ORDER BY timeline_box(valid_from, valid_to, start_at) <-> point(timeline_micros(${at}), timeline_micros(${o.from}::timestamptz))
            LIMIT 1),
           CASE WHEN (SELECT n FROM recorded_count) >= ${few} THEN
-            (SELECT max(start_at) FROM appointments
-             WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at} AND start_at <= ${o.from}::timestamptz)
+            (SELECT start_at FROM last_appointment_starting_before(${o.orgId}, ${o.from}::timestamptz, ${at}))
           END) AS start_at)`
       : sql``;
   const lowestStart = o.after

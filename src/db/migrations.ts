@@ -1,12 +1,17 @@
-import { readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runner } from 'node-pg-migrate';
 import pg from 'pg';
 import type { Sql } from 'postgres';
 
+// Both folders are found from the project root, two levels above this module: src/db/ when run from
+// the sources, dist/db/ when compiled (tsc does not copy .sql files, so the service reads them in src/).
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
+export const FUNCTIONS_DIR = fileURLToPath(new URL('../../src/db/functions', import.meta.url));
 const MIGRATIONS_TABLE = 'pgmigrations';
+const FUNCTIONS_TABLE = 'database_functions';
 // Any fixed number; shared by every instance of the service that migrates this database.
 const MIGRATION_LOCK_ID = 7_263_911_054;
 
@@ -16,35 +21,128 @@ export const EXPECTED_MIGRATIONS: readonly string[] = readdirSync(MIGRATIONS_DIR
   .map((file) => path.parse(file).name)
   .sort();
 
+interface FunctionFile {
+  name: string;
+  sql: string;
+}
+
+/** The function files of a folder, in name order: the order they are applied in. */
+function readFunctionFiles(dir: string): FunctionFile[] {
+  return readdirSync(dir)
+    .filter((name) => name.endsWith('.sql'))
+    .sort()
+    .map((name) => ({ name, sql: readFileSync(path.join(dir, name), 'utf8') }));
+}
+
+/** sha256 over the files' names and contents, in name order. */
+function hashOf(files: readonly FunctionFile[]): string {
+  const hash = createHash('sha256');
+  for (const file of files) hash.update(`${file.name}\0${file.sql}\0`);
+  return hash.digest('hex');
+}
+
+/** The hash of the database functions this code expects (see functionsCurrent). */
+export const EXPECTED_FUNCTIONS_HASH = hashOf(readFunctionFiles(FUNCTIONS_DIR));
+
+export interface MigrateOptions {
+  /** The folder of the function files; a test points it at a changed copy. */
+  functionsDir?: string;
+  /** The folder of the migrations; a test adds one to a copy. */
+  migrationsDir?: string;
+}
+
 /**
- * Applies the pending migrations. Safe when several instances start together: each waits for the
- * lock, and the later ones find nothing left to do (node-pg-migrate's own lock would make them fail).
+ * Applies the pending migrations, then the database functions (one `CREATE OR REPLACE` a file in the
+ * functions folder). Safe when several instances start together: each waits for the lock, and the later
+ * ones find nothing left to do (node-pg-migrate's own lock would make them fail).
  */
-export async function migrate(databaseUrl: string, log: (message: string) => void): Promise<void> {
+export async function migrate(
+  databaseUrl: string,
+  log: (message: string) => void,
+  { functionsDir = FUNCTIONS_DIR, migrationsDir = MIGRATIONS_DIR }: MigrateOptions = {},
+): Promise<void> {
+  const functions = readFunctionFiles(functionsDir);
   const client = new pg.Client({ connectionString: databaseUrl, application_name: 'appointments-migrate' });
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
-    await runner({
+    const ran = await runner({
       dbClient: client,
-      dir: MIGRATIONS_DIR,
+      dir: migrationsDir,
       migrationsTable: MIGRATIONS_TABLE,
       direction: 'up',
       noLock: true,
       checkOrder: true,
       log,
     });
+    // After a migration the files are applied whatever the recorded hash says: it may have dropped or
+    // replaced a function they define (a migration's Down and Up again, a table dropped with CASCADE).
+    await applyFunctions(client, functions, ran.length > 0, log);
   } finally {
     await client.end(); // ending the session releases the lock
   }
 }
 
+/**
+ * Applies every function file in one transaction and logs the application with the files' hash, unless
+ * that hash is the one last recorded. Called under the migration lock, so two instances never both apply.
+ */
+async function applyFunctions(
+  client: pg.Client,
+  files: readonly FunctionFile[],
+  always: boolean,
+  log: (message: string) => void,
+): Promise<void> {
+  const hash = hashOf(files);
+  const { rows } = await client.query<{ hash: string }>(`SELECT hash FROM ${FUNCTIONS_TABLE} ORDER BY id DESC LIMIT 1`);
+  if (!always && rows[0]?.hash === hash) return;
+  await client.query('BEGIN');
+  try {
+    for (const file of files) {
+      log(`> Applying ${file.name}`);
+      try {
+        await client.query(file.sql);
+      } catch (error) {
+        throw new Error(`${file.name}: ${(error as Error).message}`, { cause: error });
+      }
+    }
+    await client.query(`INSERT INTO ${FUNCTIONS_TABLE} (hash, files) VALUES ($1, $2)`, [
+      hash,
+      files.map((file) => file.name),
+    ]);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw error;
+  }
+}
+
+export interface SchemaState {
+  /** The expected migrations that the database has not applied. */
+  pendingMigrations: string[];
+  /** The functions last applied to the database are those of this code's files. */
+  functionsCurrent: boolean;
+}
+
+/** What /ready asks of the database, in two short queries. */
+export async function schemaState(sql: Sql): Promise<SchemaState> {
+  const [tables] = await sql<{ migrations: boolean; functions: boolean }[]>`
+    SELECT to_regclass(${MIGRATIONS_TABLE}) IS NOT NULL AS migrations,
+           to_regclass(${FUNCTIONS_TABLE}) IS NOT NULL AS functions`;
+  if (!tables.migrations) return { pendingMigrations: [...EXPECTED_MIGRATIONS], functionsCurrent: false };
+  const lastHash = tables.functions
+    ? sql`(SELECT hash FROM ${sql(FUNCTIONS_TABLE)} ORDER BY id DESC LIMIT 1)`
+    : sql`NULL::text`;
+  const [state] = await sql<{ applied: string[]; hash: string | null }[]>`
+    SELECT array(SELECT name FROM ${sql(MIGRATIONS_TABLE)}) AS applied, ${lastHash} AS hash`;
+  const applied = new Set(state.applied);
+  return {
+    pendingMigrations: EXPECTED_MIGRATIONS.filter((name) => !applied.has(name)),
+    functionsCurrent: state.hash === EXPECTED_FUNCTIONS_HASH,
+  };
+}
+
 /** The expected migrations that the database has not applied. */
 export async function pendingMigrations(sql: Sql): Promise<string[]> {
-  const [{ exists }] = await sql<{ exists: boolean }[]>`SELECT to_regclass(${MIGRATIONS_TABLE}) IS NOT NULL AS exists`;
-  if (!exists) return [...EXPECTED_MIGRATIONS];
-  const applied = new Set(
-    (await sql<{ name: string }[]>`SELECT name FROM ${sql(MIGRATIONS_TABLE)}`).map((row) => row.name),
-  );
-  return EXPECTED_MIGRATIONS.filter((name) => !applied.has(name));
+  return (await schemaState(sql)).pendingMigrations;
 }

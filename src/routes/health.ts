@@ -1,5 +1,5 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { pendingMigrations } from '../db/migrations.js';
+import { schemaState } from '../db/migrations.js';
 
 const Status = Type.Object({ status: Type.String(), reason: Type.Optional(Type.String()) });
 const READY_TIMEOUT_MS = 2_000;
@@ -16,7 +16,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['health'],
-        summary: 'The database answers and its migrations are current',
+        summary: 'The database answers and its migrations and functions are current',
         response: { 200: Status, 503: Status },
       },
     },
@@ -26,8 +26,12 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         timer = setTimeout(() => reject(new Error('the database did not answer in time')), READY_TIMEOUT_MS);
       });
       try {
-        const pending = await Promise.race([pendingMigrations(app.sql), timeout]);
-        if (pending.length > 0) return reply.code(503).send({ status: 'unavailable', reason: 'migrations pending' });
+        const state = await Promise.race([schemaState(app.sql), timeout]);
+        if (state.pendingMigrations.length > 0)
+          return reply.code(503).send({ status: 'unavailable', reason: 'migrations pending' });
+        // another release's functions (applied by a newer instance, or not yet by this one's migrate)
+        if (!state.functionsCurrent)
+          return reply.code(503).send({ status: 'unavailable', reason: 'database functions differ' });
         return { status: 'ready' };
       } catch (error) {
         request.log.warn({ err: error }, 'not ready');
