@@ -2,21 +2,20 @@
 // its own (durable settings) and the real service as child processes. Prints a figure for each;
 // exits 1 when a promise is broken. Every process and folder it starts is removed at the end.
 import { readFileSync } from 'node:fs';
-import postgres, { type Sql } from 'postgres';
-import { request } from 'undici';
 import { EXPECTED_MIGRATIONS } from '../src/db/migrations.js';
+import { withSql } from './lib/database.js';
 import {
   checkStore,
+  countBy,
   countStatuses,
-  sleep,
-  spawnServer,
+  sendTimed as send,
   startCluster,
   startLoad,
-  waitReady,
   type Cluster,
   type Outcome,
-  type ServerProcess,
-} from '../test/fault-helpers.js';
+} from './lib/faults.js';
+import { spawnServer, waitReady, type ServerProcess } from './lib/processes.js';
+import { sleep } from './lib/time.js';
 
 const ANSWER_BOUND_MS = 5_000;
 const SHUTDOWN_BOUND_MS = 10_000;
@@ -34,44 +33,6 @@ async function start(databaseUrl: string, env: Record<string, string> = {}) {
   const server = await spawnServer(databaseUrl, env);
   servers.push(server);
   return server;
-}
-
-async function withSql<T>(url: string, fn: (sql: Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(url, { max: 2, onnotice: () => {} });
-  try {
-    return await fn(sql);
-  } finally {
-    await sql.end();
-  }
-}
-
-async function send(baseUrl: string, method: string, path: string, body?: unknown): Promise<Outcome> {
-  const startedAt = Date.now();
-  try {
-    const res = await request(`${baseUrl}${path}`, {
-      method: method as 'GET',
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      headersTimeout: 15_000,
-      bodyTimeout: 15_000,
-    });
-    const text = await res.body.text();
-    let code: string | undefined;
-    try {
-      code = (JSON.parse(text) as { code?: string }).code;
-    } catch {
-      // not JSON
-    }
-    return {
-      status: res.statusCode,
-      ms: Date.now() - startedAt,
-      startedAt,
-      code,
-      retryAfter: res.headers['retry-after'] as string | undefined,
-    };
-  } catch {
-    return { status: 'network-error', ms: Date.now() - startedAt, startedAt };
-  }
 }
 
 const write = (orgId: string, id: string, hour: number) => ({
@@ -331,12 +292,6 @@ function procStatus(pid: number): string {
   } catch {
     return '';
   }
-}
-
-function countBy(values: string[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const v of values) counts[v] = (counts[v] ?? 0) + 1;
-  return counts;
 }
 
 async function cleanUp() {

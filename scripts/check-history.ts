@@ -1,6 +1,6 @@
 // The long run of the history checker: `npm run check:history -- --clients 100 --minutes 5 [--seed N]`.
 // Starts its own service (a fresh embedded PostgreSQL in a temporary folder, or DATABASE_URL), drives
-// the seeded concurrent workload of test/history-checker.ts in rounds of fresh orgs, checks each
+// the seeded concurrent workload of scripts/lib/history-checker.ts in rounds of fresh orgs, checks each
 // round's whole history, prints operations checked per second and the anomalies, and exits 1 on any.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -9,7 +9,7 @@ import { buildApp } from '../src/app.js';
 import { configWith } from '../src/config.js';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
 import { migrate } from '../src/db/migrations.js';
-import { checkHistory, describeAnomalies, readRecordedState, runWorkload } from '../test/history-checker.js';
+import { answerOf, checkHistory, describeAnomalies, readRecordedState, runWorkload } from './lib/history-checker.js';
 
 const { values } = parseArgs({
   options: {
@@ -92,7 +92,8 @@ try {
       operations += events.length;
       versions += state.versions.length;
       for (const e of events) {
-        const label = e.op.kind === 'write' && e.status === 200 ? `write ${e.body.status}` : `${e.op.kind} ${e.status}`;
+        const label =
+          e.op.kind === 'write' && e.status === 200 ? `write ${answerOf(e.body).status}` : `${e.op.kind} ${e.status}`;
         statusCounts.set(label, (statusCounts.get(label) ?? 0) + 1);
       }
       log(

@@ -1,13 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  appointment,
-  http,
-  microsecondBefore as before,
-  newOrg,
-  post,
-  startTestServer,
-  type TestServer,
-} from './helpers.js';
+import { microsecondBefore as before } from '../scripts/lib/time.js';
+import { appointment, newOrg } from './support/fixtures.js';
+import { http, post } from './support/http.js';
+import { startTestServer, type TestServer } from './support/server.js';
 
 let server: TestServer;
 beforeAll(async () => {

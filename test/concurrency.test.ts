@@ -1,19 +1,13 @@
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HistoryEntry } from '../src/schemas/appointments.js';
-import {
-  appointment,
-  http,
-  newOrg,
-  overlappingPairs,
-  post,
-  runConcurrently,
-  seededRandom,
-  shuffle,
-  startTestServer,
-  type HttpResult,
-  type TestServer,
-} from './helpers.js';
+import { overlappingPairs } from '../scripts/lib/overlaps.js';
+import { seededRandom, shuffle } from '../scripts/lib/random.js';
+import { sleep } from '../scripts/lib/time.js';
+import { runConcurrently } from './support/concurrency.js';
+import { appointment, CLASSIC, newOrg } from './support/fixtures.js';
+import { http, post, type HttpResult } from './support/http.js';
+import { startTestServer, type TestServer } from './support/server.js';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -40,58 +34,6 @@ const historyOf = async (orgId: string, id: string): Promise<HistoryEntry[]> => 
   const res = await http(server.baseUrl, 'GET', `/api/appointments/${id}/history?orgId=${orgId}`);
   return res.status === 404 ? [] : res.body;
 };
-
-const CLASSIC = [
-  {
-    id: 1,
-    start: '2020-10-10 20:20',
-    end: '2020-10-10 20:30',
-    createdAt: '2020-09-02 14:23:12',
-    updatedAt: '2020-09-28 14:23:12',
-  },
-  {
-    id: 2,
-    start: '2019-10-10 20:20',
-    end: '2020-10-10 20:30',
-    createdAt: '2018-10-02 16:23:12',
-    updatedAt: '2020-09-28 14:23:12',
-  },
-  {
-    id: 3,
-    start: '2020-10-10 20:25',
-    end: '2020-10-10 20:35',
-    createdAt: '2020-10-01 13:23:12',
-    updatedAt: '2020-09-28 14:23:12',
-  },
-  {
-    id: 4,
-    start: '2020-10-11 10:00',
-    end: '2020-10-11 11:30',
-    createdAt: '2020-10-01 11:23:12',
-    updatedAt: '2020-09-28 14:23:12',
-  },
-  {
-    id: 5,
-    start: '2020-10-12 11:27',
-    end: '2020-10-10 12:27',
-    createdAt: '2020-09-11 10:23:12',
-    updatedAt: '2020-09-28 14:23:12',
-  },
-  {
-    id: 6,
-    start: '2020-10-12 12:00',
-    end: '2020-10-12 13:30',
-    createdAt: '2020-08-02 13:23:12',
-    updatedAt: '2020-09-28 14:23:12',
-  },
-  {
-    id: 1,
-    start: '2020-10-17 14:40',
-    end: '2020-10-17 15:30',
-    createdAt: '2020-03-02 19:23:12',
-    updatedAt: '2020-09-28 14:24:12',
-  },
-];
 
 describe('the seven-payload workload', () => {
   it('keeps every rule over many rounds in random order, 10 to 50 requests in parallel', async () => {
@@ -186,7 +128,7 @@ describe('contention on one slot and one id', () => {
       return row?.wait ?? null;
     };
     const waitUntil = async (orgId: string, event: string) => {
-      for (let i = 0; i < 1_000 && (await waitOfB(orgId)) !== event; i++) await new Promise((r) => setTimeout(r, 5));
+      for (let i = 0; i < 1_000 && (await waitOfB(orgId)) !== event; i++) await sleep(5);
       return waitOfB(orgId);
     };
     for (let attempt = 1; ; attempt++) {

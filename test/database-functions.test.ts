@@ -9,7 +9,7 @@ import { AppointmentOverlapError, upsertAppointment } from '../src/db/appointmen
 import { configWith } from '../src/config.js';
 import { timeAsText } from '../src/db/client.js';
 import { EXPECTED_FUNCTIONS_HASH, FUNCTIONS_DIR, migrate, schemaState } from '../src/db/migrations.js';
-import { createTestDatabase } from './helpers.js';
+import { createTestDatabase } from './support/database.js';
 
 // The functions of src/db/functions are applied by migrate() after the migrations, once per change of
 // the files, and /ready tells when the database's functions are not this code's.

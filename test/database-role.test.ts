@@ -4,7 +4,9 @@ import postgres from 'postgres';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { configWith } from '../src/config.js';
-import { appointment, createTestDatabase, http, newOrg, post } from './helpers.js';
+import { createTestDatabase } from './support/database.js';
+import { appointment, newOrg } from './support/fixtures.js';
+import { http, post } from './support/http.js';
 
 // The service needs no superuser at run time: a role with plain table privileges serves every route.
 // (It may not set deadlock_timeout, so the service must not ask for it on such a role's connections.)

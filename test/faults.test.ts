@@ -1,5 +1,4 @@
 import pino from 'pino';
-import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { configWith } from '../src/config.js';
@@ -12,8 +11,12 @@ import {
   STATEMENT_TIMEOUT_MS,
 } from '../src/db/client.js';
 import { migrate } from '../src/db/migrations.js';
-import { checkStore, countStatuses, sleep, startCluster, startLoad, type Cluster } from './fault-helpers.js';
-import { appointment, http, newOrg, post, startTestServer, type TestServer } from './helpers.js';
+import { withSql } from '../scripts/lib/database.js';
+import { checkStore, countStatuses, startCluster, startLoad, type Cluster } from '../scripts/lib/faults.js';
+import { sleep } from '../scripts/lib/time.js';
+import { appointment, newOrg } from './support/fixtures.js';
+import { http, post } from './support/http.js';
+import { startTestServer, type TestServer } from './support/server.js';
 
 // The bound within which every request is answered, whatever the database does (issue 4, section 2).
 const ANSWER_BOUND_MS = 5_000;
@@ -176,7 +179,7 @@ describe('a slow or locked database', () => {
   });
 
   it('the line for a connection is bounded: past its length a query is refused at once, past its wait time it fails', async () => {
-    const pool = createSql({ databaseUrl: databaseUrlOf(server), poolMax: 1 });
+    const pool = createSql({ databaseUrl: server.databaseUrl, poolMax: 1 });
     const sql = boundedPool(pool, { max: 1, maxWaiting: 3, waitTimeoutMs: 500 });
     try {
       const started = Date.now();
@@ -198,17 +201,3 @@ describe('a slow or locked database', () => {
     }
   });
 });
-
-function databaseUrlOf(server: TestServer): string {
-  const o = server.sql.options;
-  return `postgres://${encodeURIComponent(o.user)}:${encodeURIComponent(String(o.pass))}@${o.host[0]}:${o.port[0]}/${o.database}`;
-}
-
-async function withSql<T>(url: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
-  try {
-    return await fn(sql);
-  } finally {
-    await sql.end();
-  }
-}

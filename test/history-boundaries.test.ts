@@ -1,14 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  appointment,
-  http,
-  microsecondBefore,
-  newOrg,
-  overlappingPairs,
-  post,
-  startTestServer,
-  type TestServer,
-} from './helpers.js';
+import { overlappingPairs } from '../scripts/lib/overlaps.js';
+import { microsecondBefore, sleep } from '../scripts/lib/time.js';
+import { appointment, newOrg } from './support/fixtures.js';
+import { http, post } from './support/http.js';
+import { startTestServer, type TestServer } from './support/server.js';
 
 // A write takes its recorded_at when its row is formed, before the exclusion check. If another
 // appointment moves out of the range in between, that move ends its old version later than our
@@ -53,8 +48,6 @@ async function assertEverySnapshotFree(orgId: string, ids: string[]) {
     expect(overlappingPairs(read), `snapshot at ${t}`).toEqual([]);
   }
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('version boundaries across appointments', () => {
   // A new id is checked against the committed appointments before its row is formed (see the

@@ -1,15 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newOrg, startTestServer, type TestServer } from './helpers.js';
 import {
+  answerOf,
   checkHistory,
   clientOps,
   describeAnomalies,
   readRecordedState,
   runWorkload,
+  type AnswerFields,
   type HistoryEvent,
   type RecordedState,
   type Version,
-} from './history-checker.js';
+} from '../scripts/lib/history-checker.js';
+import { newOrg } from './support/fixtures.js';
+import { startTestServer, type TestServer } from './support/server.js';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -30,7 +33,9 @@ describe('the concurrency history checker', () => {
     expect(anomalies, describeAnomalies(anomalies, seed)).toEqual([]);
     // the workload reaches every kind of answer the checker has rules for
     const statuses = new Set(
-      events.map((e) => (e.op.kind === 'write' && e.status === 200 ? e.body.status : `${e.op.kind} ${e.status}`)),
+      events.map((e) =>
+        e.op.kind === 'write' && e.status === 200 ? answerOf(e.body).status : `${e.op.kind} ${e.status}`,
+      ),
     );
     for (const s of ['write 201', 'updated', 'stale', 'write 409', 'delete 204', 'read 200'])
       expect(statuses, [...statuses].join(', ')).toContain(s);
@@ -182,10 +187,10 @@ describe('the checker on doctored histories', () => {
   it('reports a stale answer with no winning version, a wrong final state and a 5xx', () => {
     const { events, state } = good();
     const late = write(2, { ...vA1, updatedAt: '2020-07-01T00:00:00.000Z' }, 40, 41, 200, 'stale');
-    late.body.appointment = body(vA1);
+    (late.body as AnswerFields).appointment = body(vA1);
     expect(rulesOf([...events, late], state)).toEqual(['stale-without-winner']);
     const tie = write(2, { ...vA1, start: '2030-01-01T00:30:00.000Z' }, 40, 41, 200, 'stale');
-    tie.body.appointment = body(vA1);
+    (tie.body as AnswerFields).appointment = body(vA1);
     expect(rulesOf([...events, tie], state)).toEqual([]); // the stored start is greater: it wins the tie
     state.finalState.set('o', [body(vA1)]);
     expect(rulesOf(events, state)).toEqual(['wrong-final-state']);

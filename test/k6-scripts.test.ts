@@ -7,7 +7,8 @@ import {
   type ScenarioContext,
   type ScenarioRequest,
 } from '../scripts/bench/scenarios.js';
-import { http, startTestServer, type TestServer } from './helpers.js';
+import { http } from './support/http.js';
+import { startTestServer, type TestServer } from './support/server.js';
 
 // The k6 scripts (scripts/k6/) and npm run bench build their requests from scripts/bench/scenarios.js;
 // here a few of each scenario's requests go to a real server, and must get the statuses the k6 checks accept.

@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { cp, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { runner } from 'node-pg-migrate';
 import pg from 'pg';
 import postgres from 'postgres';
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   EXPECTED_FUNCTIONS_HASH,
   EXPECTED_MIGRATIONS,
@@ -14,17 +13,9 @@ import {
   pendingMigrations,
   schemaState,
 } from '../src/db/migrations.js';
+import { createTestDatabase } from './support/database.js';
 
-async function emptyDatabase(): Promise<string> {
-  const adminUrl = inject('adminUrl');
-  const name = `${inject('templateDatabase').replace('template', 'copy')}_empty_${randomBytes(4).toString('hex')}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin`CREATE DATABASE ${admin(name)} TEMPLATE template0`;
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
+const emptyDatabase = () => createTestDatabase({ empty: true });
 
 describe('migrations', () => {
   it('apply once when several instances migrate one empty database at the same moment', async () => {

@@ -1,16 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FEW_RECORDED_PAGES } from '../src/db/appointments.js';
 import type { HistoryEntry } from '../src/schemas/appointments.js';
-import {
-  appointment,
-  http,
-  microsecondBefore,
-  newOrg,
-  post,
-  seededRandom,
-  startTestServer,
-  type TestServer,
-} from './helpers.js';
+import { seededRandom } from '../scripts/lib/random.js';
+import { microsecondBefore } from '../scripts/lib/time.js';
+import { appointment, newOrg } from './support/fixtures.js';
+import { http, post } from './support/http.js';
+import { startTestServer, type TestServer } from './support/server.js';
 
 // The point-in-time list against an oracle: a random sequence of creates, moves, deletes and
 // re-creations, then, at every instant where some version began or ended (and a microsecond before

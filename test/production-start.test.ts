@@ -1,31 +1,21 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, configWith, loadConfig } from '../src/config.js';
 import { openConfiguredDatabase } from '../src/db/embedded-postgres.js';
+import { runEntry } from '../scripts/lib/processes.js';
 
 // With NODE_ENV=production, a forgotten DATABASE_URL is an error to fix, never a reason to start an
 // embedded PostgreSQL (and, as root, to create a system user for it).
 
-const PROJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REFUSAL = 'DATABASE_URL="": required when NODE_ENV=production: set it to the PostgreSQL database to use';
 
-function run(entry: string, args: string[], env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
-    cwd: PROJECT_DIR,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  return new Promise<{ code: number | null; output: string }>((resolve) =>
-    child.once('exit', (code) => resolve({ code, output })),
-  );
+async function run(entry: string, args: string[], env: NodeJS.ProcessEnv) {
+  const child = runEntry(entry, args, env, Infinity);
+  const { code } = await child.exited;
+  return { code, output: child.output() };
 }
 
 describe('NODE_ENV=production without DATABASE_URL', () => {

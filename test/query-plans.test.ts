@@ -11,7 +11,7 @@ import {
   AppointmentOverlapError,
 } from '../src/db/appointments.js';
 import { timeAsText } from '../src/db/client.js';
-import { createTestDatabase } from './helpers.js';
+import { createTestDatabase } from './support/database.js';
 
 // Every GET must be served by an index. The queries are the service's own (src/db/appointments.ts),
 // run as the service runs them, on tables of a realistic size; auto_explain sends each one's plan,

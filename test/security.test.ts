@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../src/auth.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { insertApiKey } from '../src/db/api-keys.js';
-import { appointment, http, newOrg, startTestServer, type TestServer } from './helpers.js';
+import { appointment, newOrg } from './support/fixtures.js';
+import { http } from './support/http.js';
+import { startTestServer, type TestServer } from './support/server.js';
 
 describe('security headers, no banner, no CORS by default', () => {
   let server: TestServer;

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../src/auth.js';
 import { insertApiKey, revokeApiKey } from '../src/db/api-keys.js';
-import { appointment, http, type HttpResult, startTestServer, type TestServer } from './helpers.js';
+import { appointment } from './support/fixtures.js';
+import { http, type HttpResult } from './support/http.js';
+import { startTestServer, type TestServer } from './support/server.js';
 
 // Two tenants, each with a key. Alpha's data uses ids and times that appear nowhere else, so a response to
 // Bravo that mentions any of them has leaked something.

@@ -3,7 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Sql } from 'postgres';
 import { createSql, toMilliseconds } from '../src/db/client.js';
 import { parseTime } from '../src/schemas/time.js';
-import { createTestDatabase, http, newOrg, post, startTestServer, type TestServer } from './helpers.js';
+import { shiftMicroseconds } from '../scripts/lib/time.js';
+import { createTestDatabase } from './support/database.js';
+import { CLASSIC, newOrg } from './support/fixtures.js';
+import { http, post } from './support/http.js';
+import { startTestServer, type TestServer } from './support/server.js';
 
 // Times without a zone are UTC whatever the zone of the process (vitest.config.ts runs the tests in
 // Pacific/Chatham, +13:45 in October); appointment times keep milliseconds (finer digits truncated),
@@ -250,16 +254,6 @@ describe('parseTime: properties', () => {
   });
 });
 
-/** An instant of system time (six fraction digits) moved by a number of microseconds. */
-function shiftMicroseconds(time: string, delta: number): string {
-  const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\.(\d{6})Z$/.exec(time);
-  if (!m) throw new Error(`not a system time: ${time}`);
-  const micros = BigInt(Date.parse(`${m[1]}Z`)) * 1000n + BigInt(m[2]!) + BigInt(delta);
-  const seconds = micros / 1_000_000n;
-  const fraction = (micros % 1_000_000n).toString().padStart(6, '0');
-  return `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.${fraction}Z`;
-}
-
 it('shiftMicroseconds borrows and carries across seconds', () => {
   expect(shiftMicroseconds('2020-01-01T00:00:00.000000Z', -1)).toBe('2019-12-31T23:59:59.999999Z');
   expect(shiftMicroseconds('2020-01-01T00:00:00.123457Z', -1)).toBe('2020-01-01T00:00:00.123456Z');
@@ -304,15 +298,7 @@ describe('times over HTTP', () => {
   });
   afterAll(() => server.close());
 
-  const body = (orgId: string, fields: Record<string, unknown> = {}) => ({
-    id: 1,
-    start: '2020-10-10 20:20',
-    end: '2020-10-10 20:30',
-    createdAt: '2020-09-02 14:23:12',
-    updatedAt: '2020-09-28 14:23:12',
-    orgId,
-    ...fields,
-  });
+  const body = (orgId: string, fields: Record<string, unknown> = {}) => ({ ...CLASSIC[0], orgId, ...fields });
 
   it('runs in a zone far from UTC', () => {
     expect(process.env.TZ).toBe('Pacific/Chatham');

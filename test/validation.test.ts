@@ -1,8 +1,10 @@
 import { Readable } from 'node:stream';
 import fc from 'fast-check';
-import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { http, newOrg, post, startTestServer, type HttpResult, type TestServer } from './helpers.js';
+import { databaseDigest } from './support/database.js';
+import { CLASSIC, newOrg } from './support/fixtures.js';
+import { http, post, raw as rawRequest, type HttpResult } from './support/http.js';
+import { startTestServer, type TestServer } from './support/server.js';
 
 // Every malformed request is answered with its 4xx and a stable code, in Fastify's error shape, and
 // changes nothing in the database. Each case works in an org of its own, seeded with appointment 5,
@@ -43,14 +45,7 @@ const CODE_OF_STATUS: Record<number, string> = {
 
 /** Payload 5 of the classic workload with valid times, in the given org. */
 function validBody(orgId: string): Record<string, unknown> {
-  return {
-    id: 5,
-    start: '2020-10-12 11:27',
-    end: '2020-10-12 12:27',
-    createdAt: '2020-09-11 10:23:12',
-    updatedAt: '2020-09-28 14:23:12',
-    orgId,
-  };
+  return { ...CLASSIC[4], end: '2020-10-12 12:27', orgId };
 }
 
 const withField = (orgId: string, field: string, value: unknown) => ({ ...validBody(orgId), [field]: value });
@@ -66,34 +61,15 @@ const rawBody = (orgId: string, members: string) =>
   `{${members}${members ? ',' : ''}${JSON.stringify(validBody(orgId)).slice(1)}`;
 
 /** A request exactly as given: no content type is added, the body is sent as it is. */
-async function raw(
+const raw = (
   method: 'GET' | 'POST' | 'DELETE',
   path: string,
   body?: string | Buffer | Readable,
   headers: Record<string, string> = {},
-): Promise<HttpResult> {
-  const res = await request(`${server.baseUrl}${path}`, { method, headers, body });
-  const text = await res.body.text();
-  let parsed: unknown = text;
-  try {
-    parsed = text ? JSON.parse(text) : undefined;
-  } catch {
-    // not JSON
-  }
-  return { status: res.statusCode, headers: res.headers, body: parsed };
-}
+) => rawRequest(server.baseUrl, method, path, body, headers);
 
 /** Everything stored, in a form that changes with any insert, update or delete. */
-async function databaseState() {
-  const [state] = await server.sql<
-    { appointments: number; versions: number; appointmentsDigest: string; versionsDigest: string }[]
-  >`
-    SELECT (SELECT count(*)::int FROM appointments) AS appointments,
-           (SELECT count(*)::int FROM appointment_versions) AS versions,
-           (SELECT md5(coalesce(string_agg(a::text, '|' ORDER BY a.org_id, a.id), '')) FROM appointments a) AS "appointmentsDigest",
-           (SELECT md5(coalesce(string_agg(v::text, '|' ORDER BY v.org_id, v.id, v.version), '')) FROM appointment_versions v) AS "versionsDigest"`;
-  return state!;
-}
+const databaseState = () => databaseDigest(server.sql);
 
 /** Words that only an internal error would show: SQL, constraint and table names, stack frames. */
 const LEAKS = [
@@ -217,13 +193,7 @@ describe('POST /api/appointments: bad bodies', () => {
   runCases([
     {
       name: 'end before start (payload 5 of the classic workload)',
-      send: postBody({
-        id: 5,
-        start: '2020-10-12 11:27',
-        end: '2020-10-10 12:27',
-        createdAt: '2020-09-11 10:23:12',
-        updatedAt: '2020-09-28 14:23:12',
-      }),
+      send: postBody(CLASSIC[4]),
       status: 400,
       code: 'VALIDATION_ERROR',
     },

@@ -12,14 +12,9 @@ import {
   upsertAppointment,
 } from '../../src/db/appointments.js';
 import { parseTime } from '../../src/schemas/time.js';
+import type { ScenarioRequest } from './scenarios.js';
 
-/** A request of scripts/bench/scenarios.js. */
-export interface ScenarioRequest {
-  method: 'GET' | 'POST' | 'DELETE';
-  path: string;
-  body?: Record<string, unknown>;
-  expected: number[];
-}
+export type { ScenarioRequest };
 
 export interface Stats {
   requests: number;

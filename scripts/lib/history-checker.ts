@@ -1,6 +1,12 @@
-import { Agent, request } from 'undici';
-import { seededRandom } from './seeded-random.js';
+import { Agent } from 'undici';
+import type { HistoryEntry } from '../../src/schemas/appointments.js';
+import { httpRequest } from './http.js';
+import { overlappingPairs, overlaps } from './overlaps.js';
+import { seededRandom } from './random.js';
+import { systemTimeText, systemTimeUs } from './time.js';
 
+// Used by test/history-checker.test.ts and scripts/check-history.ts (no vitest here).
+//
 // A Jepsen-style history checker for the appointments API: a seeded workload of creates, updates,
 // deletes and reads from many concurrent clients, a recorder of every request with the instants it was
 // sent and answered, and a checker of the whole recorded history against the service's rules.
@@ -29,8 +35,34 @@ export interface HistoryEvent {
   answeredAt: number;
   /** 0 when no answer came (network error): the effect is unknown. */
   status: number;
-  body: any;
+  /** The answer's JSON (or its text; the error's text when no answer came); read it through answerOf. */
+  body: unknown;
 }
+
+/** An appointment in an answer, as the checker reads it: the answers are what is checked, so no field is assumed. */
+export type Served = Partial<{
+  id: string;
+  orgId: string;
+  start: string;
+  end: string;
+  createdAt: string;
+  updatedAt: string;
+  version: number;
+  recordedAt: string;
+  deletedAt: string;
+}>;
+
+/** The fields of an answer the checker reads: a write's status and appointment, a read's appointment, an error. */
+export interface AnswerFields extends Served {
+  status?: string;
+  appointment?: Served;
+  code?: string;
+  conflictsWith?: { id: string; start: string; end: string } | null;
+}
+
+/** The body as an object of answer fields; empty for a list, a text or nothing. */
+export const answerOf = (body: unknown): AnswerFields =>
+  typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as AnswerFields) : {};
 
 /** One recorded version of an appointment, as GET /api/appointments/:id/history gives it. */
 export interface Version {
@@ -107,13 +139,7 @@ export function clientOps(o: WorkloadOptions, client: number): () => Op {
 
 const nowUs = () => Date.now() * 1000;
 
-/** Microseconds since the epoch of a `...SS.ffffffZ` (or `...SS.fffZ`) instant. */
-export function systemTimeUs(text: string): number {
-  const micros = text.length >= 27 ? Number(text.slice(23, 26)) : 0;
-  return Date.parse(`${text.slice(0, 23)}Z`) * 1000 + micros;
-}
-
-async function send(agent: Agent, baseUrl: string, op: Op): Promise<{ status: number; body: any }> {
+async function send(agent: Agent, baseUrl: string, op: Op): Promise<{ status: number; body: unknown }> {
   const q = `?orgId=${encodeURIComponent(op.orgId)}`;
   const target =
     op.kind === 'write'
@@ -122,21 +148,12 @@ async function send(agent: Agent, baseUrl: string, op: Op): Promise<{ status: nu
         ? `/api/appointments${q}&limit=1000`
         : `/api/appointments/${encodeURIComponent(op.id)}${q}`;
   const method = op.kind === 'write' ? 'POST' : op.kind === 'delete' ? 'DELETE' : 'GET';
-  const { kind: _kind, ...fields } = op as Op & Record<string, string>;
-  const res = await request(`${baseUrl}${target}`, {
-    method,
+  const { kind: _kind, ...fields } = op;
+  const { status, body } = await httpRequest(baseUrl, method, target, {
+    json: op.kind === 'write' ? fields : undefined,
     dispatcher: agent,
-    headers: op.kind === 'write' ? { 'content-type': 'application/json' } : {},
-    body: op.kind === 'write' ? JSON.stringify(fields) : undefined,
   });
-  const text = await res.body.text();
-  let body: unknown = text;
-  try {
-    body = text ? JSON.parse(text) : undefined;
-  } catch {
-    // not JSON
-  }
-  return { status: res.statusCode, body };
+  return { status, body };
 }
 
 /**
@@ -158,7 +175,7 @@ export async function runWorkload(
     ) {
       const op = next();
       const sentAt = nowUs();
-      let answer: { status: number; body: any };
+      let answer: { status: number; body: unknown };
       try {
         answer = await send(agent, baseUrl, op);
       } catch (error) {
@@ -178,25 +195,27 @@ export async function runWorkload(
 export interface RecordedState {
   versions: Version[];
   /** Per org, the current appointments as GET /api/appointments lists them after the run. */
-  finalState: Map<string, any[]>;
+  finalState: Map<string, Served[]>;
 }
 
 /** The history of every id the workload touched, and the final calendars, read through the API. */
 export async function readRecordedState(baseUrl: string, o: WorkloadOptions): Promise<RecordedState> {
   const agent = new Agent({ connections: 8 });
-  const get = async (path: string) => {
-    const res = await request(`${baseUrl}${path}`, { dispatcher: agent });
-    return { status: res.statusCode, body: (await res.body.json()) as any };
+  // the answers of GET list and history; not JSON (or not a list) is an error
+  const get = async <T>(path: string) => {
+    const res = await httpRequest<T[]>(baseUrl, 'GET', path, { dispatcher: agent });
+    if (res.status === 200 && !Array.isArray(res.body)) throw new Error(`GET ${path}: not a list: ${res.text}`);
+    return res;
   };
   try {
     const versions: Version[] = [];
-    const finalState = new Map<string, any[]>();
+    const finalState = new Map<string, Served[]>();
     for (const orgId of orgIdsOf(o)) {
-      const list = await get(`/api/appointments?orgId=${orgId}&limit=1000`);
+      const list = await get<Served>(`/api/appointments?orgId=${orgId}&limit=1000`);
       if (list.status !== 200) throw new Error(`listing ${orgId}: ${list.status}`);
       finalState.set(orgId, list.body);
       for (const id of idsOf(o)) {
-        const res = await get(`/api/appointments/${id}/history?orgId=${orgId}`);
+        const res = await get<HistoryEntry>(`/api/appointments/${id}/history?orgId=${orgId}`);
         if (res.status === 404) continue;
         if (res.status !== 200) throw new Error(`history of ${orgId}/${id}: ${res.status}`);
         for (const h of res.body) {
@@ -224,14 +243,20 @@ export async function readRecordedState(baseUrl: string, o: WorkloadOptions): Pr
 // ---------------------------------------------------------------------------------------------------
 // The checker
 
+interface Content {
+  start: string;
+  end: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
 const key = (orgId: string, id: string) => `${orgId}\u0000${id}`;
-const sameContent = (a: { start: string; end: string; createdAt: string; updatedAt: string }, b: typeof a) =>
+/** Same times; an answer missing one differs from anything. */
+const sameContent = (a: Partial<Content>, b: Partial<Content>) =>
   a.start === b.start && a.end === b.end && a.createdAt === b.createdAt && a.updatedAt === b.updatedAt;
-const rangesOverlap = (a: { start: string; end: string }, b: { start: string; end: string }) =>
-  a.start < b.end && b.start < a.end;
 /** The write's (updatedAt, start, end, createdAt) is greater: the tie-break of the service. */
-const beats = (a: Version | Op, b: Version | Op) => {
-  const t = (x: any) => [x.updatedAt, x.start, x.end, x.createdAt] as string[];
+const beats = (a: Content, b: Content) => {
+  const t = (x: Content) => [x.updatedAt, x.start, x.end, x.createdAt];
   const [x, y] = [t(a), t(b)];
   for (let i = 0; i < 4; i++) if (x[i] !== y[i]) return x[i]! > y[i]!;
   return false;
@@ -257,20 +282,24 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
   // before the writer's answer. So a version stays visible to readers until the answer of the request
   // that ended it (a version of unknown end: indefinitely), and is surely visible only from the answer
   // of the request that wrote it: the windows of linearizability, not the recorded instants.
+  /** The version an acknowledged delete ended: a deleted one whose period ends in the request's window. */
+  const endedBy = (list: Version[], e: HistoryEvent) =>
+    list.find(
+      (x) =>
+        x.deleted &&
+        x.validTo !== null &&
+        x.validTo >= e.sentAt - TOLERANCE_US &&
+        x.validTo <= e.answeredAt + TOLERANCE_US,
+    );
   const writerOf = new Map<Version, HistoryEvent>();
   const enderAnsweredAt = new Map<Version, number>();
   for (const e of events) {
-    if (e.op.kind === 'write' && (e.body?.status === 'created' || e.body?.status === 'updated')) {
-      const v = versionsOf(e.op.orgId, e.op.id).find((x) => x.version === e.body.appointment?.version);
+    const answer = answerOf(e.body);
+    if (e.op.kind === 'write' && (answer.status === 'created' || answer.status === 'updated')) {
+      const v = versionsOf(e.op.orgId, e.op.id).find((x) => x.version === answer.appointment?.version);
       if (v && !writerOf.has(v)) writerOf.set(v, e);
     } else if (e.op.kind === 'delete' && e.status === 204) {
-      const v = versionsOf(e.op.orgId, e.op.id).find(
-        (x) =>
-          x.deleted &&
-          x.validTo !== null &&
-          x.validTo >= e.sentAt - TOLERANCE_US &&
-          x.validTo <= e.answeredAt + TOLERANCE_US,
-      );
+      const v = endedBy(versionsOf(e.op.orgId, e.op.id), e);
       if (v) enderAnsweredAt.set(v, e.answeredAt);
     }
   }
@@ -298,6 +327,17 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
     return false;
   };
 
+  /** A 404 is wrong when the id surely existed throughout the request's window. */
+  const notFoundWhileExisting = (what: string, op: Op & { id: string }, list: Version[], e: HistoryEvent) => {
+    if (surelyExisted(list, e))
+      report(
+        'wrong-not-found',
+        `${what} of ${op.orgId}/${op.id} answered 404 while it existed throughout`,
+        [e],
+        near(list, e),
+      );
+  };
+
   const eventsById = new Map<string, HistoryEvent[]>();
   for (const e of events) {
     if (e.op.kind !== 'write' && e.op.kind !== 'delete') continue;
@@ -310,12 +350,13 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
 
   for (const e of events) {
     const op = e.op;
+    const answer = answerOf(e.body);
     if (e.status >= 500) report('server-error', `${e.status} answered`, [e], []);
     if (op.kind === 'write') {
-      const a = e.body?.appointment;
+      const a = answer.appointment;
       if ((e.status === 201 || e.status === 200) && a) {
         const v = versionsOf(op.orgId, op.id).find((x) => x.version === a.version);
-        const status = e.body.status;
+        const status = answer.status;
         if (status === 'created' || status === 'updated') {
           if ((status === 'created') !== (e.status === 201))
             report('wrong-status', `${status} answered with HTTP ${e.status}`, [e], []);
@@ -337,7 +378,7 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
               [v],
             );
           }
-          if (systemTimeUs(a.recordedAt) !== v.validFrom)
+          if (a.recordedAt === undefined || systemTimeUs(a.recordedAt) !== v.validFrom)
             report('wrong-content', `recordedAt ${a.recordedAt} is not the version's validFrom`, [e], [v]);
           if (v.validFrom < e.sentAt - TOLERANCE_US || v.validFrom > e.answeredAt + TOLERANCE_US) {
             report(
@@ -379,18 +420,18 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
             );
         }
       } else if (e.status === 409) {
-        const c = e.body?.conflictsWith;
+        const c = answer.conflictsWith;
         const candidates = c
           ? versionsOf(op.orgId, c.id).filter((v) => v.start === c.start && v.end === c.end)
           : state.versions.filter((v) => v.orgId === op.orgId && v.id !== op.id);
-        const blocker = candidates.find((v) => v.id !== op.id && rangesOverlap(v, op) && visibleDuring(v, e));
-        if (e.body?.code !== 'APPOINTMENT_OVERLAP' || !blocker) {
+        const blocker = candidates.find((v) => v.id !== op.id && overlaps(v, op) && visibleDuring(v, e));
+        if (answer.code !== 'APPOINTMENT_OVERLAP' || !blocker) {
           report(
             'conflict-without-blocker',
             `409 for ${op.orgId}/${op.id} [${op.start}, ${op.end}) naming ${c ? `${c.id} [${c.start}, ${c.end})` : 'null'}, which did not overlap it in its window`,
             [e],
             near(
-              candidates.filter((v) => v.id !== op.id && rangesOverlap(v, op)),
+              candidates.filter((v) => v.id !== op.id && overlaps(v, op)),
               e,
             ),
           );
@@ -401,13 +442,7 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
     } else if (op.kind === 'delete') {
       const list = versionsOf(op.orgId, op.id);
       if (e.status === 204) {
-        const v = list.find(
-          (x) =>
-            x.deleted &&
-            x.validTo !== null &&
-            x.validTo >= e.sentAt - TOLERANCE_US &&
-            x.validTo <= e.answeredAt + TOLERANCE_US,
-        );
+        const v = endedBy(list, e);
         if (!v)
           report(
             'lost-delete',
@@ -417,20 +452,14 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
           );
         else acknowledged.set(v, acknowledged.get(v) ?? []);
       } else if (e.status === 404) {
-        if (surelyExisted(list, e))
-          report(
-            'wrong-not-found',
-            `delete of ${op.orgId}/${op.id} answered 404 while it existed throughout`,
-            [e],
-            near(list, e),
-          );
+        notFoundWhileExisting('delete', op, list, e);
       } else if (e.status !== 0 && e.status !== 503)
         report('unexpected-answer', `delete answered ${e.status}`, [e], []);
     } else if (op.kind === 'read') {
       const list = versionsOf(op.orgId, op.id);
       if (e.status === 200) {
-        const w = list.find((x) => x.version === e.body.version);
-        if (!w || !visibleDuring(w, e) || !sameContent(w, e.body))
+        const w = list.find((x) => x.version === answer.version);
+        if (!w || !visibleDuring(w, e) || !sameContent(w, answer))
           report(
             'read-unknown-version',
             `read of ${op.orgId}/${op.id} returned a version not current in its window`,
@@ -438,17 +467,12 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
             w ? [w] : list,
           );
       } else if (e.status === 404) {
-        if (surelyExisted(list, e))
-          report(
-            'wrong-not-found',
-            `read of ${op.orgId}/${op.id} answered 404 while it existed throughout`,
-            [e],
-            near(list, e),
-          );
+        notFoundWhileExisting('read', op, list, e);
       } else if (e.status !== 0 && e.status !== 503) report('unexpected-answer', `read answered ${e.status}`, [e], []);
     } else if (op.kind === 'list' && e.status === 200) {
-      for (const item of e.body as any[]) {
-        const w = versionsOf(op.orgId, item.id).find((x) => x.version === item.version);
+      if (!Array.isArray(e.body)) report('unexpected-answer', 'list answered 200 without a list', [e], []);
+      for (const item of Array.isArray(e.body) ? e.body.map(answerOf) : []) {
+        const w = versionsOf(op.orgId, String(item.id)).find((x) => x.version === item.version);
         if (!w || !visibleDuring(w, e) || !sameContent(w, item))
           report(
             'read-unknown-version',
@@ -528,22 +552,17 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
     const vs = state.versions.filter((v) => v.orgId === orgId);
     const seen = new Set<string>();
     for (const t of new Set(vs.map((v) => v.validFrom))) {
-      const alive = vs
-        .filter((v) => v.validFrom <= t && (v.validTo === null || t < v.validTo))
-        .sort((a, b) => (a.start < b.start ? -1 : 1));
-      for (let i = 0; i < alive.length; i++) {
-        for (let j = i + 1; j < alive.length && alive[j]!.start < alive[i]!.end; j++) {
-          const [a, b] = [alive[i]!, alive[j]!];
-          const pair = `${a.id}#${a.version}|${b.id}#${b.version}`;
-          if (seen.has(pair)) continue;
-          seen.add(pair);
-          report(
-            'overlapping-snapshot',
-            `${orgId} at ${new Date(t / 1000).toISOString()}: ${a.id} v${a.version} [${a.start}, ${a.end}) overlaps ${b.id} v${b.version} [${b.start}, ${b.end})`,
-            [],
-            [a, b],
-          );
-        }
+      const alive = vs.filter((v) => v.validFrom <= t && (v.validTo === null || t < v.validTo));
+      for (const [a, b] of overlappingPairs(alive)) {
+        const pair = `${a.id}#${a.version}|${b.id}#${b.version}`;
+        if (seen.has(pair)) continue;
+        seen.add(pair);
+        report(
+          'overlapping-snapshot',
+          `${orgId} at ${new Date(t / 1000).toISOString()}: ${a.id} v${a.version} [${a.start}, ${a.end}) overlaps ${b.id} v${b.version} [${b.start}, ${b.end})`,
+          [],
+          [a, b],
+        );
       }
     }
   }
@@ -554,7 +573,7 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
       .filter((list) => list[0]!.orgId === orgId)
       .map((list) => list.at(-1)!)
       .filter((v) => v.validTo === null);
-    const got = new Map(listed.map((a: any) => [a.id, a]));
+    const got = new Map(listed.map((a) => [a.id, a]));
     for (const v of expected) {
       const a = got.get(v.id);
       if (!a || a.version !== v.version || !sameContent(a, v))
@@ -566,7 +585,7 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
         'wrong-final-state',
         `${orgId}/${a.id} is listed but its history has no current version`,
         [],
-        versionsOf(orgId, a.id),
+        versionsOf(orgId, String(a.id)),
       );
   }
   return anomalies;
@@ -580,10 +599,7 @@ const near = (list: Version[], e: HistoryEvent) =>
 
 /** A human-readable account of the anomalies: the seed to replay, and the events and versions of each. */
 export function describeAnomalies(anomalies: Anomaly[], seed: number, limit = 20): string {
-  const iso = (us: number | null) =>
-    us === null
-      ? 'null'
-      : `${new Date(Math.floor(us / 1000)).toISOString().slice(0, 23)}${String(us % 1000).padStart(3, '0')}Z`;
+  const iso = (us: number | null) => (us === null ? 'null' : systemTimeText(us));
   const lines = [
     `${anomalies.length} anomalies (seed ${seed}; replay the same per-client operation streams with --seed ${seed})`,
   ];

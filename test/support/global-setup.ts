@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
-import { migrate } from '../src/db/migrations.js';
+import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
+import { migrate } from '../../src/db/migrations.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -17,7 +17,8 @@ declare module 'vitest' {
 
 /**
  * Brings PostgreSQL for the whole run: DATABASE_URL when set, otherwise a throwaway embedded cluster.
- * Migrates one template database; each test file creates its own copy of it (test/helpers.ts).
+ * Migrates one template database; each test file creates its own copy of it (createTestDatabase,
+ * test/support/database.ts).
  */
 export default async function setup(project: TestProject) {
   const templateDatabase = `appointments_test_template_${process.pid}`;

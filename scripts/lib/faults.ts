@@ -1,15 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import postgres, { type Sql } from 'postgres';
-import { Agent, request } from 'undici';
-import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded-postgres.js';
+import type { Sql } from 'postgres';
+import { Agent, type Dispatcher } from 'undici';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded-postgres.js';
+import { withSql } from './database.js';
+import { httpRequest, type HttpMethod } from './http.js';
+import { sleep } from './time.js';
 
-// Shared by test/faults.test.ts and scripts/check-faults.ts (no vitest here): a PostgreSQL cluster of
-// the scenario's own that it may stop and start, the real server as a child process, and a load.
-
-const PROJECT_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+// Used by test/faults.test.ts and scripts/check-faults.ts (no vitest here): a PostgreSQL cluster of
+// the scenario's own that it may stop and start, a load, and a check of what it stored. The real server
+// as a child process is in processes.ts.
 
 export interface Cluster {
   port: number;
@@ -49,12 +50,7 @@ export async function startCluster(label: string, options: { unsafeFast?: boolea
     adminUrl,
     url,
     async createDatabase(database) {
-      const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-      try {
-        await admin`CREATE DATABASE ${admin(database)}`;
-      } finally {
-        await admin.end();
-      }
+      await withSql(adminUrl, (admin) => admin`CREATE DATABASE ${admin(database)}`);
       return url(database);
     },
     async stop() {
@@ -72,84 +68,36 @@ export async function startCluster(label: string, options: { unsafeFast?: boolea
   };
 }
 
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-export interface ServerProcess {
-  baseUrl: string;
-  child: ChildProcess;
-  /** Resolves with the exit code (null when killed by a signal) and the signal. */
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  output(): string;
-  /** SIGKILL if it still runs. */
-  kill(): Promise<void>;
-}
-
-/** The real service, as `node --import tsx src/server.ts`, against `databaseUrl`. */
-export async function spawnServer(
-  databaseUrl: string,
-  env: Record<string, string> = {},
-  entry = 'src/server.ts',
-): Promise<ServerProcess> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
-    cwd: PROJECT_DIR,
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      DATABASE_URL: databaseUrl,
-      LOG_LEVEL: 'warn',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  const keep = (chunk: Buffer) => {
-    lines.push(chunk.toString('utf8'));
-    if (lines.length > 200) lines.shift();
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  return {
-    baseUrl: `http://127.0.0.1:${port}`,
-    child,
-    exited,
-    output: () => lines.join(''),
-    async kill() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await exited;
-    },
-  };
-}
-
-/** Waits until GET /ready answers 200; throws after `timeoutMs` or when the process exits. */
-export async function waitReady(server: ServerProcess, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let exited = false;
-  void server.exited.then(() => (exited = true));
-  for (;;) {
-    if (exited) throw new Error(`the service exited before it was ready:\n${server.output()}`);
-    try {
-      const res = await request(`${server.baseUrl}/ready`, { headersTimeout: 2_000, bodyTimeout: 2_000 });
-      await res.body.text();
-      if (res.statusCode === 200) return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`the service was not ready within ${timeoutMs} ms:\n${server.output()}`);
-    await sleep(100);
-  }
-}
-
 export interface Outcome {
   status: number | 'network-error';
   ms: number;
   retryAfter?: string;
   code?: string;
   startedAt: number;
+}
+
+/**
+ * One request, timed; a request that gets no answer (refused, reset, timed out) is an outcome too:
+ * 'network-error'.
+ */
+export async function sendTimed(
+  baseUrl: string,
+  method: HttpMethod,
+  path: string,
+  json?: unknown,
+  options: { dispatcher?: Dispatcher; timeoutMs?: number } = {},
+): Promise<Outcome> {
+  const startedAt = Date.now();
+  try {
+    const res = await httpRequest(baseUrl, method, path, { json, timeoutMs: 15_000, ...options });
+    const outcome: Outcome = { status: res.status, ms: Date.now() - startedAt, startedAt };
+    if (res.headers['retry-after'] !== undefined) outcome.retryAfter = String(res.headers['retry-after']);
+    const code = (res.body as { code?: unknown } | undefined)?.code;
+    if (typeof code === 'string') outcome.code = code;
+    return outcome;
+  } catch {
+    return { status: 'network-error', ms: Date.now() - startedAt, startedAt };
+  }
 }
 
 export interface Acked {
@@ -205,29 +153,11 @@ export function startLoad(options: {
         updatedAt,
       };
       sent.push({ id, updatedAt });
-      const startedAt = Date.now();
-      try {
-        const res = await request(`${baseUrl}/api/appointments`, {
-          method: 'POST',
-          dispatcher: agent,
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(body),
-        });
-        const text = await res.body.text();
-        const outcome: Outcome = { status: res.statusCode, ms: Date.now() - startedAt, startedAt };
-        if (res.headers['retry-after'] !== undefined) outcome.retryAfter = String(res.headers['retry-after']);
-        try {
-          outcome.code = (JSON.parse(text) as { code?: string }).code;
-        } catch {
-          // not JSON
-        }
-        outcomes.push(outcome);
-        if (res.statusCode === 201 || res.statusCode === 200) acked.push({ id, updatedAt });
-        if (res.statusCode >= 500) await sleep(20); // the client backs off a little, as Retry-After asks
-      } catch {
-        outcomes.push({ status: 'network-error', ms: Date.now() - startedAt, startedAt });
-        await sleep(20);
-      }
+      const outcome = await sendTimed(baseUrl, 'POST', '/api/appointments', body, { dispatcher: agent, timeoutMs });
+      outcomes.push(outcome);
+      if (outcome.status === 201 || outcome.status === 200) acked.push({ id, updatedAt });
+      // the client backs off a little, as Retry-After asks
+      if (outcome.status === 'network-error' || outcome.status >= 500) await sleep(20);
     }
   };
   const workers = Array.from({ length: concurrency }, (_, w) => worker(w));
@@ -243,12 +173,15 @@ export function startLoad(options: {
   };
 }
 
-/** Statuses and their counts, e.g. { 201: 120, 503: 14 }. */
-export function countStatuses(outcomes: Outcome[]): Record<string, number> {
+/** Values and how often each occurs, e.g. { SERVICE_UNAVAILABLE: 14, '-': 120 }. */
+export function countBy(values: Array<string | number>): Record<string, number> {
   const counts: Record<string, number> = {};
-  for (const o of outcomes) counts[o.status] = (counts[o.status] ?? 0) + 1;
+  for (const v of values) counts[v] = (counts[v] ?? 0) + 1;
   return counts;
 }
+
+/** Statuses and their counts, e.g. { 201: 120, 503: 14 }. */
+export const countStatuses = (outcomes: Outcome[]) => countBy(outcomes.map((o) => o.status));
 
 export interface StoreCheck {
   /** Acknowledged versions found neither as the current row nor in history. */
