@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appointment, http, newOrg, post, startTestServer, type TestServer } from './helpers.js';
+import { appointment, newOrg } from './support/fixtures.js';
+import { http, post } from './support/http.js';
+import { startTestServer, type TestServer } from './support/server.js';
 
 let server: TestServer;
 beforeAll(async () => {

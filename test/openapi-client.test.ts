@@ -9,7 +9,8 @@ import { format, resolveConfig } from 'prettier';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { configWith } from '../src/config.js';
-import { newOrg, startTestServer, type TestServer } from './helpers.js';
+import { newOrg } from './support/fixtures.js';
+import { startTestServer, type TestServer } from './support/server.js';
 import type { paths } from './support/openapi.js';
 
 const TYPES_FILE = new URL('./support/openapi.d.ts', import.meta.url);

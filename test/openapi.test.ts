@@ -2,7 +2,8 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { configWith, type Config } from '../src/config.js';
-import { http, startTestServer, type TestServer } from './helpers.js';
+import { http } from './support/http.js';
+import { startTestServer, type TestServer } from './support/server.js';
 
 type Doc = Record<string, any>;
 
