@@ -16,8 +16,8 @@ export interface DatabaseOptions {
  * PostgreSQL's text for a timestamptz, `2020-10-10 20:20:00.5+00` (DateStyle ISO and TimeZone UTC, both
  * set for every connection below: its fraction stops at the last digit that is not 0), in the
  * canonical form of schemas/time.ts with microseconds: `2020-10-10T20:20:00.500000Z`. Formatted here
- * rather than by to_char() in each query: that was over a third of PostgreSQL's time for a page of 100
- * appointments at an instant.
+ * rather than by to_char() in each query, which was a large part of PostgreSQL's time for a page of
+ * appointments (docs/performance.md).
  */
 export function canonicalTimestamptz(text: string): string {
   // 'YYYY-MM-DD HH:MM:SS' is 19 characters (the service keeps to the years 1 to 9999); '+00' ends it
