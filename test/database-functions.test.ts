@@ -119,6 +119,22 @@ describe('database functions', () => {
     expect(await applications(sql)).toEqual(before);
     expect(await refusedStatus(sql, 'unbroken')).toBe('overlap');
   });
+
+  it('are left alone by code older than the database: a newer release has migrated it', async () => {
+    const before = await applications(sql);
+    const newer = '9999999999999_a-later-release';
+    await sql`INSERT INTO pgmigrations (name, run_on) VALUES (${newer}, now())`;
+    try {
+      const log: string[] = [];
+      await migrate(url, (message) => log.push(message), { functionsDir: await renamedOverlap() });
+      expect(log.filter((line) => line.includes('Applying'))).toEqual([]);
+      expect(log.join('\n')).toContain(newer);
+      expect(await applications(sql)).toEqual(before);
+      expect(await refusedStatus(sql, 'newer')).toBe('overlap');
+    } finally {
+      await sql`DELETE FROM pgmigrations WHERE name = ${newer}`;
+    }
+  });
 });
 
 describe('/ready and the database functions', () => {

@@ -10,7 +10,6 @@ import {
   EXPECTED_MIGRATIONS,
   MIGRATIONS_DIR,
   migrate,
-  pendingMigrations,
   schemaState,
 } from '../src/db/migrations.js';
 import { createTestDatabase } from './support/database.js';
@@ -25,7 +24,7 @@ describe('migrations', () => {
     try {
       const applied = await sql<{ name: string }[]>`SELECT name FROM pgmigrations ORDER BY id`;
       expect(applied.map((m) => m.name)).toEqual(EXPECTED_MIGRATIONS);
-      expect(await pendingMigrations(sql)).toEqual([]);
+      expect((await schemaState(sql)).pendingMigrations).toEqual([]);
       // the functions too, once
       expect(await sql`SELECT hash FROM database_functions`).toEqual([{ hash: EXPECTED_FUNCTIONS_HASH }]);
       expect(await schemaState(sql)).toEqual({ pendingMigrations: [], functionsCurrent: true });
@@ -42,7 +41,7 @@ describe('migrations', () => {
     const url = await emptyDatabase();
     const sql = postgres(url, { max: 1, onnotice: () => {} });
     try {
-      expect(await pendingMigrations(sql)).toEqual(EXPECTED_MIGRATIONS);
+      expect((await schemaState(sql)).pendingMigrations).toEqual(EXPECTED_MIGRATIONS);
       await migrate(url, () => {});
       const client = new pg.Client({ connectionString: url });
       await client.connect();
@@ -66,7 +65,7 @@ describe('migrations', () => {
         WHERE pronamespace = 'public'::regnamespace
           AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') -- btree_gist's stay`;
       expect(functions).toBe(0);
-      expect(await pendingMigrations(sql)).toEqual(EXPECTED_MIGRATIONS);
+      expect((await schemaState(sql)).pendingMigrations).toEqual(EXPECTED_MIGRATIONS);
     } finally {
       await sql.end();
     }

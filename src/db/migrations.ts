@@ -15,11 +15,15 @@ const FUNCTIONS_TABLE = 'database_functions';
 // Any fixed number; shared by every instance of the service that migrates this database.
 const MIGRATION_LOCK_ID = 7_263_911_054;
 
-/** The migrations this code expects, by name (file name without its extension), in order. */
-export const EXPECTED_MIGRATIONS: readonly string[] = readdirSync(MIGRATIONS_DIR)
-  .filter((file) => /\.(sql|js|ts)$/.test(file))
-  .map((file) => path.parse(file).name)
-  .sort();
+/** The migrations of a folder, by name (file name without its extension), in order. */
+const migrationNames = (dir: string): string[] =>
+  readdirSync(dir)
+    .filter((file) => /\.(sql|js|ts)$/.test(file))
+    .map((file) => path.parse(file).name)
+    .sort();
+
+/** The migrations this code expects. */
+export const EXPECTED_MIGRATIONS: readonly string[] = migrationNames(MIGRATIONS_DIR);
 
 interface FunctionFile {
   name: string;
@@ -75,6 +79,16 @@ export async function migrate(
       checkOrder: true,
       log,
     });
+    // A newer release has migrated this database (an older instance starting during a rolling
+    // upgrade, or a rollback of the code alone): its functions fit that schema, these files may not.
+    // They are left alone, and /ready says that the functions are not this code's.
+    const known = new Set(migrationNames(migrationsDir));
+    const { rows } = await client.query<{ name: string }>(`SELECT name FROM ${MIGRATIONS_TABLE}`);
+    const newer = rows.map((row) => row.name).filter((name) => !known.has(name));
+    if (newer.length > 0) {
+      log(`the database has migrations this code does not know (${newer.join(', ')}): functions left as they are`);
+      return;
+    }
     // After a migration the files are applied whatever the recorded hash says: it may have dropped or
     // replaced a function they define (a migration's Down and Up again, a table dropped with CASCADE).
     await applyFunctions(client, functions, ran.length > 0, log);
@@ -140,9 +154,4 @@ export async function schemaState(sql: Sql): Promise<SchemaState> {
     pendingMigrations: EXPECTED_MIGRATIONS.filter((name) => !applied.has(name)),
     functionsCurrent: state.hash === EXPECTED_FUNCTIONS_HASH,
   };
-}
-
-/** The expected migrations that the database has not applied. */
-export async function pendingMigrations(sql: Sql): Promise<string[]> {
-  return (await schemaState(sql)).pendingMigrations;
 }
