@@ -125,6 +125,9 @@ export const PRODUCTION_NEEDS_DATABASE_URL =
   'required when NODE_ENV=production: set it to the PostgreSQL database to use ' +
   '(postgres://user:password@host:5432/database); an embedded PostgreSQL is started only outside production';
 
+/** A URL as it may be shown in a message or a log: a password in it replaced by `***`. */
+const withoutPassword = (url: string) => url.replace(/^([^/]*\/\/[^:@/]*):[^@/]*@/, '$1:***@');
+
 /** Reads and validates the environment; the only reader of process.env for the service's settings. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const raw: Record<string, unknown> = {};
@@ -136,7 +139,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const lines = [...Value.Errors(Settings, converted)].map((e) => {
     const key = e.path.slice(1);
     const name = ENV_NAMES[key as keyof Config] ?? (key || '(environment)');
-    return `  ${name}=${JSON.stringify(raw[key] ?? '')}: ${e.message}`;
+    const value = key === 'databaseUrl' ? withoutPassword(String(raw[key])) : raw[key];
+    return `  ${name}=${JSON.stringify(value ?? '')}: ${e.message}`;
   });
   if (converted.nodeEnv === 'production' && converted.databaseUrl === undefined)
     lines.push(`  ${ENV_NAMES.databaseUrl}="": ${PRODUCTION_NEEDS_DATABASE_URL}`);

@@ -218,4 +218,16 @@ describe('configuration', () => {
     expect(() => loadConfig({ CORS_ORIGIN: 'evil example' })).toThrow(/CORS_ORIGIN/);
     expect(() => loadConfig({ RATE_LIMIT_MAX: '-1' })).toThrow(/RATE_LIMIT_MAX/);
   });
+
+  it('names a refused DATABASE_URL without its password', () => {
+    let message = '';
+    try {
+      loadConfig({ DATABASE_URL: 'mysql://app:s3cr3t-pw@db.internal:3306/appointments' });
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      message = (error as Error).message;
+    }
+    expect(message).toContain('DATABASE_URL="mysql://app:***@db.internal:3306/appointments"');
+    expect(message).not.toContain('s3cr3t-pw');
+  });
 });
