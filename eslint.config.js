@@ -1,4 +1,5 @@
-// ESLint flat config: typescript-eslint's recommended type-aware rules; Prettier owns the layout.
+// ESLint flat config: typescript-eslint's recommended rules, plus type-aware ones (floating promises);
+// Prettier owns the layout.
 import js from '@eslint/js';
 import prettier from 'eslint-config-prettier';
 import tseslint from 'typescript-eslint';
@@ -24,7 +25,7 @@ export default tseslint.config(
     languageOptions: { globals: { __ENV: 'readonly', __VU: 'readonly', __ITER: 'readonly', console: 'readonly' } },
   },
   {
-    // response bodies and recorded histories of tests are whatever the server answered
+    // response bodies in tests are whatever the server answered
     files: ['test/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },

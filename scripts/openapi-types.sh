@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-AUTH=required RATE_LIMIT_MAX= npm run -s openapi -- "$work/openapi.json"
+# from an environment of its own: a CORS_ORIGIN or RATE_LIMIT_MAX of the caller would change the document
+env -i PATH="$PATH" HOME="${HOME:-/tmp}" AUTH=required npm run -s openapi -- "$work/openapi.json"
 npx openapi-typescript "$work/openapi.json" --output test/support/openapi.d.ts
 npx prettier --write test/support/openapi.d.ts

@@ -8,7 +8,7 @@ import { insertApiKey, listApiKeys, revokeApiKey } from '../db/api-keys.js';
 import { createSql } from '../db/client.js';
 import { openConfiguredDatabase } from '../db/embedded-postgres.js';
 import { migrate } from '../db/migrations.js';
-import { ID_SYNTAX as ORG_PATTERN } from '../schemas/ids.js';
+import { ID_RULE, ID_SYNTAX } from '../schemas/ids.js';
 
 const USAGE =
   'usage: npm run keys -- create --org <org> [--label <text>] | list [--org <org>] | revoke <keyId>\n' +
@@ -23,8 +23,8 @@ function fail(message: string): never {
   console.error(message);
   process.exit(2);
 }
-if (command === 'create' && (values.org === undefined || !ORG_PATTERN.test(values.org) || rest.length > 0)) {
-  fail(`create needs --org with 1 to 128 characters from A-Z a-z 0-9 . _ : -\n${USAGE}`);
+if (command === 'create' && (values.org === undefined || !ID_SYNTAX.test(values.org) || rest.length > 0)) {
+  fail(`create needs --org with ${ID_RULE}\n${USAGE}`);
 }
 if (command === 'revoke' && rest.length !== 1) fail(USAGE);
 if (command === 'list' && rest.length > 0) fail(USAGE);

@@ -1,5 +1,6 @@
-// npm run migrate (in the Docker image: node dist/cli/migrate.js): applies pending migrations to
-// DATABASE_URL, or to the embedded PostgreSQL of `npm start`. The server also migrates when it starts.
+// npm run migrate (in the Docker image: node dist/cli/migrate.js): applies pending migrations, then the
+// database function files when they changed, to DATABASE_URL, or to the embedded PostgreSQL of
+// `npm start`. The server also migrates when it starts.
 import { loadConfigOrExit } from '../config.js';
 import { openConfiguredDatabase } from '../db/embedded-postgres.js';
 import { migrate } from '../db/migrations.js';

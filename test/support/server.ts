@@ -29,7 +29,9 @@ export async function startTestServer(options: Partial<Config> = {}): Promise<Te
   const sql = postgres(databaseUrl, {
     max: 4,
     onnotice: () => {},
-    types: { timeAsText: { to: 1184, from: [1184], serialize: String, parse: (x: string) => x } },
+    // timestamptz exactly as PostgreSQL prints it, unlike the service's pool (db/client.ts), so that
+    // tests read what is stored without the service's formatting in between
+    types: { rawTimestamptz: { to: 1184, from: [1184], serialize: String, parse: (x: string) => x } },
   });
   return {
     app,
