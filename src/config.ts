@@ -135,7 +135,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const value = env[name];
     if (value !== undefined && value !== '') raw[key] = value;
   }
-  const converted = Value.Default(Settings, Value.Convert(Settings, raw)) as Record<string, unknown>;
+  // Value.Convert reads "1.5", "true" and "1e3" as the integer 1 and "0x10" as 16: a number in the
+  // environment must be written in digits, or it is refused as not an integer
+  const input: Record<string, unknown> = { ...raw };
+  for (const [key, schema] of Object.entries(Settings.properties)) {
+    const value = raw[key];
+    if ((schema as { type?: string }).type === 'integer' && typeof value === 'string' && !/^\d{1,10}$/.test(value))
+      input[key] = Number.NaN;
+  }
+  const converted = Value.Default(Settings, Value.Convert(Settings, input)) as Record<string, unknown>;
   const lines = [...Value.Errors(Settings, converted)].map((e) => {
     const key = e.path.slice(1);
     const name = ENV_NAMES[key as keyof Config] ?? (key || '(environment)');

@@ -93,7 +93,7 @@ describe('the settings', () => {
     expect(() => loadConfig({ KEEP_ALIVE_TIMEOUT: '0', HEADERS_TIMEOUT: 'x', LOG_LEVEL: 'loud' })).toThrow(
       'Invalid configuration in the environment:\n' +
         '  LOG_LEVEL="loud": Expected union value\n' +
-        '  KEEP_ALIVE_TIMEOUT=0: Expected integer to be greater or equal to 1\n' +
+        '  KEEP_ALIVE_TIMEOUT="0": Expected integer to be greater or equal to 1\n' +
         '  HEADERS_TIMEOUT="x": Expected integer',
     );
   });

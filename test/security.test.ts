@@ -219,6 +219,15 @@ describe('configuration', () => {
     expect(() => loadConfig({ RATE_LIMIT_MAX: '-1' })).toThrow(/RATE_LIMIT_MAX/);
   });
 
+  it('takes numbers written in digits only', () => {
+    expect(loadConfig({ DB_POOL_MAX: '12', PORT: '0' })).toMatchObject({ dbPoolMax: 12, port: 0 });
+    for (const value of ['1.5', 'true', '1e3', ' 7', '0x10', '-1']) {
+      expect(() => loadConfig({ DB_POOL_MAX: value }), value).toThrow(
+        `DB_POOL_MAX=${JSON.stringify(value)}: Expected integer`,
+      );
+    }
+  });
+
   it('names a refused DATABASE_URL without its password', () => {
     let message = '';
     try {
