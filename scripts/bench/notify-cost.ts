@@ -1,4 +1,4 @@
-// npx tsx scripts/bench/notify-cost.ts [-- --rounds=4] [-- --seconds=5] [-- --connections=10,50]
+// npx tsx scripts/bench/notify-cost.ts [--rounds=4] [--seconds=5] [--connections=10,50]
 // What a NOTIFY in the writing transaction costs the writers. Creates straight through the driver (no
 // HTTP) on an embedded PostgreSQL with durable settings, in alternating cells of one run:
 //   A  the write alone (autocommit);
