@@ -102,6 +102,23 @@ export const Settings = Type.Object({
     description:
       'The headers must arrive within this time (Node headersTimeout; slow-header clients are cut off), in ms.',
   }),
+  syncTokenSecret: Type.Optional(
+    Type.String({
+      env: 'SYNC_TOKEN_SECRET',
+      minLength: 32,
+      description:
+        'Signs change-feed tokens (HMAC-SHA256); at least 32 characters, the same on every instance. ' +
+        'Unset: a secret generated once and kept in the database.',
+    }),
+  ),
+  feedPollIntervalMs: Type.Integer({
+    env: 'FEED_POLL_INTERVAL',
+    minimum: 5,
+    maximum: 10_000,
+    default: 25,
+    description:
+      'How often one instance asks the database for new changes while long-polls or event streams wait, in ms.',
+  }),
   nodeEnv: Type.Optional(
     Type.String({
       env: 'NODE_ENV',
@@ -147,7 +164,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const lines = [...Value.Errors(Settings, converted)].map((e) => {
     const key = e.path.slice(1);
     const name = ENV_NAMES[key as keyof Config] ?? (key || '(environment)');
-    const value = key === 'databaseUrl' ? withoutPassword(String(raw[key])) : raw[key];
+    const value =
+      key === 'databaseUrl' ? withoutPassword(String(raw[key])) : key === 'syncTokenSecret' ? '***' : raw[key];
     return `  ${name}=${JSON.stringify(value ?? '')}: ${e.message}`;
   });
   if (converted.nodeEnv === 'production' && converted.databaseUrl === undefined)

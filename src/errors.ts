@@ -1,7 +1,8 @@
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import postgres from 'postgres';
-import { AppointmentOverlapError } from './db/appointments.js';
+import { AppointmentOverlapError, PreconditionFailedError } from './db/appointments.js';
+import { appointmentEtag } from './etags.js';
 import { DatabaseBusyError } from './db/client.js';
 import { ErrorCode, type ErrorResponse } from './schemas/errors.js';
 import { ID_RULE } from './schemas/ids.js';
@@ -29,6 +30,8 @@ const STATUS_TEXT: Record<number, string> = {
   405: 'Method Not Allowed',
   408: 'Request Timeout',
   409: 'Conflict',
+  410: 'Gone',
+  412: 'Precondition Failed',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
   429: 'Too Many Requests',
@@ -144,6 +147,10 @@ export function registerErrorHandlers(app: FastifyInstance) {
   app.setErrorHandler((error: FastifyError | ApiError | AppointmentOverlapError, request, reply) => {
     if (error instanceof AppointmentOverlapError) {
       return send(reply, 409, ErrorCode.APPOINTMENT_OVERLAP, error.message, { conflictsWith: error.conflictsWith });
+    }
+    if (error instanceof PreconditionFailedError) {
+      if (error.current) reply.header('etag', appointmentEtag(error.current));
+      return send(reply, 412, ErrorCode.PRECONDITION_FAILED, error.message, { current: error.current });
     }
     if (error instanceof ApiError) return send(reply, error.statusCode, error.code, error.message);
     if ('validation' in error && error.validation) {

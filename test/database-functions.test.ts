@@ -63,9 +63,12 @@ describe('database functions', () => {
     expect(changed!.hash).toMatch(/^[0-9a-f]{64}$/);
     expect(changed!.hash).not.toBe(EXPECTED_FUNCTIONS_HASH);
     expect(changed!.files).toEqual([
+      'appointment-etag.sql',
+      'appointments-feed-position.sql',
       'appointments-record-version.sql',
       'last-appointment-starting-before.sql',
       'overlapping-appointment.sql',
+      'restart-change-feed.sql',
       'upsert-appointment.sql',
     ]);
     const [{ source }] = await sql<{ source: string }[]>`

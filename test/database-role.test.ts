@@ -23,7 +23,8 @@ describe('an unprivileged database role', () => {
     // utility statements take no parameters; the password is generated hex
     await owner`CREATE ROLE ${owner(role)} LOGIN PASSWORD ${owner.unsafe(`'${password}'`)} NOSUPERUSER NOCREATEDB NOCREATEROLE`;
     await owner`GRANT SELECT, INSERT, UPDATE ON appointments, appointment_versions TO ${owner(role)}`;
-    await owner`GRANT SELECT ON pgmigrations TO ${owner(role)}`;
+    await owner`GRANT SELECT ON pgmigrations, change_feed TO ${owner(role)}`;
+    await owner`GRANT USAGE ON SEQUENCE change_feed_seq TO ${owner(role)}`;
     const url = new URL(databaseUrl);
     url.username = role;
     url.password = password;

@@ -65,7 +65,23 @@ function withAppointmentTimes<T extends { start: string; end: string; createdAt:
 const afterKey = (sql: Sql, after: ListOptions['after']) =>
   after ? sql`AND (start_at, id) > (${after.start}::timestamptz, ${after.id})` : sql``;
 
-type WriteRow = Appointment & { status: WriteStatus | 'overlap'; deletedAt: string | null };
+/**
+ * A write's preconditions: `ifMatch`, the ETags of which the stored live version must have one
+ * (`*`: any live version; weak tags never match, so leave them out); `ifNoneMatch`, create only.
+ */
+export interface WritePreconditions {
+  ifMatch?: string[];
+  ifNoneMatch?: boolean;
+}
+
+/** A precondition failed: nothing was written. `current` is the live appointment, if there is one. */
+export class PreconditionFailedError extends Error {
+  constructor(readonly current: Appointment | null) {
+    super('The precondition failed: the appointment is not in the state the request expects');
+  }
+}
+
+type WriteRow = Appointment & { status: WriteStatus | 'overlap' | 'precondition failed'; deletedAt: string | null };
 
 /**
  * Create-or-update in one statement (functions/upsert-appointment.sql). A create refused for a committed
@@ -74,7 +90,10 @@ type WriteRow = Appointment & { status: WriteStatus | 'overlap'; deletedAt: stri
 export async function upsertAppointment(
   sql: Sql,
   a: AppointmentWrite,
+  preconditions: WritePreconditions = {},
 ): Promise<{ status: WriteStatus; appointment: Appointment }> {
+  const ifMatch = preconditions.ifMatch ?? null;
+  const ifNoneMatch = preconditions.ifNoneMatch ?? false;
   let row: WriteRow | undefined;
   for (let alone = false; row === undefined; alone = true) {
     try {
@@ -83,7 +102,8 @@ export async function upsertAppointment(
                (a).created_at AS "createdAt", (a).updated_at AS "updatedAt", (a).version,
                (a).recorded_at AS "recordedAt", (a).deleted_at AS "deletedAt"
         FROM upsert_appointment(${a.orgId}, ${a.id}, ${a.start}::timestamptz, ${a.end}::timestamptz,
-                                ${a.createdAt}::timestamptz, ${a.updatedAt}::timestamptz, ${alone}) AS u(status, a)`;
+                                ${a.createdAt}::timestamptz, ${a.updatedAt}::timestamptz, ${alone},
+                                ${ifMatch}::text[], ${ifNoneMatch}) AS u(status, a)`;
     } catch (error) {
       // races the function's own check cannot see: a writer that had not committed yet
       if (!(error instanceof postgres.PostgresError)) throw error;
@@ -96,7 +116,11 @@ export async function upsertAppointment(
       if (alone) throw error;
     }
   }
-  const { status, deletedAt, ...appointment } = withAppointmentTimes(row!);
+  const { status, deletedAt, ...appointment } = row!;
+  // no live appointment: the composite is NULL, and so each of its fields
+  if (status === 'precondition failed')
+    throw new PreconditionFailedError(appointment.id === null ? null : withAppointmentTimes(appointment));
+  withAppointmentTimes(appointment);
   if (status === 'overlap')
     throw new AppointmentOverlapError({ id: appointment.id, start: appointment.start, end: appointment.end });
   return { status, appointment: deletedAt === null ? appointment : { ...appointment, deletedAt } };
@@ -254,10 +278,41 @@ export async function getAppointmentHistory(sql: Sql, orgId: string, id: string)
   return rows;
 }
 
-/** Ends the current version (the trigger moves it to history) and keeps a tombstone; false when there was none. */
-export async function deleteAppointment(sql: Sql, orgId: string, id: string): Promise<boolean> {
-  const rows = await sql`
-    UPDATE appointments SET deleted_at = greatest(clock_timestamp(), recorded_at + interval '1 microsecond')
-    WHERE org_id = ${orgId} AND id = ${id} AND deleted_at IS NULL`;
-  return rows.count === 1;
+/** The version a delete ended: its ETag names it, and the change feed's delete change carries its number. */
+export interface DeletedVersion {
+  version: number;
+  recordedAt: string;
+}
+
+/**
+ * Ends the current version (the trigger moves it to history) and keeps a tombstone. With `ifMatch`, only
+ * a live version with one of those ETags (or any, with `*`) is deleted, checked on the locked row; else
+ * PreconditionFailedError with the live appointment, if any. Undefined when there was nothing to delete.
+ */
+export async function deleteAppointment(
+  sql: Sql,
+  orgId: string,
+  id: string,
+  ifMatch?: string[],
+): Promise<DeletedVersion | undefined> {
+  const matches = ifMatch
+    ? sql`AND ('*' = ANY (${ifMatch}::text[]) OR appointment_etag(version, recorded_at) = ANY (${ifMatch}::text[]))`
+    : sql``;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // READ COMMITTED: an UPDATE that waited for the row lock checks its WHERE again on the version
+      // that committed meanwhile, so the precondition and the delete are one step.
+      const [deleted] = await sql<DeletedVersion[]>`
+        UPDATE appointments SET deleted_at = greatest(clock_timestamp(), recorded_at + interval '1 microsecond')
+        WHERE org_id = ${orgId} AND id = ${id} AND deleted_at IS NULL ${matches}
+        RETURNING version, recorded_at AS "recordedAt"`;
+      if (deleted || !ifMatch) return deleted;
+      throw new PreconditionFailedError((await getAppointment(sql, orgId, id)) ?? null);
+    } catch (error) {
+      // An atomic batch that locks this row among others can make a delete waiting on it the victim of
+      // a deadlock with another batch; the delete has not happened, and is sent again.
+      if (error instanceof postgres.PostgresError && error.code === DEADLOCK_DETECTED && attempt < 3) continue;
+      throw error;
+    }
+  }
 }

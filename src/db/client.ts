@@ -48,6 +48,9 @@ const DEADLOCK_TIMEOUT = '50ms';
 // turns into a 503; statement_timeout bounds a statement as a whole, its lock waits included.
 export const STATEMENT_TIMEOUT_MS = 3_000;
 export const LOCK_TIMEOUT_MS = 2_000;
+// The change feed serves a change only once every older transaction of the whole cluster has ended,
+// so a session left idle in a transaction stalls every feed: the service's own never stay idle long.
+export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 5_000;
 // postgres.js queues queries without bound while every connection is busy (and pipelines them behind
 // slow ones). A query waits for a free connection at most this long, and at most this many wait.
 // Wait plus statement_timeout stays under the 5 s within which every request must be answered.
@@ -136,6 +139,7 @@ export function createSql({ databaseUrl, poolMax }: DatabaseOptions, setDeadlock
       DateStyle: 'ISO',
       statement_timeout: STATEMENT_TIMEOUT_MS,
       lock_timeout: LOCK_TIMEOUT_MS,
+      idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
       // Each statement is planned once per connection, for any parameters, not again at each call:
       // planning the point-in-time list took longer than running it. The queries are written so that
       // one plan serves every parameter (test/query-plans.test.ts checks the plans of both modes).

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { RetryAfterHeader } from './headers.js';
 import { withHeaders } from './openapi.js';
+import { Appointment } from './appointments.js';
 import { timeOutput } from './time.js';
 
 /** The stable error codes of the API; clients may branch on them. */
@@ -11,6 +12,8 @@ export const ErrorCode = {
   FORBIDDEN: 'FORBIDDEN',
   RATE_LIMITED: 'RATE_LIMITED',
   APPOINTMENT_OVERLAP: 'APPOINTMENT_OVERLAP',
+  PRECONDITION_FAILED: 'PRECONDITION_FAILED',
+  SYNC_TOKEN_EXPIRED: 'SYNC_TOKEN_EXPIRED',
   REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
@@ -29,6 +32,10 @@ export const ERROR_CODE_DESCRIPTIONS: Record<ErrorCode, string> = {
   FORBIDDEN: "403: with AUTH=required, an orgId that is not the API key's organization",
   RATE_LIMITED: '429: too many requests from this key or address; retry after Retry-After',
   APPOINTMENT_OVERLAP: '409: the range overlaps another appointment of the organization (see conflictsWith)',
+  PRECONDITION_FAILED:
+    '412: If-Match or If-None-Match did not hold: nothing was written; `current` is the live appointment, or null',
+  SYNC_TOKEN_EXPIRED:
+    '410: the change-feed token belongs to another feed (a restored database) or lies beyond it: sync again without `since`',
   REQUEST_TIMEOUT: '408: the request did not arrive in time',
   PAYLOAD_TOO_LARGE: '413: the body is over 1 MiB',
   UNSUPPORTED_MEDIA_TYPE: '415: the body is not application/json',
@@ -65,6 +72,11 @@ export const ErrorResponse = Type.Object(
         description: 'With APPOINTMENT_OVERLAP: the appointment in the way, or null when it has moved away since.',
       }),
     ),
+    current: Type.Optional(
+      Type.Union([Type.Ref(Appointment), Type.Null()], {
+        description: 'With PRECONDITION_FAILED: the live appointment as stored now, or null when there is none.',
+      }),
+    ),
   },
   { $id: 'ErrorResponse', title: 'Error' },
 );
@@ -76,6 +88,8 @@ const errorStatusDescriptions = {
   403: "FORBIDDEN: an orgId that is not the API key's organization",
   404: 'NOT_FOUND',
   409: 'APPOINTMENT_OVERLAP: the range overlaps another appointment of the organization',
+  410: 'SYNC_TOKEN_EXPIRED: the token is of another feed or beyond it; start again without `since`',
+  412: 'PRECONDITION_FAILED: If-Match or If-None-Match did not hold; nothing was written',
   413: 'PAYLOAD_TOO_LARGE: the body is over 1 MiB',
   415: 'UNSUPPORTED_MEDIA_TYPE: the body is not application/json',
   429: 'RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header',
@@ -98,6 +112,30 @@ const errorExamples: Record<ErrorStatus, ErrorResponse> = {
     ErrorCode.APPOINTMENT_OVERLAP,
     'The appointment overlaps another appointment of the organization',
     { conflictsWith: { id: '2', start: '2020-10-10T20:00:00.000Z', end: '2020-10-10T20:25:00.000Z' } },
+  ),
+  410: example(
+    410,
+    'Gone',
+    ErrorCode.SYNC_TOKEN_EXPIRED,
+    'The token belongs to another change feed (the database was restored); sync again without since',
+  ),
+  412: example(
+    412,
+    'Precondition Failed',
+    ErrorCode.PRECONDITION_FAILED,
+    'The precondition failed: the appointment is not in the state the request expects',
+    {
+      current: {
+        id: '1',
+        orgId: 'example',
+        start: '2020-10-10T20:20:00.000Z',
+        end: '2020-10-10T20:45:00.000Z',
+        createdAt: '2020-09-02T14:23:12.000Z',
+        updatedAt: '2020-09-29T09:00:00.000Z',
+        version: 2,
+        recordedAt: '2026-11-22T14:06:10.654321Z',
+      },
+    },
   ),
   413: example(413, 'Payload Too Large', ErrorCode.PAYLOAD_TOO_LARGE, 'The request body is larger than 1 MiB'),
   415: example(

@@ -218,6 +218,8 @@ export interface components {
        *     - `FORBIDDEN`: 403: with AUTH=required, an orgId that is not the API key's organization
        *     - `RATE_LIMITED`: 429: too many requests from this key or address; retry after Retry-After
        *     - `APPOINTMENT_OVERLAP`: 409: the range overlaps another appointment of the organization (see conflictsWith)
+       *     - `PRECONDITION_FAILED`: 412: If-Match or If-None-Match did not hold: nothing was written; `current` is the live appointment, or null
+       *     - `SYNC_TOKEN_EXPIRED`: 410: the change-feed token belongs to another feed (a restored database) or lies beyond it: sync again without `since`
        *     - `REQUEST_TIMEOUT`: 408: the request did not arrive in time
        *     - `PAYLOAD_TOO_LARGE`: 413: the body is over 1 MiB
        *     - `UNSUPPORTED_MEDIA_TYPE`: 415: the body is not application/json
@@ -233,6 +235,8 @@ export interface components {
         | 'FORBIDDEN'
         | 'RATE_LIMITED'
         | 'APPOINTMENT_OVERLAP'
+        | 'PRECONDITION_FAILED'
+        | 'SYNC_TOKEN_EXPIRED'
         | 'REQUEST_TIMEOUT'
         | 'PAYLOAD_TOO_LARGE'
         | 'UNSUPPORTED_MEDIA_TYPE'
@@ -258,6 +262,8 @@ export interface components {
          */
         end: string;
       } | null;
+      /** @description With PRECONDITION_FAILED: the live appointment as stored now, or null when there is none. */
+      current?: components['schemas']['Appointment'] | null;
     };
   };
   responses: never;

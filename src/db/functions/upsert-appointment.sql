@@ -2,7 +2,9 @@
 -- INSERT ... ON CONFLICT, inside the org's write lock.
 -- status: created (new id, or an id deleted with an older updated_at), updated, unchanged (the same
 -- version again: nothing written), stale (the stored version wins: nothing written), with the
--- appointment as stored; or overlap (refused, nothing written), with the appointment in the way.
+-- appointment as stored; overlap (refused, nothing written), with the appointment in the way; or
+-- precondition failed (p_if_match: ETags as appointment_etag prints them, or '*' for any live version;
+-- p_if_none_match: create only), with the live appointment or NULL.
 -- An overlap the check below cannot see (a writer that has not committed) raises exclusion_violation
 -- (23P01) from the constraint, or deadlock_detected (40P01) when two overlapping writers wait on each
 -- other.
@@ -17,17 +19,35 @@
 -- locks of the migration runner; two orgs whose names hash alike only share a turn now and then.
 CREATE OR REPLACE FUNCTION upsert_appointment(
   p_org_id text, p_id text, p_start timestamptz, p_end timestamptz, p_created timestamptz, p_updated timestamptz,
-  p_alone boolean)
+  p_alone boolean, p_if_match text[] DEFAULT NULL, p_if_none_match boolean DEFAULT false)
 RETURNS TABLE (status text, appointment appointments)
 LANGUAGE plpgsql AS $$
 DECLARE
   r appointments;
   settled timestamptz;
+  live boolean;
 BEGIN
   IF p_alone THEN
     PERFORM pg_advisory_xact_lock(hashtext('upsert_appointment'), hashtext(p_org_id));
   ELSE
     PERFORM pg_advisory_xact_lock_shared(hashtext('upsert_appointment'), hashtext(p_org_id));
+  END IF;
+
+  -- Preconditions are checked on the stored row locked, so that no other write comes between the
+  -- check and this one: of many writers sending the same If-Match, one writes, the others fail.
+  -- If-Match never creates; If-None-Match: * only creates (over a tombstone too, by the usual rule).
+  IF p_if_match IS NOT NULL OR p_if_none_match THEN
+    SELECT * INTO r FROM appointments a WHERE a.org_id = p_org_id AND a.id = p_id FOR UPDATE;
+    live := FOUND AND r.deleted_at IS NULL;
+    IF (p_if_none_match AND live)
+       OR (p_if_match IS NOT NULL
+           AND NOT (live AND ('*' = ANY (p_if_match) OR appointment_etag(r.version, r.recorded_at) = ANY (p_if_match))))
+    THEN
+      status := 'precondition failed';
+      appointment := CASE WHEN live THEN r END;
+      RETURN NEXT;
+      RETURN;
+    END IF;
   END IF;
 
   -- A new id in a range that a committed appointment of the org already holds is refused before the
@@ -68,6 +88,8 @@ BEGIN
     WHEN a.deleted_at IS NOT NULL THEN excluded.updated_at > a.updated_at
     ELSE (excluded.updated_at, excluded.start_at, excluded.end_at, excluded.created_at)
        > (a.updated_at, a.start_at, a.end_at, a.created_at)
+       -- create only: a live appointment inserted since the check above is not updated
+       AND NOT p_if_none_match
   END
   RETURNING a.* INTO r;
 
@@ -76,6 +98,7 @@ BEGIN
     -- this function is volatile) reads the version that won, even if it committed after we started.
     SELECT * INTO r FROM appointments a WHERE a.org_id = p_org_id AND a.id = p_id;
     status := CASE
+      WHEN p_if_none_match AND r.deleted_at IS NULL THEN 'precondition failed'
       WHEN r.deleted_at IS NULL
        AND (r.updated_at, r.start_at, r.end_at, r.created_at) = (p_updated, p_start, p_end, p_created)
       THEN 'unchanged' ELSE 'stale' END;
