@@ -12,9 +12,12 @@ import { authPlugin, bearerAuthScheme } from './auth.js';
 import type { Config } from './config.js';
 import { databasePlugin } from './db/client.js';
 import { answerClientError, answerFrameworkError, ApiError, registerErrorHandlers } from './errors.js';
+import { changeFeedPlugin } from './change-feed.js';
 import { appointmentRoutes } from './routes/appointments.js';
+import { changeRoutes } from './routes/changes.js';
 import { healthRoutes } from './routes/health.js';
 import { Appointment, HistoryEntry, WriteResult } from './schemas/appointments.js';
+import { ChangesPage, DeleteChange, UpsertChange } from './schemas/changes.js';
 import { ErrorCode, errorResponse, ErrorResponse } from './schemas/errors.js';
 import { RateLimitHeaders } from './schemas/headers.js';
 import { ID_SYNTAX } from './schemas/ids.js';
@@ -148,7 +151,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // unknown properties. Query strings and path parameters are text, so there numbers are coerced.
   const bodyAjv = buildAjv({ coerceTypes: false });
   const paramAjv = buildAjv({ coerceTypes: true });
-  for (const schema of [Appointment, HistoryEntry, WriteResult, ErrorResponse]) {
+  for (const schema of [
+    Appointment,
+    HistoryEntry,
+    WriteResult,
+    ErrorResponse,
+    UpsertChange,
+    DeleteChange,
+    ChangesPage,
+  ]) {
     app.addSchema(schema);
     bodyAjv.addSchema(schema);
     paramAjv.addSchema(schema);
@@ -200,6 +211,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       servers: [{ url: '/', description: 'The service that serves this document' }],
       tags: [
         { name: 'appointments', description: 'Create or update, list, read, history and delete; point-in-time reads' },
+        { name: 'changes', description: 'The change feed: every change of an organization, exactly once, in order' },
         { name: 'health', description: 'Probes for the orchestrator; no API key needed' },
       ],
       components: options.auth === 'required' ? { securitySchemes: { bearerAuth: bearerAuthScheme } } : {},
@@ -212,6 +224,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/api/docs', staticCSP: DOCS_CSP });
 
   await app.register(databasePlugin, { databaseUrl: options.databaseUrl, poolMax: options.dbPoolMax });
+  await app.register(changeFeedPlugin, {
+    syncTokenSecret: options.syncTokenSecret,
+    feedPollIntervalMs: options.feedPollIntervalMs,
+  });
   await app.register(healthRoutes);
   // The API proper: keys and rate limits apply here only, not to /health, /ready or /api/docs.
   await app.register(async (api) => {
@@ -239,6 +255,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       });
     }
     await api.register(appointmentRoutes, { prefix: '/api/appointments' });
+    await api.register(changeRoutes, { prefix: '/api/changes' });
   });
   return app;
 }

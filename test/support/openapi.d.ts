@@ -112,6 +112,46 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/changes': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * The organization's changes since a token: pull, or long-poll with `wait`
+     * @description Follow `next` until `more` is false; store it, and come back later (or long-poll with `wait`). Apply changes by one rule: hold, per id, the last version applied and whether it was a delete; apply an `upsert` of version v only when v > the held version; apply a `delete` of version v only when v >= the held version. Without `since`, the feed begins with a full sync: the snapshot of the organization (each live appointment once, `"snapshot": true`), then every change after it, each exactly once. Changes become visible once every older transaction of the database has ended: the oldest open transaction bounds the latency.
+     */
+    get: operations['listChanges'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/changes/stream': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * The organization's changes as server-sent events
+     * @description One event per change: `id:` the token after it, `event: upsert|delete`, `data:` the change as JSON. A reconnecting client sends `Last-Event-ID` (it wins over `since`) and goes on exactly after it; a malformed or foreign one is a 400 before the stream starts. A comment line every 15 s keeps the stream open; it ends on shutdown, and the client reconnects. Apply changes by one rule: hold, per id, the last version applied and whether it was a delete; apply an `upsert` of version v only when v > the held version; apply a `delete` of version v only when v >= the held version. Without `since`, the feed begins with a full sync: the snapshot of the organization (each live appointment once, `"snapshot": true`), then every change after it, each exactly once. Changes become visible once every older transaction of the database has ended: the oldest open transaction bounds the latency.
+     */
+    get: operations['streamChanges'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -264,6 +304,53 @@ export interface components {
       } | null;
       /** @description With PRECONDITION_FAILED: the live appointment as stored now, or null when there is none. */
       current?: components['schemas']['Appointment'] | null;
+    };
+    /**
+     * UpsertChange
+     * @description A version was created or updated.
+     */
+    UpsertChange: {
+      /** @enum {string} */
+      type: 'upsert';
+      id: string;
+      version: number;
+      /**
+       * Format: date-time
+       * @description When this version was stored. UTC, microsecond precision.
+       * @example 2026-11-22T14:05:00.123456Z
+       */
+      recordedAt: string;
+      appointment: components['schemas']['Appointment'];
+      /**
+       * @description Part of the full sync that starts a feed.
+       * @enum {boolean}
+       */
+      snapshot?: true;
+    };
+    /**
+     * DeleteChange
+     * @description The appointment was deleted.
+     */
+    DeleteChange: {
+      /** @enum {string} */
+      type: 'delete';
+      id: string;
+      /** @description The version that was deleted; a re-creation is version + 1. */
+      version: number;
+      /**
+       * Format: date-time
+       * @description When it was deleted. UTC, microsecond precision.
+       * @example 2026-11-22T14:05:00.123456Z
+       */
+      recordedAt: string;
+    };
+    /** ChangesPage */
+    ChangesPage: {
+      changes: (components['schemas']['UpsertChange'] | components['schemas']['DeleteChange'])[];
+      /** @description Pass it as `since` to continue; equal to `since` when `changes` is empty. */
+      next: string;
+      /** @description true: more changes are ready now; false: caught up (store `next`). */
+      more: boolean;
     };
   };
   responses: never;
@@ -1385,6 +1472,409 @@ export interface operations {
            *       "error": "Not Found",
            *       "code": "NOT_FOUND",
            *       "message": "There is no appointment 1 in the organization example"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  listChanges: {
+    parameters: {
+      query?: {
+        /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
+        orgId?: string;
+        /** @description Opaque: the `next` of an earlier answer (or an event id of the stream). Leave it out to sync from scratch. */
+        since?: string;
+        /** @description At most this many changes. */
+        limit?: number;
+        /** @description Seconds to hold the answer while no change is ready (long-poll); it comes as soon as one is. 0: answer at once. */
+        wait?: number;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description A page of changes */
+      200: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "changes": [
+           *         {
+           *           "type": "upsert",
+           *           "id": "1",
+           *           "version": 2,
+           *           "recordedAt": "2026-11-22T14:06:10.654321Z",
+           *           "appointment": {
+           *             "id": "1",
+           *             "orgId": "example",
+           *             "start": "2020-10-10T20:20:00.000Z",
+           *             "end": "2020-10-10T20:45:00.000Z",
+           *             "createdAt": "2020-09-02T14:23:12.000Z",
+           *             "updatedAt": "2020-09-29T09:00:00.000Z",
+           *             "version": 2,
+           *             "recordedAt": "2026-11-22T14:06:10.654321Z"
+           *           }
+           *         },
+           *         {
+           *           "type": "delete",
+           *           "id": "7",
+           *           "version": 3,
+           *           "recordedAt": "2026-11-22T14:07:00.000001Z"
+           *         }
+           *       ],
+           *       "next": "eyJmIjoiZmVlZCIsIm8iOiJleGFtcGxlIiwieCI6Ijc0MSIsInMiOiI5MDEifQ.c2lnbmF0dXJlLW9mLXRoZS1wYXlsb2Fk",
+           *       "more": false
+           *     }
+           */
+          'application/json': components['schemas']['ChangesPage'];
+        };
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SYNC_TOKEN_EXPIRED: the token is of another feed or beyond it; start again without `since` */
+      410: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 410,
+           *       "error": "Gone",
+           *       "code": "SYNC_TOKEN_EXPIRED",
+           *       "message": "The token belongs to another change feed (the database was restored); sync again without since"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  streamChanges: {
+    parameters: {
+      query?: {
+        /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
+        orgId?: string;
+        /** @description Opaque: the `next` of an earlier answer (or an event id of the stream). Leave it out to sync from scratch. */
+        since?: string;
+      };
+      header?: {
+        /** @description The id of the last event received: resume after it. */
+        'last-event-id'?: string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description An event stream (text/event-stream), open until the client or the service ends it */
+      200: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          'text/event-stream': string;
+        };
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SYNC_TOKEN_EXPIRED: the token is of another feed or beyond it; start again without `since` */
+      410: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 410,
+           *       "error": "Gone",
+           *       "code": "SYNC_TOKEN_EXPIRED",
+           *       "message": "The token belongs to another change feed (the database was restored); sync again without since"
            *     }
            */
           'application/json': components['schemas']['ErrorResponse'];
