@@ -461,6 +461,9 @@ describe('hostile headers and malformed HTTP', () => {
     );
     await fc.assert(
       fc.asyncProperty(fc.dictionary(headerName, headerValue, { maxKeys: 3 }), fc.boolean(), async (headers, write) => {
+        // undici asserts on a Host it cannot parse as a server name, before sending anything; the raw
+        // socket cases below send such hosts
+        if (headers.host !== undefined && !/^[A-Za-z0-9.-]*(:[0-9]{1,5})?$/.test(headers.host)) delete headers.host;
         try {
           if (write)
             await probe('POST', '/api/appointments', JSON.stringify({ ...valid(), id: `hd${tried}` }), {
