@@ -470,3 +470,34 @@ describe('a sync job', () => {
     expect(poll.status).toBe(304);
   });
 });
+
+describe('the OpenAPI document', () => {
+  it('declares the precondition headers, the ETag of each answer that has one, 304 and 412', async () => {
+    const doc = (await http(server.baseUrl, 'GET', '/api/docs/json')).body;
+    const headerParameters = (op: { parameters?: Array<{ in: string; name: string }> }) =>
+      (op.parameters ?? []).filter((p) => p.in === 'header').map((p) => p.name);
+    const responseHeaders = (op: { responses: Record<string, { headers?: object }> }, status: string) =>
+      Object.keys(op.responses[status]?.headers ?? {});
+    const write = doc.paths['/api/appointments'].post;
+    const item = doc.paths['/api/appointments/{id}'];
+    expect(headerParameters(write)).toEqual(['If-Match', 'If-None-Match']);
+    expect(headerParameters(item.get)).toEqual(['If-None-Match']);
+    expect(headerParameters(item.delete)).toEqual(['If-Match']);
+    for (const [op, status] of [
+      [write, '201'],
+      [write, '200'],
+      [write, '412'],
+      [item.get, '200'],
+      [item.get, '304'],
+      [item.delete, '204'],
+      [item.delete, '412'],
+    ])
+      expect(responseHeaders(op, status), status).toContain('ETag');
+    expect(item.get.responses['304'].content, 'a 304 has no body').toBeUndefined();
+    expect(write.responses['412'].content['application/json'].example.code).toBe('PRECONDITION_FAILED');
+    // no examples on the request headers: Swagger UI would send them with "Try it out"
+    for (const op of [write, item.get, item.delete])
+      for (const p of op.parameters.filter((p: { in: string }) => p.in === 'header'))
+        expect([p.example, p.examples, p.schema.examples], p.name).toEqual([undefined, undefined, undefined]);
+  });
+});
