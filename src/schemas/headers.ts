@@ -60,8 +60,8 @@ const ENTITY_TAGS =
 
 export const IfMatchHeader = Type.String({
   description:
-    `Only if the stored live version has one of these ${ENTITY_TAGS}; or \`*\`, any live version ` +
-    '(update only). Strong comparison: a weak `W/` tag never matches. Never creates: with no live appointment ' +
+    `Writes (or deletes) only when the stored live version has one of these ${ENTITY_TAGS}, or with \`*\` ` +
+    'when there is any live version (update only). Strong comparison: a weak `W/` tag never matches. Never creates: with no live appointment ' +
     'the answer is 412 with `current: null`. Otherwise 412 `PRECONDITION_FAILED` with the live appointment as ' +
     '`current`, and nothing is written. A malformed value is 400.',
 });

@@ -540,7 +540,7 @@ export interface operations {
     parameters: {
       query?: never;
       header?: {
-        /** @description Only if the stored live version has one of these entity tags exactly as ETag headers gave them, quotes included (`"2-1795356370654321"`), comma-separated; or `*`, any live version (update only). Strong comparison: a weak `W/` tag never matches. Never creates: with no live appointment the answer is 412 with `current: null`. Otherwise 412 `PRECONDITION_FAILED` with the live appointment as `current`, and nothing is written. A malformed value is 400. */
+        /** @description Writes (or deletes) only when the stored live version has one of these entity tags exactly as ETag headers gave them, quotes included (`"2-1795356370654321"`), comma-separated, or with `*` when there is any live version (update only). Strong comparison: a weak `W/` tag never matches. Never creates: with no live appointment the answer is 412 with `current: null`. Otherwise 412 `PRECONDITION_FAILED` with the live appointment as `current`, and nothing is written. A malformed value is 400. */
         'If-Match'?: string;
         /** @description Only `*`: create only. 412 `PRECONDITION_FAILED` (with the live appointment as `current`) when a live appointment with this id exists; over a deleted one the usual rule applies (a newer updatedAt creates it again). Any other value is 400, and so is sending both If-Match and If-None-Match. */
         'If-None-Match'?: string;
@@ -1131,7 +1131,7 @@ export interface operations {
         orgId?: string;
       };
       header?: {
-        /** @description Only if the stored live version has one of these entity tags exactly as ETag headers gave them, quotes included (`"2-1795356370654321"`), comma-separated; or `*`, any live version (update only). Strong comparison: a weak `W/` tag never matches. Never creates: with no live appointment the answer is 412 with `current: null`. Otherwise 412 `PRECONDITION_FAILED` with the live appointment as `current`, and nothing is written. A malformed value is 400. */
+        /** @description Writes (or deletes) only when the stored live version has one of these entity tags exactly as ETag headers gave them, quotes included (`"2-1795356370654321"`), comma-separated, or with `*` when there is any live version (update only). Strong comparison: a weak `W/` tag never matches. Never creates: with no live appointment the answer is 412 with `current: null`. Otherwise 412 `PRECONDITION_FAILED` with the live appointment as `current`, and nothing is written. A malformed value is 400. */
         'If-Match'?: string;
       };
       path: {
