@@ -227,6 +227,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(changeFeedPlugin, {
     syncTokenSecret: options.syncTokenSecret,
     feedPollIntervalMs: options.feedPollIntervalMs,
+    feedHeartbeatMs: options.feedHeartbeatMs,
   });
   await app.register(healthRoutes);
   // The API proper: keys and rate limits apply here only, not to /health, /ready or /api/docs.

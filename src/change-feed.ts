@@ -79,11 +79,24 @@ export class ChangeFeed {
   private closed = false;
   /** Reads in flight by (org, token, limit): streams at one position share one query. */
   private readonly reads = new Map<string, Promise<FeedRead>>();
+  private readonly sleepers = new Set<() => void>();
 
   constructor(
     private readonly app: FastifyInstance,
-    private readonly options: { secret?: string; pollIntervalMs: number },
+    private readonly options: { secret?: string; pollIntervalMs: number; heartbeatMs: number },
   ) {}
+
+  /** How often an idle event stream gets a comment line (FEED_HEARTBEAT_INTERVAL). */
+  get heartbeatMs() {
+    return this.options.heartbeatMs;
+  }
+
+  /** Readers waiting for a change now (long-polls and idle event streams), for metrics and tests. */
+  get waitingCount() {
+    let n = 0;
+    for (const set of this.waiters.values()) n += set.size;
+    return n;
+  }
 
   private feed() {
     this.identity ??= getChangeFeed(this.app.sql).then(
@@ -197,6 +210,23 @@ export class ChangeFeed {
     });
   }
 
+  /** Resolves true after `ms`, false at once when `signal` aborts or the instance shuts down. */
+  sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.closed || signal?.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const finish = (slept: boolean) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', abort);
+        this.sleepers.delete(abort);
+        resolve(slept);
+      };
+      const abort = () => finish(false);
+      const timer = setTimeout(() => finish(true), ms);
+      signal?.addEventListener('abort', abort, { once: true });
+      this.sleepers.add(abort);
+    });
+  }
+
   private schedulePoll() {
     if (this.timer !== undefined || this.closed || this.waiters.size === 0) return;
     this.timer = setTimeout(() => void this.poll(), this.options.pollIntervalMs);
@@ -224,6 +254,7 @@ export class ChangeFeed {
     this.closed = true;
     clearTimeout(this.timer);
     for (const set of [...this.waiters.values()]) for (const waiter of [...set]) waiter.wake(false);
+    for (const wake of [...this.sleepers]) wake();
   }
 
   get isClosed() {
@@ -231,9 +262,13 @@ export class ChangeFeed {
   }
 }
 
-export const changeFeedPlugin = fp<{ syncTokenSecret?: string; feedPollIntervalMs: number }>(
+export const changeFeedPlugin = fp<{ syncTokenSecret?: string; feedPollIntervalMs: number; feedHeartbeatMs: number }>(
   async (app, options) => {
-    const feed = new ChangeFeed(app, { secret: options.syncTokenSecret, pollIntervalMs: options.feedPollIntervalMs });
+    const feed = new ChangeFeed(app, {
+      secret: options.syncTokenSecret,
+      pollIntervalMs: options.feedPollIntervalMs,
+      heartbeatMs: options.feedHeartbeatMs,
+    });
     app.decorate('changeFeed', feed);
     // before the server stops taking connections and waits for those in flight: long-polls answer at
     // once, event streams end (their clients reconnect and resume)

@@ -85,6 +85,9 @@ describe('the settings', () => {
       requestTimeoutMs: 30_000,
       keepAliveTimeoutMs: 72_000,
       headersTimeoutMs: 10_000,
+      syncTokenSecret: undefined,
+      feedPollIntervalMs: 25,
+      feedHeartbeatMs: 15_000,
       nodeEnv: undefined,
     });
   });
