@@ -37,12 +37,15 @@ const SYNC_AGAIN = 'sync again without since (a full sync)';
 
 const expired = (why: string) => new ApiError(410, ErrorCode.SYNC_TOKEN_EXPIRED, `${why}; ${SYNC_AGAIN}`);
 
-/** a < b for positions: xid, then seq, both decimal */
-const before = (a: { xid: string; seq: string }, b: { xid: string; seq: string }) => {
-  const ax = BigInt(a.xid);
-  const bx = BigInt(b.xid);
-  return ax < bx || (ax === bx && BigInt(a.seq) < BigInt(b.seq));
-};
+/** A position as numbers, parsed once: every poll compares it with the org's latest for each waiter. */
+interface Position {
+  xid: bigint;
+  seq: bigint;
+}
+const parsePosition = (p: { xid: string; seq: string }): Position => ({ xid: BigInt(p.xid), seq: BigInt(p.seq) });
+
+/** a < b in position order: xid, then seq */
+const before = (a: Position, b: Position) => a.xid < b.xid || (a.xid === b.xid && a.seq < b.seq);
 
 /** Where a place stands in position order: a snapshot's changes all lie below (horizon, 0). */
 const positionOf = (place: FeedPlace) =>
@@ -62,7 +65,7 @@ function toChange(row: ChangeRow, snapshot: boolean): Change {
 }
 
 interface Waiter {
-  after: { xid: string; seq: string };
+  after: Position;
   wake(changed: boolean): void;
 }
 
@@ -201,7 +204,7 @@ export class ChangeFeed {
         if (set.size === 0 && this.waiters.get(orgId) === set) this.waiters.delete(orgId);
         resolve(changed);
       };
-      const waiter: Waiter = { after: positionOf(place), wake: finish };
+      const waiter: Waiter = { after: parsePosition(positionOf(place)), wake: finish };
       const abort = () => finish(false);
       const timer = setTimeout(() => finish(false), timeoutMs);
       signal?.addEventListener('abort', abort, { once: true });
@@ -237,8 +240,9 @@ export class ChangeFeed {
       const latest = await latestPositions(this.app.sql, [...this.waiters.keys()]);
       for (const [orgId, position] of latest) {
         if (position === null) continue;
-        for (const waiter of [...(this.waiters.get(orgId) ?? [])])
-          if (before(waiter.after, position)) waiter.wake(true);
+        const last = parsePosition(position);
+        // a woken waiter leaves the set, which a Set's iteration allows; none joins before the loop ends
+        for (const waiter of this.waiters.get(orgId) ?? []) if (before(waiter.after, last)) waiter.wake(true);
       }
     } catch (error) {
       // the database is away: waiters keep waiting (until their timeout), the next poll tries again
