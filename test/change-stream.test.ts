@@ -346,6 +346,35 @@ describe('a stream while the database is away', () => {
   });
 });
 
+describe('a stream that opens while the database is away', () => {
+  it('starts, and sends what the token resumes once the database answers', async () => {
+    const lone = await startTestServer({ dbPoolMax: 1 });
+    try {
+      const orgId = newOrg();
+      const { next } = (await http(lone.baseUrl, 'GET', `/api/changes?orgId=${orgId}`)).body;
+      await post(lone.baseUrl, { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00'), orgId });
+      // the one connection taken for longer than a query may wait for it
+      const busy = lone.app.sql`SELECT pg_sleep(1.6)`.then(() => {});
+      await sleep(50);
+      const s = await stream(lone.baseUrl, orgId, { since: next });
+      expect(s.status).toBe(200);
+      expect((await events(s, 1)).map(summary)).toEqual([['upsert', 'upsert', 'a', 1, false]]);
+      await busy;
+      // and a full sync (no token) likewise
+      const again = lone.app.sql`SELECT pg_sleep(1.6)`.then(() => {});
+      await sleep(50);
+      const sync = await stream(lone.baseUrl, orgId);
+      expect(sync.status).toBe(200);
+      expect((await events(sync, 1)).map(summary)).toEqual([['upsert', 'upsert', 'a', 1, true]]);
+      await again;
+      s.close();
+      sync.close();
+    } finally {
+      await lone.close();
+    }
+  });
+});
+
 /** Waits until `condition` holds; fails after `timeoutMs`. */
 async function until(condition: () => boolean, timeoutMs = 5_000) {
   const deadline = Date.now() + timeoutMs;

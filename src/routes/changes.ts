@@ -129,8 +129,16 @@ export const changeRoutes: FastifyPluginAsyncTypebox = async (app) => {
         resumeFrom === undefined
           ? undefined
           : { token: resumeFrom, place: await feed.placeOf(orgId, resumeFrom, what) };
-      // the first page before the status line: a token beyond the feed is still a 410, not a broken stream
-      let page: FeedRead | undefined = await feed.read(orgId, from, STREAM_PAGE);
+      // The first page before the status line: a token beyond the feed is still a 410, not a broken
+      // stream. When the database is away, the token has passed every check but that one: the stream
+      // starts and reads once the database is back (a 503 would end an EventSource for good; a 410
+      // found then ends the stream, and the reconnection gets it).
+      let page: FeedRead | undefined;
+      try {
+        page = await feed.read(orgId, from, STREAM_PAGE);
+      } catch (error) {
+        if (!isDatabaseUnavailable(error)) throw error;
+      }
 
       reply.hijack();
       if (abort.signal.aborted || raw.destroyed) return;
