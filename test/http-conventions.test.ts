@@ -60,6 +60,11 @@ describe('CORS with CORS_ORIGIN set', () => {
       expect(res.statusCode).toBe(204);
       expect(list(res.headers['access-control-allow-headers']), header).toContain(header);
     }
+    // a fetch-based event-stream client resuming: GET /api/changes/stream with Last-Event-ID
+    const resume = await preflight('/api/changes/stream', 'GET', 'last-event-id');
+    await resume.body.dump();
+    expect(resume.statusCode).toBe(204);
+    expect(list(resume.headers['access-control-allow-headers'])).toContain('last-event-id');
     const all = await preflight(
       '/api/appointments/5',
       'DELETE',
@@ -71,6 +76,7 @@ describe('CORS with CORS_ORIGIN set', () => {
       'content-type',
       'if-match',
       'if-none-match',
+      'last-event-id',
       'x-request-id',
     ]);
   });

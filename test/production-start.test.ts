@@ -87,6 +87,7 @@ describe('the settings', () => {
       headersTimeoutMs: 10_000,
       syncTokenSecret: undefined,
       feedPollIntervalMs: 25,
+      feedHeartbeatMs: 15_000,
       nodeEnv: undefined,
     });
   });
