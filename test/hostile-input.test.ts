@@ -48,6 +48,8 @@ const STATUS_OF_CODE: Record<string, number> = {
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   APPOINTMENT_OVERLAP: 409,
+  SYNC_TOKEN_EXPIRED: 410,
+  PRECONDITION_FAILED: 412,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
 };
@@ -362,6 +364,52 @@ describe('hostile query strings and paths', () => {
     ]) {
       await probe('GET', `/api/appointments?${raw}`);
     }
+  });
+
+  it('the change feed with random tokens, limits and waits, and the stream with random Last-Event-IDs', async () => {
+    const token = (await raw(server.baseUrl, 'GET', `/api/changes?orgId=${orgId}&limit=1`)).body.next as string;
+    const [payload, mac] = token.split('.') as [string, string];
+    const tokenLike = fc.oneof(
+      queryValue,
+      fc.constantFrom(
+        token.slice(0, -1),
+        `${payload}.${mac.split('').reverse().join('')}`,
+        `${payload}x.${mac}`,
+        `${Buffer.from('{"f":1}').toString('base64url')}.${mac}`,
+        `${Buffer.from('[]').toString('base64url')}.${mac}`,
+        `${Buffer.from('{"f":"a","o":"b","x":"-1","s":"1"}').toString('base64url')}.${mac}`,
+        `${payload}.`,
+        `.${mac}`,
+        '.',
+        `${payload}.${mac}.${mac}`,
+        'a'.repeat(3000) + '.b',
+      ),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        tokenLike,
+        fc.oneof(
+          fc.constant(''),
+          queryValue.map((v) => `&limit=${enc(v)}`),
+          queryValue.map((v) => `&wait=${enc(v)}`),
+        ),
+        async (since, extra) => {
+          // a wait that holds the answer would only slow the run down: it is always 0 or refused
+          const safeExtra = /^&wait=[0-9]+$/.test(extra) ? '&wait=0' : extra;
+          await probe('GET', `/api/changes?orgId=${orgId}&since=${enc(since)}${safeExtra}`);
+        },
+      ),
+      { numRuns: 120 },
+    );
+    // the stream refuses before it starts: a bad since stands behind every empty Last-Event-ID
+    await fc.assert(
+      fc.asyncProperty(tokenLike, async (lastEventId) => {
+        const headers = /^[\x20-\x7e]*$/.test(lastEventId) ? { 'last-event-id': lastEventId } : {};
+        const answer = await probe('GET', `/api/changes/stream?orgId=${orgId}&since=garbage`, undefined, headers);
+        expect(answer.status).toBeGreaterThanOrEqual(400);
+      }),
+      { numRuns: 60 },
+    );
   });
 
   it('GET, DELETE and history with random path ids and query strings', async () => {

@@ -57,14 +57,15 @@ export const changeRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { orgId = DEFAULT_ORG_ID, since, limit = DEFAULT_CHANGES_LIMIT, wait = 0 } = request.query;
       const from = since === undefined ? undefined : { token: since, place: await feed.placeOf(orgId, since) };
       const deadline = Date.now() + wait * 1000;
       let page = await feed.read(orgId, from, limit);
       // Long-poll: nothing ready yet, so wait for a change of the org (or the deadline, or shutdown).
       const abort = new AbortController();
-      request.raw.once('close', () => abort.abort());
+      // the client went away: stop waiting for it
+      reply.raw.once('close', () => abort.abort());
       while (page.entries.length === 0 && Date.now() < deadline && !feed.isClosed) {
         const waitFrom = { token: page.next, place: page.place };
         if (!(await feed.waitForChange(orgId, page.place, deadline - Date.now(), abort.signal))) break;
