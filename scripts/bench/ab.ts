@@ -8,7 +8,7 @@
 // measured for both builds one after the other, the order swapped every round (A B, then B A), so that
 // the drift of a shared machine falls on both alike. Prints a markdown table of after / before.
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -57,6 +57,39 @@ interface Cell {
   round: number;
   label: Label;
   stats: Stats;
+  /** CPU time per measured request, ms: the build's service process, and its database's backends. */
+  serviceCpuMs: number;
+  databaseCpuMs: number;
+}
+
+/** CPU seconds (user + system) of a process, from /proc; 0 once it has gone. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds of the backends connected to one database (their title names it), children of the postmaster. */
+function backendCpuSeconds(postmaster: number, database: string): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) !== postmaster) continue;
+      const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (!title.includes(` ${database} `)) continue;
+      total += (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      // the process has ended meanwhile
+    }
+  }
+  return total;
 }
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
@@ -116,6 +149,7 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 const r2 = (x: number) => Math.round(x * 100) / 100;
+const cpuPair = ([before, after]: number[]) => `${r2(before!)} / ${r2(after!)} (×${r2(after! / before!)})`;
 
 async function main() {
   mkdirSync(outDir, { recursive: true });
@@ -158,6 +192,13 @@ async function main() {
             const { ctx, iterations } = contexts.get(`${label} ${name}`)!;
             const build = (vu: number, iter: number) => scenarios[name].request(ctx, vu, iter);
             const http = mode === 'service' ? httpSender(b.baseUrl, connections) : undefined;
+            // CPU from the end of the warm-up to the last answer
+            const cpu = () => ({
+              service: cpuSeconds(b.child.pid!),
+              database: backendCpuSeconds(pg.pid, `ab_${label}`),
+            });
+            let from = cpu();
+            const mark = setTimeout(() => (from = cpu()), WARMUP_MS);
             const stats = await runLoop({
               connections,
               warmupMs: WARMUP_MS,
@@ -166,18 +207,31 @@ async function main() {
               iterations,
               send: http?.send ?? b.direct,
             });
+            clearTimeout(mark);
+            const to = cpu();
             await http?.close();
-            cells.push({ scenario: name, connections, mode, round, label, stats });
+            const perRequest = (seconds: number) => r2((seconds * 1000) / Math.max(1, stats.requests));
+            cells.push({
+              scenario: name,
+              connections,
+              mode,
+              round,
+              label,
+              stats,
+              serviceCpuMs: perRequest(to.service - from.service),
+              databaseCpuMs: perRequest(to.database - from.database),
+            });
             log(
               `round ${round} ${name} @${connections} ${mode} ${label}: ${stats.rps} req/s, p99 ${stats.p99} ms, ` +
+                `CPU ms/req service ${cells.at(-1)!.serviceCpuMs} database ${cells.at(-1)!.databaseCpuMs}, ` +
                 `${JSON.stringify(stats.statuses)}`,
             );
           }
   }
 
   const rows: string[] = [
-    '| scenario | connections | path | before req/s (median) | after req/s (median) | after ÷ before per round | median | p99 before / after (ms) |',
-    '| --- | ---: | --- | ---: | ---: | --- | ---: | --- |',
+    '| scenario | connections | path | before req/s (median) | after req/s (median) | after ÷ before per round | median | p99 before / after (ms) | PostgreSQL CPU ms/req before / after | service CPU ms/req before / after |',
+    '| --- | ---: | --- | ---: | ---: | --- | ---: | --- | --- | --- |',
   ];
   const summary = [];
   for (const name of SCENARIOS)
@@ -202,11 +256,15 @@ async function main() {
           beforeP99: r2(median(before.map((c) => c.stats.p99))),
           afterP99: r2(median(after.map((c) => c.stats.p99))),
           unexpected,
+          // CPU per request: medians of each build's cells; after ÷ before of those medians
+          databaseCpuMs: [median(before.map((c) => c.databaseCpuMs)), median(after.map((c) => c.databaseCpuMs))],
+          serviceCpuMs: [median(before.map((c) => c.serviceCpuMs)), median(after.map((c) => c.serviceCpuMs))],
         };
         summary.push(item);
         rows.push(
           `| ${name} | ${connections} | ${mode === 'service' ? 'HTTP' : 'driver (limit)'} | ${item.beforeRps} | ` +
-            `${item.afterRps} | ${ratios.join(' / ')} | **${item.medianRatio}** | ${item.beforeP99} / ${item.afterP99} |`,
+            `${item.afterRps} | ${ratios.join(' / ')} | **${item.medianRatio}** | ${item.beforeP99} / ${item.afterP99} | ` +
+            `${cpuPair(item.databaseCpuMs)} | ${mode === 'service' ? cpuPair(item.serviceCpuMs) : ''} |`,
         );
       }
   const result = {
