@@ -79,8 +79,8 @@ async function bulk(sql: Sql, statement: (tx: postgres.TransactionSql) => Promis
 
 /**
  * `total` changes of one org, straight in SQL, through the same triggers as the service's writes (they
- * give the positions and copy the versions): 60% creates, 30% new versions (a fifth of the ids updated
- * twice... as far as the share goes), 10% deletes, each kind in transactions of 10 000 rows.
+ * give the positions and copy the versions): 60% creates, 30% new versions (ids updated twice each),
+ * 10% deletes (of ids never updated), each kind in transactions of 10 000 rows.
  */
 async function seedChanges(sql: Sql, orgId: string, total: number) {
   const deletes = Math.floor(total / 10);

@@ -23,6 +23,7 @@ import {
   type ScenarioRequest,
   type Stats,
 } from './load.js';
+import { measureCatchUp, measureLatency } from './feed.js';
 import { renderChart, renderMarkdown, type BenchResult, type ScenarioResult } from './report.js';
 import { instantAfterSeeding, SCENARIO_NAMES, scenarios, type ScenarioContext } from './scenarios.js';
 
@@ -225,6 +226,20 @@ async function main() {
   }
 
   const growth = await measureGrowth(sql, baseUrl, pid, run);
+  // the change feed (issue 12): catch-up through HTTP against the driver, latency to a long-poll and a stream
+  const changes = quick ? 10_000 : 100_000;
+  log(`feed: catch-up of ${changes} changes, then latency`);
+  const catchUp = await measureCatchUp(sql, baseUrl, { orgId: `catch-up-${run}`, changes, rounds: 3 });
+  const latency = [];
+  for (const holder of [undefined, 'sql'] as const)
+    latency.push(
+      await measureLatency(sql, baseUrl, {
+        orgId: `latency-${run}-${holder ?? 'alone'}`,
+        writes: quick ? 50 : 300,
+        spacingMs: 50,
+        holder,
+      }),
+    );
   const result: BenchResult = {
     date: new Date().toISOString(),
     mode: quick ? 'quick' : 'full',
@@ -239,6 +254,7 @@ async function main() {
     plan,
     scenarios: results,
     growth,
+    feed: { catchUp, latency },
     pgbench: await runPgbench(db.url, plan.connections, quick ? 1 : 10),
     totalSeconds: 0,
   };
