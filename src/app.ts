@@ -45,8 +45,9 @@ export const BODY_LIMIT = 1024 * 1024;
 // What a browser on another origin may send and read (CORS_ORIGIN): every method the API serves and
 // every request header it reads; the response headers a client needs, the rate-limit ones included.
 export const CORS_METHODS = ['GET', 'HEAD', 'POST', 'DELETE'];
-export const CORS_REQUEST_HEADERS = ['content-type', 'authorization', 'x-request-id'];
+export const CORS_REQUEST_HEADERS = ['content-type', 'authorization', 'x-request-id', 'if-match', 'if-none-match'];
 export const CORS_EXPOSED_HEADERS = [
+  'etag',
   'link',
   'location',
   'retry-after',
