@@ -1,8 +1,8 @@
-// npx tsx scripts/bench/write-pieces.ts [--rounds=5] [--writes=2000]
+// npx tsx scripts/bench/write-pieces.ts [--rounds=5] [--writes=2000] [--connections=1]
 // What each piece of the change feed's write-side work costs PostgreSQL: creates and updates sent one at
-// a time through upsert_appointment on one connection (autocommit), measured as that backend's CPU time
-// per write (from /proc, less disturbed by other work on a shared machine than throughput) and as wall
-// time, with the pieces switched off in turn on one database:
+// a time through upsert_appointment on each of `connections` connections (autocommit), measured as the
+// backends' CPU time per write (from /proc, less disturbed by other work on a shared machine than
+// throughput) and as wall time per write (at several connections, the inverse of throughput), with the pieces switched off in turn on one database:
 //   as migrated         the trigger appointments_feed_position and the three feed indexes;
 //   no trigger          the position computed by column defaults in the INSERT itself (the trigger
 //                       disabled; updates then keep their position: cheaper than any real equivalent);
@@ -10,7 +10,7 @@
 //   neither             both, close to the write before the feed.
 // The variants alternate within each round, in a rotating order. A measurement tool only: the
 // variants without the trigger or the indexes do not keep the feed's guarantees.
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import postgres, { type Sql } from 'postgres';
@@ -21,6 +21,7 @@ const args = process.argv.slice(2);
 const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
 const ROUNDS = Number(flag('rounds') ?? 5);
 const WRITES = Number(flag('writes') ?? 2000);
+const CONNECTIONS = Number(flag('connections') ?? 1);
 const HOT_IDS = 20;
 
 const log = (message: string) => console.error(`[pieces ${new Date().toISOString().slice(11, 19)}] ${message}`);
@@ -34,10 +35,22 @@ const median = (xs: number[]) => {
 type Variant = 'as migrated' | 'no trigger' | 'no feed indexes' | 'neither';
 const VARIANTS: Variant[] = ['as migrated', 'no trigger', 'no feed indexes', 'neither'];
 
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+/** CPU seconds of the postmaster's children connected to the database `bench` (their title names it). */
+function backendCpuSeconds(postmaster: number): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) !== postmaster || !readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(' bench '))
+        continue;
+      total += (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      // the process has ended meanwhile
+    }
+  }
+  return total;
 }
 
 async function setVariant(sql: Sql, variant: Variant, indexDefinitions: string[]) {
@@ -52,7 +65,7 @@ async function main() {
   const dir = mkdtempSync(path.join(process.getuid?.() === 0 ? '/var/tmp' : os.tmpdir(), 'appointments-pieces-'));
   chmodSync(dir, 0o755);
   const pg = await startEmbeddedPostgres({ dir: path.join(dir, 'pg'), database: 'bench', persistent: false, log });
-  const sql = postgres(pg.url, { max: 1, prepare: true, onnotice: () => {} });
+  const sql = postgres(pg.url, { max: CONNECTIONS, prepare: true, onnotice: () => {} });
   try {
     await migrate(pg.url, () => {});
     // with the trigger off, an INSERT takes its position from the defaults: as if computed in the INSERT
@@ -63,7 +76,6 @@ async function main() {
         SELECT indexdef AS definition FROM pg_indexes
         WHERE indexname IN ('appointments_feed', 'appointment_versions_feed', 'appointment_versions_deleted_feed')`
     ).map((r) => r.definition);
-    const [{ pid }] = await sql<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
     const cells: Array<{ round: number; variant: Variant; op: 'create' | 'update'; cpuMs: number; wallMs: number }> =
       [];
     let slot = 0;
@@ -82,21 +94,27 @@ async function main() {
         await setVariant(sql, variant, indexDefinitions);
         for (const op of ['create', 'update'] as const) {
           const org = `pieces-${op}-${variant}`;
-          const cpu0 = cpuSeconds(pid);
+          const cpu0 = backendCpuSeconds(pg.pid);
           const t0 = performance.now();
-          for (let k = 0; k < WRITES; k++) {
-            if (op === 'create') await write(org, `c-${slot}`, slot++, 0);
-            else {
-              const v = (updated.get(variant) ?? 0) + 1;
-              updated.set(variant, v);
-              await write(org, `hot-${v % HOT_IDS}`, v % HOT_IDS, v);
+          let sent = 0;
+          const worker = async () => {
+            while (sent++ < WRITES) {
+              if (op === 'create') {
+                const s = slot++;
+                await write(org, `c-${s}`, s, 0);
+              } else {
+                const v = (updated.get(variant) ?? 0) + 1;
+                updated.set(variant, v);
+                await write(org, `hot-${v % HOT_IDS}`, v % HOT_IDS, v);
+              }
             }
-          }
+          };
+          await Promise.all(Array.from({ length: CONNECTIONS }, worker));
           const cell = {
             round,
             variant,
             op,
-            cpuMs: r3(((cpuSeconds(pid) - cpu0) * 1000) / WRITES),
+            cpuMs: r3(((backendCpuSeconds(pg.pid) - cpu0) * 1000) / WRITES),
             wallMs: r3((performance.now() - t0) / WRITES),
           };
           cells.push(cell);
