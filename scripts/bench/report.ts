@@ -1,3 +1,4 @@
+import { renderFeed, type CatchUpResult, type LatencyResult } from './feed.js';
 import type { Stats } from './load.js';
 import type { OpenStreamsResult } from './open-streams.js';
 
@@ -42,6 +43,7 @@ export interface BenchResult {
     createBySize: Array<{ appointments: number; connections: number; service: Stats; servicePeakRssMb: number }>;
     pointInTime: { historyRows: number; appointments: number; connections: number; service: Stats; limit: Stats };
   } | null;
+  feed?: { catchUp?: CatchUpResult; latency: LatencyResult[] };
   pgbench: Array<{ connections: number; tps: number | null; latencyAvgMs: number | null; error?: string }> | null;
   totalSeconds: number;
 }
@@ -173,6 +175,7 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
       `Point-in-time list (\`?at=\`, limit 100) of an org of ${n(pit.appointments)} appointments with ${n(pit.historyRows)} history rows, ${pit.connections} connections: ` +
         `service ${n(pit.service.rps)} req/s, p50 ${pit.service.p50} ms, p99 ${pit.service.p99} ms; limit ${n(pit.limit.rps)} req/s, p99 ${pit.limit.p99} ms.`,
     );
+  if (r.feed) lines.push('', '## The change feed', '', renderFeed(r.feed));
   if (r.pgbench) {
     lines.push(
       '',

@@ -1,7 +1,7 @@
 // npm run bench [-- --quick] [-- --scenarios=reads,create-heavy,open-streams] [-- --out=DIR]
 // Starts PostgreSQL (embedded, or a fresh database on the server of BENCH_DATABASE_URL) and the service
 // as a child process, runs each scenario of scenarios.js through HTTP and straight through the driver
-// (the limit), then the measurements (open-streams, growth), and writes result.json, report.md and
+// (the limit), then the measurements (open-streams, growth, feed), and writes result.json, report.md and
 // chart.svg. --scenarios names scenarios and measurements; naming no measurement runs all of them.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -25,6 +25,7 @@ import {
   type Stats,
 } from './load.js';
 import { measureOpenStreams } from './open-streams.js';
+import { measureCatchUp, measureLatency } from './feed.js';
 import { renderChart, renderMarkdown, type BenchResult, type ScenarioResult } from './report.js';
 import { instantAfterSeeding, SCENARIO_NAMES, scenarios, type ScenarioContext } from './scenarios.js';
 
@@ -52,7 +53,7 @@ const plan = quick
       history: { ids: 10_000, versions: 100 },
       openStreams: { streams: 1_000, writes: 20 },
     };
-const MEASUREMENT_NAMES = ['open-streams', 'growth'];
+const MEASUREMENT_NAMES = ['open-streams', 'growth', 'feed'];
 const named = flag('scenarios')?.split(',');
 const chosen = (named ?? SCENARIO_NAMES).filter((n) => SCENARIO_NAMES.includes(n));
 const measurements = named?.some((n) => MEASUREMENT_NAMES.includes(n))
@@ -237,6 +238,24 @@ async function main() {
     ? await measureOpenStreams({ baseUrl, pid, ...plan.openStreams, orgId: `streams-${run}`, log })
     : null;
   const growth = measurements.includes('growth') ? await measureGrowth(sql, baseUrl, pid, run) : null;
+  // the change feed (issue 12): catch-up through HTTP against the driver, latency to a long-poll and a stream
+  let feed: BenchResult['feed'];
+  if (measurements.includes('feed')) {
+    const changes = quick ? 10_000 : 100_000;
+    log(`feed: catch-up of ${changes} changes, then latency`);
+    const catchUp = await measureCatchUp(sql, baseUrl, { orgId: `catch-up-${run}`, changes, rounds: 3 });
+    const latency = [];
+    for (const holder of [undefined, 'sql'] as const)
+      latency.push(
+        await measureLatency(sql, baseUrl, {
+          orgId: `latency-${run}-${holder ?? 'alone'}`,
+          writes: quick ? 50 : 300,
+          spacingMs: 50,
+          holder,
+        }),
+      );
+    feed = { catchUp, latency };
+  }
   const result: BenchResult = {
     date: new Date().toISOString(),
     mode: quick ? 'quick' : 'full',
@@ -252,6 +271,7 @@ async function main() {
     scenarios: results,
     openStreams,
     growth,
+    feed,
     pgbench: await runPgbench(db.url, plan.connections, quick ? 1 : 10),
     totalSeconds: 0,
   };
