@@ -5,13 +5,14 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Ajv, type Options as AjvOptions, type ValidateFunction } from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import helmet from 'helmet';
 import { authPlugin, bearerAuthScheme } from './auth.js';
 import type { Config } from './config.js';
 import { databasePlugin } from './db/client.js';
 import { answerClientError, answerFrameworkError, ApiError, registerErrorHandlers } from './errors.js';
+import { appointmentBatchRoutes } from './routes/appointment-batch.js';
 import { appointmentRoutes } from './routes/appointments.js';
 import { healthRoutes } from './routes/health.js';
 import { Appointment, HistoryEntry, WriteResult } from './schemas/appointments.js';
@@ -19,7 +20,7 @@ import { ErrorCode, errorResponse, ErrorResponse } from './schemas/errors.js';
 import { RateLimitHeaders } from './schemas/headers.js';
 import { ID_SYNTAX } from './schemas/ids.js';
 import { declareHeaders, documentRoute } from './schemas/openapi.js';
-import { parseTime, SYSTEM_TIME_FORMAT, TIME_FORMAT } from './schemas/time.js';
+import { buildAjv } from './validation.js';
 
 /** The settings (config.ts, defaults applied), the database to use and the logger. */
 export interface AppOptions extends Config {
@@ -87,13 +88,6 @@ function helmetHeaders(): Record<string, string> {
     if (error) throw error;
   });
   return headers;
-}
-
-function buildAjv(options: AjvOptions): Ajv {
-  const ajv = new Ajv({ useDefaults: true, removeAdditional: false, allErrors: false, strict: false, ...options });
-  ajv.addFormat(TIME_FORMAT, { type: 'string', validate: (value: string) => parseTime(value, 3) !== null });
-  ajv.addFormat(SYSTEM_TIME_FORMAT, { type: 'string', validate: (value: string) => parseTime(value, 6) !== null });
-  return ajv;
 }
 
 /**
@@ -239,6 +233,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       });
     }
     await api.register(appointmentRoutes, { prefix: '/api/appointments' });
+    await api.register(appointmentBatchRoutes, { prefix: '/api/appointments' });
   });
   return app;
 }

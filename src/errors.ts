@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import postgres from 'postgres';
+import { BatchItemRefusedError } from './db/appointment-batch.js';
 import { AppointmentOverlapError, PreconditionFailedError } from './db/appointments.js';
 import { appointmentEtag } from './etags.js';
 import { DatabaseBusyError } from './db/client.js';
@@ -142,16 +143,30 @@ export function answerClientError(this: FastifyInstance, error: Error & { code?:
   socket.destroy(error);
 }
 
+/** A write refused: 409 with the appointment in the way, or 412 with the current one (and its ETag). */
+function sendRefusal(
+  reply: FastifyReply,
+  error: AppointmentOverlapError | PreconditionFailedError,
+  extra: Partial<ErrorResponse> = {},
+) {
+  if (error instanceof AppointmentOverlapError) {
+    return send(reply, 409, ErrorCode.APPOINTMENT_OVERLAP, error.message, {
+      conflictsWith: error.conflictsWith,
+      ...extra,
+    });
+  }
+  if (error.current) reply.header('etag', appointmentEtag(error.current));
+  return send(reply, 412, ErrorCode.PRECONDITION_FAILED, error.message, { current: error.current, ...extra });
+}
+
 /** The one place that turns errors into responses. A 5xx never shows its cause to the client. */
 export function registerErrorHandlers(app: FastifyInstance) {
   app.setErrorHandler((error: FastifyError | ApiError | AppointmentOverlapError, request, reply) => {
-    if (error instanceof AppointmentOverlapError) {
-      return send(reply, 409, ErrorCode.APPOINTMENT_OVERLAP, error.message, { conflictsWith: error.conflictsWith });
+    if (error instanceof AppointmentOverlapError || error instanceof PreconditionFailedError) {
+      return sendRefusal(reply, error);
     }
-    if (error instanceof PreconditionFailedError) {
-      if (error.current) reply.header('etag', appointmentEtag(error.current));
-      return send(reply, 412, ErrorCode.PRECONDITION_FAILED, error.message, { current: error.current });
-    }
+    // an atomic batch: the refusal of the item that ended it, and its index
+    if (error instanceof BatchItemRefusedError) return sendRefusal(reply, error.refusal, { index: error.index });
     if (error instanceof ApiError) return send(reply, error.statusCode, error.code, error.message);
     if ('validation' in error && error.validation) {
       return send(

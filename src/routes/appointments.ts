@@ -8,7 +8,6 @@ import {
   listAppointments,
   listAppointmentsAt,
   upsertAppointment,
-  type AppointmentWrite,
 } from '../db/appointments.js';
 import { badRequest, notFound } from '../errors.js';
 import {
@@ -27,7 +26,8 @@ import { errorResponses } from '../schemas/errors.js';
 import { LinkHeader, LocationHeader } from '../schemas/headers.js';
 import { withHeaders } from '../schemas/openapi.js';
 import { ID_SYNTAX } from '../schemas/ids.js';
-import { parseTime, type TimePrecision } from '../schemas/time.js';
+import { parseTime } from '../schemas/time.js';
+import { canonical, toWrite } from './appointment-input.js';
 
 const tags = ['appointments'];
 
@@ -63,22 +63,6 @@ const writeExamples = {
     value: { status: 'stale', appointment: updatedAppointment },
   },
 } satisfies Record<string, { summary: string; value: WriteResult }>;
-
-/** A time the schema has validated already, in canonical form. */
-const canonical = (time: string, precision: TimePrecision) => parseTime(time, precision)!;
-
-function toWrite(body: AppointmentInput): AppointmentWrite {
-  const write = {
-    orgId: body.orgId ?? DEFAULT_ORG_ID,
-    id: String(body.id),
-    start: canonical(body.start, 3),
-    end: canonical(body.end, 3),
-    createdAt: canonical(body.createdAt, 3),
-    updatedAt: canonical(body.updatedAt, 3),
-  };
-  if (write.start >= write.end) throw badRequest('body/end must be after body/start');
-  return write;
-}
 
 function encodeCursor(last: Appointment): string {
   return Buffer.from(JSON.stringify([last.start, last.id])).toString('base64url');
