@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appointment, newOrg } from './support/fixtures.js';
-import { http, post } from './support/http.js';
+import { http, post, uploadRaw } from './support/http.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
 let server: TestServer;
@@ -139,4 +139,205 @@ describe('POST /api/appointments/batch: items in order, each as a single POST', 
     const res = await batch([appointment(id, '1998-01-01 10:00', '1998-01-01 11:00')]);
     expect(res.body.results[0].appointment.orgId).toBe('default');
   });
+});
+
+describe('POST /api/appointments/batch?atomic=true: all or nothing', () => {
+  it('writes every item when none is refused', async () => {
+    const orgId = newOrg();
+    const res = await batch(
+      [
+        { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00'), orgId },
+        { ...appointment('b', '2020-10-10 11:00', '2020-10-10 12:00'), orgId },
+        { ...appointment('a', '2020-10-10 09:00', '2020-10-10 10:00', '2020-09-29 00:00'), orgId },
+      ],
+      '?atomic=true',
+    );
+    expect(res.status).toBe(200);
+    expect(res.body.results.map((r: { status: string }) => r.status)).toEqual(['created', 'created', 'updated']);
+    expect((await stored(orgId)).map((a) => a.id)).toEqual(['a', 'b']);
+  });
+
+  it('an overlap ends it: 409 with conflictsWith and index, nothing written', async () => {
+    const orgId = newOrg();
+    await post(server.baseUrl, { ...appointment('kept', '2020-10-10 14:00', '2020-10-10 15:00'), orgId });
+    const before = await server.sql`SELECT count(*)::int AS n FROM appointment_versions WHERE org_id = ${orgId}`;
+    const res = await batch(
+      [
+        { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00'), orgId },
+        { ...appointment('kept', '2020-10-10 16:00', '2020-10-10 17:00', '2020-09-29 00:00'), orgId },
+        { ...appointment('b', '2020-10-10 14:30', '2020-10-10 15:30'), orgId },
+        { ...appointment('c', '2020-10-10 10:30', '2020-10-10 10:45'), orgId },
+      ],
+      '?atomic=true',
+    );
+    expect(res.status).toBe(409);
+    // item 2 sees item 1's move: 'kept' is at 16:00 within the batch, so item 2 fits; item 3 meets item 0
+    expect(res.body).toEqual({
+      statusCode: 409,
+      error: 'Conflict',
+      code: 'APPOINTMENT_OVERLAP',
+      message: 'The appointment overlaps another appointment of the organization',
+      conflictsWith: { id: 'a', start: '2020-10-10T10:00:00.000Z', end: '2020-10-10T11:00:00.000Z' },
+      index: 3,
+    });
+    expect((await stored(orgId)).map((a) => a.id)).toEqual(['kept']);
+    expect((await get(orgId, 'kept')).body.version).toBe(1);
+    const after = await server.sql`SELECT count(*)::int AS n FROM appointment_versions WHERE org_id = ${orgId}`;
+    expect(after).toEqual(before);
+  });
+
+  it('a failed ifMatch ends it: 412 with current and index, nothing written', async () => {
+    const orgId = newOrg();
+    const first = await post(server.baseUrl, { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00'), orgId });
+    const res = await batch(
+      [
+        { ...appointment('n', '2020-10-10 12:00', '2020-10-10 13:00'), orgId },
+        {
+          ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:30', '2020-09-29 00:00'),
+          orgId,
+          ifMatch: '"1-1"',
+        },
+      ],
+      '?atomic=true',
+    );
+    expect(res.status).toBe(412);
+    expect(res.body).toMatchObject({ code: 'PRECONDITION_FAILED', index: 1, current: first.body.appointment });
+    expect(res.headers.etag).toMatch(/^"1-\d+"$/);
+    expect((await stored(orgId)).map((a) => a.id)).toEqual(['a']);
+  });
+
+  it('a malformed item: 400 naming the lowest such index, nothing written', async () => {
+    const orgId = newOrg();
+    const res = await batch(
+      [
+        { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00'), orgId },
+        { ...appointment('b', '2020-10-10 12:00', '2020-10-10 13:00'), orgId, ifMatch: 'no quotes' },
+        { ...appointment('c', '2020-10-10 12:00', '2020-10-10 11:00'), orgId },
+      ],
+      '?atomic=true',
+    );
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({
+      code: 'VALIDATION_ERROR',
+      message: expect.stringMatching(/^body\/appointments\/1\/ifMatch /),
+    });
+    const second = await batch(
+      [
+        { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00'), orgId },
+        { ...appointment('c', '2020-10-10 12:00', '2020-10-10 11:00'), orgId },
+        { id: 'd' },
+      ],
+      '?atomic=true',
+    );
+    expect(second.body.message).toBe('body/appointments/1/end must be after body/appointments/1/start');
+    expect(await stored(orgId)).toEqual([]);
+  });
+
+  it('atomic=false is the default; other values of atomic are a 400', async () => {
+    const orgId = newOrg();
+    const items = [
+      { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00'), orgId },
+      { ...appointment('b', '2020-10-10 10:30', '2020-10-10 11:30'), orgId },
+    ];
+    const res = await batch(items, '?atomic=false');
+    expect(res.body.results.map((r: { status: string }) => r.status)).toEqual(['created', 'rejected']);
+    for (const query of ['?atomic=yes', '?atomic=', '?atomic=1&atomic=0', '?orgId=x']) {
+      const bad = await batch(items, query);
+      expect(bad.status, query).toBe(400);
+      expect(bad.body.code).toBe('VALIDATION_ERROR');
+    }
+  });
+});
+
+describe('POST /api/appointments/batch: ifMatch per item', () => {
+  it('writes only an item whose ifMatch holds; a failure is that item rejected with current', async () => {
+    const orgId = newOrg();
+    const created = await batch([
+      { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00'), orgId },
+      { ...appointment('b', '2020-10-10 12:00', '2020-10-10 13:00'), orgId },
+    ]);
+    const [a, b] = created.body.results as Array<{ etag: string; appointment: { version: number } }>;
+    const res = await batch([
+      { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:15', '2020-09-29 00:00'), orgId, ifMatch: a!.etag },
+      { ...appointment('b', '2020-10-10 12:00', '2020-10-10 13:15', '2020-09-29 00:00'), orgId, ifMatch: a!.etag },
+      { ...appointment('b', '2020-10-10 12:00', '2020-10-10 13:30', '2020-09-29 00:00'), orgId, ifMatch: '*' },
+      { ...appointment('none', '2020-10-10 15:00', '2020-10-10 16:00'), orgId, ifMatch: '*' },
+      {
+        ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:45', '2020-09-30 00:00'),
+        orgId,
+        ifMatch: `W/${a!.etag}`,
+      },
+      // a precondition that holds does not bypass last-writer-wins
+      { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:55', '2020-09-01 00:00'), orgId, ifMatch: '*' },
+      { ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:00'), orgId, ifMatch: 'bogus' },
+    ]);
+    const results = res.body.results;
+    expect(results.map((r: { status: string }) => r.status)).toEqual([
+      'updated',
+      'rejected',
+      'updated',
+      'rejected',
+      'rejected',
+      'stale',
+      'rejected',
+    ]);
+    expect(results[1].error).toMatchObject({ statusCode: 412, code: 'PRECONDITION_FAILED' });
+    expect(results[1].error.current).toMatchObject({ id: 'b', version: b!.appointment.version });
+    expect(results[3].error).toMatchObject({ statusCode: 412, current: null });
+    expect(results[4].error).toMatchObject({ statusCode: 412, current: { id: 'a', version: 2 } });
+    expect(results[6].error).toMatchObject({
+      statusCode: 400,
+      code: 'VALIDATION_ERROR',
+      message: expect.stringMatching(/^body\/appointments\/6\/ifMatch /),
+    });
+    // the ETag of the item before is what the next item's ifMatch can name
+    const next = await batch([
+      {
+        ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:20', '2020-10-01 00:00'),
+        orgId,
+        ifMatch: results[0].etag,
+      },
+      {
+        ...appointment('a', '2020-10-10 10:00', '2020-10-10 11:25', '2020-10-02 00:00'),
+        orgId,
+        ifMatch: `"x", ${results[0].etag}`,
+      },
+    ]);
+    expect(next.body.results.map((r: { status: string }) => r.status)).toEqual(['updated', 'rejected']);
+    expect(next.body.results[1].error.current.version).toBe(3);
+    expect((await get(orgId, 'none')).status).toBe(404);
+  });
+});
+
+describe('POST /api/appointments/batch: the body limit', () => {
+  it('1000 typical items fit in the body limit', async () => {
+    const orgId = newOrg();
+    const items = Array.from({ length: 1000 }, (_, k) => ({
+      ...appointment(
+        `item-${k}`,
+        new Date(Date.UTC(2031, 0, 1, 0, k * 30)).toISOString(),
+        new Date(Date.UTC(2031, 0, 1, 0, k * 30 + 30)).toISOString(),
+      ),
+      orgId,
+    }));
+    expect(JSON.stringify({ appointments: items }).length).toBeLessThan(256 * 1024);
+    const res = await batch(items);
+    expect(res.status).toBe(200);
+    expect(res.body.results).toHaveLength(1000);
+    expect(res.body.results.every((r: { status: string }) => r.status === 'created')).toBe(true);
+    expect(await stored(orgId)).toHaveLength(1000);
+  });
+
+  it.each(['/api/appointments/batch', '/api/appointments'])(
+    'an over-limit body to %s: the client that does not wait reads the 413 (no reset)',
+    async (path) => {
+      const size = 2 * 1024 * 1024;
+      const res = await uploadRaw(server.baseUrl, path, size);
+      expect(res.error).toBeUndefined();
+      // answered once the upload was read, not in the middle of it
+      expect(res.sentBeforeAnswer).toBe(size);
+      expect(res.status).toBe(413);
+      expect(JSON.parse(res.body)).toMatchObject({ statusCode: 413, code: 'PAYLOAD_TOO_LARGE' });
+    },
+  );
 });
