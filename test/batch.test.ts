@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { overlappingPairs } from '../scripts/lib/overlaps.js';
 import { appointment, newOrg } from './support/fixtures.js';
 import { http, post, uploadRaw } from './support/http.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -340,4 +341,120 @@ describe('POST /api/appointments/batch: the body limit', () => {
       expect(JSON.parse(res.body)).toMatchObject({ statusCode: 413, code: 'PAYLOAD_TOO_LARGE' });
     },
   );
+});
+
+describe('POST /api/appointments/batch: concurrency', () => {
+  const slot = (k: number) => new Date(Date.UTC(2032, 0, 1, 8, 0) + k * 15 * 60_000).toISOString();
+
+  it('atomic and non-atomic batches on the same ids in opposite orders never answer a deadlock', async () => {
+    const orgId = newOrg();
+    const ids = Array.from({ length: 8 }, (_, k) => `d${k}`);
+    // every id in a slot of its own: nothing overlaps, so every item must be written or stale/unchanged
+    const items = (order: string[], round: number, writer: number) =>
+      order.map((id) => {
+        const k = ids.indexOf(id);
+        const updatedAt = new Date(Date.UTC(2021, 0, 1) + (round * 16 + writer) * 1000).toISOString();
+        return { ...appointment(id, slot(k * 2), slot(k * 2 + 1), updatedAt), orgId };
+      });
+    const reversed = [...ids].reverse();
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, round) =>
+        Promise.all([
+          batch(items(ids, round, 0), '?atomic=true'),
+          batch(items(reversed, round, 1), '?atomic=true'),
+          batch(items(ids, round, 2)),
+          batch(items(reversed, round, 3)),
+          http(server.baseUrl, 'DELETE', `/api/appointments/${ids[round % 8]}?orgId=${orgId}`),
+          post(server.baseUrl, items([ids[(round + 3) % 8]!], round, 4)[0]),
+        ]),
+      ),
+    ).then((rounds) => rounds.flat());
+    for (const res of answers) {
+      expect(res.status, JSON.stringify(res.body)).toBeLessThan(300);
+      for (const r of res.body?.results ?? []) expect(r.status, JSON.stringify(r)).not.toBe('rejected');
+    }
+  });
+
+  it('many writers of batches, single POSTs and DELETEs: no 5xx, no overlap, every acknowledged version kept', async () => {
+    const orgId = newOrg();
+    const ids = Array.from({ length: 12 }, (_, k) => `c${k}`);
+    let clock = 0;
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    // 30 to 60 minutes somewhere in 6 hours: overlaps are frequent
+    const write = () => {
+      const start = random(24);
+      return {
+        ...appointment(
+          ids[random(ids.length)]!,
+          slot(start),
+          slot(start + 2 + random(3)),
+          new Date(Date.UTC(2021, 0, 1) + ++clock * 1000).toISOString(),
+        ),
+        orgId,
+      };
+    };
+    type Answer = { status: number; body: any };
+    const acknowledged: Array<{ id: string; version: number; start: string; end: string; updatedAt: string }> = [];
+    const record = (status: string, appointment: any) => {
+      if (status === 'created' || status === 'updated') acknowledged.push(appointment);
+    };
+    const check = (res: Answer, allowed: number[]) => {
+      expect(allowed, JSON.stringify(res.body)).toContain(res.status);
+    };
+    const worker = async (kind: number) => {
+      for (let n = 0; n < 12; n++) {
+        if (kind < 3) {
+          const res = await batch(Array.from({ length: 2 + random(8) }, write));
+          check(res, [200]);
+          for (const r of res.body.results) {
+            if (r.status === 'rejected') expect(r.error.code).toBe('APPOINTMENT_OVERLAP');
+            else record(r.status, r.appointment);
+          }
+        } else if (kind < 6) {
+          const res = await batch(Array.from({ length: 2 + random(4) }, write), '?atomic=true');
+          check(res, [200, 409]);
+          if (res.status === 409)
+            expect(res.body).toMatchObject({ code: 'APPOINTMENT_OVERLAP', index: expect.any(Number) });
+          else for (const r of res.body.results) record(r.status, r.appointment);
+        } else if (kind < 8) {
+          const res = await post(server.baseUrl, write());
+          check(res, [200, 201, 409]);
+          if (res.status < 300) record(res.body.status, res.body.appointment);
+        } else {
+          const res = await http(
+            server.baseUrl,
+            'DELETE',
+            `/api/appointments/${ids[random(ids.length)]}?orgId=${orgId}`,
+          );
+          check(res, [204, 404]);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 10 }, (_, k) => worker(k)));
+    expect(acknowledged.length).toBeGreaterThan(20);
+
+    const live = await stored(orgId);
+    expect(overlappingPairs(live as unknown as Array<{ start: string; end: string }>)).toEqual([]);
+    const histories = new Map<string, any[]>();
+    for (const id of ids) {
+      const h = await history(orgId, id);
+      histories.set(id, h.status === 200 ? h.body : []);
+    }
+    // every acknowledged version is in its history as it was answered
+    for (const a of acknowledged) {
+      const version = histories.get(a.id)!.find((v) => v.version === a.version);
+      expect(version, JSON.stringify(a)).toMatchObject({ start: a.start, end: a.end, updatedAt: a.updatedAt });
+    }
+    // the current state is each history's last version, unless that one was deleted
+    for (const id of ids) {
+      const last = histories.get(id)!.at(-1);
+      const current = live.find((a) => a.id === id) as any;
+      if (!last || last.deleted) expect(current).toBeUndefined();
+      else expect(current).toMatchObject({ version: last.version, start: last.start, end: last.end });
+    }
+  });
 });
