@@ -3,7 +3,7 @@ import type { FastifySchemaCompiler } from 'fastify';
 import { upsertAppointmentBatch, type BatchOutcome, type BatchWrite } from '../db/appointment-batch.js';
 import { ApiError, badRequest, describeValidationError } from '../errors.js';
 import { appointmentEtag, ifMatchTags, parseEntityTags } from '../etags.js';
-import type { AppointmentInput } from '../schemas/appointments.js';
+import type { Appointment, AppointmentInput } from '../schemas/appointments.js';
 import {
   BatchEnvelope,
   BatchItemInput,
@@ -14,7 +14,7 @@ import {
   type BatchItemError,
   type BatchResult,
 } from '../schemas/batch.js';
-import { ErrorCode, errorResponses } from '../schemas/errors.js';
+import { ErrorCode, errorResponse, errorResponses, type ErrorResponse } from '../schemas/errors.js';
 import { buildAjv } from '../validation.js';
 import { toWrite } from './appointment-input.js';
 
@@ -22,6 +22,17 @@ import { toWrite } from './appointment-input.js';
 const itemAjv = buildAjv({ coerceTypes: false });
 const validateItem = itemAjv.compile(BatchItemInput);
 const validateEnvelope = itemAjv.compile(BatchEnvelope);
+
+const exampleAppointment = {
+  id: '2',
+  orgId: 'example',
+  start: '2020-10-10T20:20:00.000Z',
+  end: '2020-10-10T20:30:00.000Z',
+  createdAt: '2020-09-02T14:23:12.000Z',
+  updatedAt: '2020-09-28T14:23:12.000Z',
+  version: 1,
+  recordedAt: '2026-11-22T14:05:00.123456Z',
+} satisfies Appointment;
 
 const ITEM_OVERLAP_MESSAGE = 'The appointment overlaps another appointment of the organization';
 const ITEM_PRECONDITION_MESSAGE = 'The precondition failed: the appointment is not in the state the request expects';
@@ -94,8 +105,55 @@ export const appointmentBatchRoutes: FastifyPluginAsyncTypebox = async (app) => 
         querystring: BatchQuery,
         body: BatchRequest,
         response: {
-          200: BatchResponse,
-          ...errorResponses(400, 409, 412, 413, 415, 503),
+          200: {
+            ...BatchResponse,
+            description: 'One result per item, in order (with `atomic=true`: every item written)',
+            examples: [
+              {
+                results: [
+                  { status: 'created', appointment: exampleAppointment, etag: appointmentEtag(exampleAppointment) },
+                  {
+                    status: 'rejected',
+                    error: {
+                      statusCode: 409,
+                      code: ErrorCode.APPOINTMENT_OVERLAP,
+                      message: ITEM_OVERLAP_MESSAGE,
+                      conflictsWith: { id: '1', start: exampleAppointment.start, end: exampleAppointment.end },
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+          ...errorResponses(400, 413, 415, 503),
+          409: {
+            ...errorResponse(409),
+            description: 'With `atomic=true`: the item at `index` overlaps; nothing was written',
+            examples: [
+              {
+                statusCode: 409,
+                error: 'Conflict',
+                code: ErrorCode.APPOINTMENT_OVERLAP,
+                message: ITEM_OVERLAP_MESSAGE,
+                conflictsWith: { id: '1', start: exampleAppointment.start, end: exampleAppointment.end },
+                index: 1,
+              } satisfies ErrorResponse,
+            ],
+          },
+          412: {
+            ...errorResponse(412),
+            description: 'With `atomic=true`: the ifMatch of the item at `index` did not hold; nothing was written',
+            examples: [
+              {
+                statusCode: 412,
+                error: 'Precondition Failed',
+                code: ErrorCode.PRECONDITION_FAILED,
+                message: ITEM_PRECONDITION_MESSAGE,
+                current: exampleAppointment,
+                index: 0,
+              } satisfies ErrorResponse,
+            ],
+          },
         },
       },
     },
