@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { overlappingPairs } from '../scripts/lib/overlaps.js';
+import { generateApiKey } from '../src/auth.js';
+import { insertApiKey } from '../src/db/api-keys.js';
 import { appointment, newOrg } from './support/fixtures.js';
 import { http, post, uploadRaw } from './support/http.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -456,5 +458,44 @@ describe('POST /api/appointments/batch: concurrency', () => {
       if (!last || last.deleted) expect(current).toBeUndefined();
       else expect(current).toMatchObject({ version: last.version, start: last.start, end: last.end });
     }
+  });
+});
+
+describe('POST /api/appointments/batch with API keys (AUTH=required)', () => {
+  let keyed: TestServer;
+  let authorization: Record<string, string>;
+  beforeAll(async () => {
+    keyed = await startTestServer({ auth: 'required' });
+    const key = generateApiKey();
+    await insertApiKey(keyed.sql, { keyId: key.keyId, orgId: 'batch-tenant', secretHash: key.secretHash });
+    authorization = { authorization: `Bearer ${key.key}` };
+  });
+  afterAll(() => keyed.close());
+  const send = (items: unknown[], headers = authorization) =>
+    http(keyed.baseUrl, 'POST', '/api/appointments/batch', { appointments: items }, headers);
+
+  it("writes items without orgId, or with the key's, into the key's org", async () => {
+    const res = await send([
+      appointment('k1', '2020-10-10 10:00', '2020-10-10 11:00'),
+      { ...appointment('k2', '2020-10-10 11:00', '2020-10-10 12:00'), orgId: 'batch-tenant' },
+    ]);
+    expect(res.status).toBe(200);
+    expect(res.body.results.map((r: any) => r.appointment.orgId)).toEqual(['batch-tenant', 'batch-tenant']);
+  });
+
+  it('one item of another org refuses the whole batch with 403; nothing written', async () => {
+    const res = await send([
+      appointment('k3', '2020-10-10 13:00', '2020-10-10 14:00'),
+      { ...appointment('k4', '2020-10-10 14:00', '2020-10-10 15:00'), orgId: 'someone-else' },
+    ]);
+    expect(res.status).toBe(403);
+    expect(res.body.code).toBe('FORBIDDEN');
+    const rows = await keyed.sql`SELECT id FROM appointments WHERE id IN ('k3', 'k4')`;
+    expect(rows).toHaveLength(0);
+  });
+
+  it('no key: 401', async () => {
+    const res = await send([appointment('k5', '2020-10-10 16:00', '2020-10-10 17:00')], {});
+    expect(res.status).toBe(401);
   });
 });
