@@ -14,6 +14,8 @@ export interface ScenarioRequest {
 }
 export interface Scenario {
   title: string;
+  /** Appointments each request writes (a batch); 1 when absent. */
+  itemsPerRequest?: number;
   description: string;
   seed(ctx: ScenarioContext): ScenarioRequest[];
   request(ctx: ScenarioContext, vu: number, iter: number): ScenarioRequest;

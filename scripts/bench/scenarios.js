@@ -3,6 +3,7 @@
 // Plain ES module with no Node or k6 API: k6 imports it by relative path, Node and vitest as usual.
 //
 // A request is { method, path, body?, expected }: `expected` lists the statuses a check accepts.
+// A scenario whose requests each write many appointments says how many (itemsPerRequest).
 // ctx is { run, at?, orgId? }: `run` makes ids and org ids unique to one run, so runs can share a
 // database; `at` is the instant of point-in-time reads (taken after seeding).
 
@@ -146,6 +147,7 @@ export const scenarios = {
   },
   'batch-create': {
     title: 'batch create (100 items)',
+    itemsPerRequest: BATCH_ITEMS,
     description: `Every request a batch of ${BATCH_ITEMS} new ids, each in a free slot: ${BATCH_ITEMS} appointments a request.`,
     seed: () => [],
     request(ctx, vu, iter) {
