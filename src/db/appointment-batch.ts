@@ -69,10 +69,9 @@ export async function upsertAppointmentBatch(sql: Sql, items: BatchWrite[], atom
   for (let attempt = 1; rows === undefined; attempt++) {
     try {
       rows = await sql<BatchRow[]>`
-        SELECT item, status, (a).id, (a).org_id AS "orgId", (a).start_at AS "start", (a).end_at AS "end",
-               (a).created_at AS "createdAt", (a).updated_at AS "updatedAt", (a).version,
-               (a).recorded_at AS "recordedAt", (a).deleted_at AS "deletedAt"
-        FROM upsert_appointment_batch(${json}::text::jsonb, ${atomic}, ${attempt > 1}) AS b(item, status, a)`;
+        SELECT item, status, id, org_id AS "orgId", start_at AS "start", end_at AS "end", created_at AS "createdAt",
+               updated_at AS "updatedAt", version, recorded_at AS "recordedAt", deleted_at AS "deletedAt"
+        FROM upsert_appointment_batch(${json}::text::jsonb, ${atomic}, ${attempt > 1})`;
     } catch (error) {
       if (error instanceof postgres.PostgresError && error.code === DEADLOCK_DETECTED && attempt < ATTEMPTS) continue;
       throw error;
@@ -91,7 +90,7 @@ export async function upsertAppointmentBatch(sql: Sql, items: BatchWrite[], atom
 
 function toOutcome(row: BatchRow): BatchOutcome {
   const { item: index, status, deletedAt, ...appointment } = row;
-  // no appointment: the composite is NULL, and so each of its fields
+  // no appointment: every column is NULL
   const present = appointment.id !== null;
   if (present) withAppointmentTimes(appointment);
   switch (status) {

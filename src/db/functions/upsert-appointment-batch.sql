@@ -2,9 +2,11 @@
 -- item order, so that every rule of a single write holds per item, and an item sees the items before
 -- it (two overlapping new items: the first wins). p_items is a JSON array of
 -- {"i": index, "orgId", "id", "start", "end", "createdAt", "updatedAt", "ifMatch": [etag, ...] | null}
--- with canonical times; the answer is one row per item, in order: status and appointment as
--- upsert_appointment gives them ('overlap': the appointment in the way, or NULL when the constraint
--- refused the item and nothing committed is in the way any more).
+-- with canonical times; the answer is one row per item, in order: status and appointment (its columns,
+-- all NULL for none) as upsert_appointment gives them ('overlap': the appointment in the way, or none
+-- when the constraint refused the item and nothing committed is in the way any more). Columns, not
+-- the row type appointments, so that the signature does not depend on the table (a Down migration
+-- drops it).
 --
 -- Org locks: every org's lock is taken up front in one order (sorted), shared, or exclusive with
 -- p_alone, so that batches and single writes never wait on each other's org locks in a circle;
@@ -23,7 +25,9 @@
 -- the first refused item (overlap or precondition failed) ends the batch: everything is undone and the
 -- answer is that item's row alone.
 CREATE OR REPLACE FUNCTION upsert_appointment_batch(p_items jsonb, p_atomic boolean, p_alone boolean)
-RETURNS TABLE (item integer, status text, appointment appointments)
+RETURNS TABLE (item integer, status text, id text, org_id text, start_at timestamptz, end_at timestamptz,
+               created_at timestamptz, updated_at timestamptz, version integer, recorded_at timestamptz,
+               deleted_at timestamptz)
 LANGUAGE plpgsql AS $$
 DECLARE
   org text;
@@ -118,7 +122,16 @@ BEGIN
   FOR n IN 1 .. cardinality(items) LOOP
     item := items[n];
     status := statuses[n];
-    appointment := written[n];
+    ap := written[n];
+    id := ap.id;
+    org_id := ap.org_id;
+    start_at := ap.start_at;
+    end_at := ap.end_at;
+    created_at := ap.created_at;
+    updated_at := ap.updated_at;
+    version := ap.version;
+    recorded_at := ap.recorded_at;
+    deleted_at := ap.deleted_at;
     RETURN NEXT;
   END LOOP;
 END
