@@ -324,7 +324,15 @@ describe('POST /api/appointments/batch: the body limit', () => {
       orgId,
     }));
     expect(JSON.stringify({ appointments: items }).length).toBeLessThan(256 * 1024);
-    const res = await batch(items);
+    // On a machine busy with other work, 1000 writes can outlast the statement timeout: a 503 that
+    // wrote nothing (one statement), which a client sends again after Retry-After.
+    let res = await batch(items);
+    for (let attempt = 1; res.status === 503 && attempt < 3; attempt++) {
+      expect(res.headers['retry-after']).toBe('1');
+      expect(await stored(orgId)).toEqual([]);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      res = await batch(items);
+    }
     expect(res.status).toBe(200);
     expect(res.body.results).toHaveLength(1000);
     expect(res.body.results.every((r: { status: string }) => r.status === 'created')).toBe(true);
@@ -359,18 +367,21 @@ describe('POST /api/appointments/batch: concurrency', () => {
         return { ...appointment(id, slot(k * 2), slot(k * 2 + 1), updatedAt), orgId };
       });
     const reversed = [...ids].reverse();
-    const answers = await Promise.all(
-      Array.from({ length: 12 }, (_, round) =>
-        Promise.all([
+    // round after round: each round's six writers meet on the same rows; all rounds at once would
+    // only queue them behind each other's locks
+    const answers = [];
+    for (let round = 0; round < 12; round++) {
+      answers.push(
+        ...(await Promise.all([
           batch(items(ids, round, 0), '?atomic=true'),
           batch(items(reversed, round, 1), '?atomic=true'),
           batch(items(ids, round, 2)),
           batch(items(reversed, round, 3)),
           http(server.baseUrl, 'DELETE', `/api/appointments/${ids[round % 8]}?orgId=${orgId}`),
           post(server.baseUrl, items([ids[(round + 3) % 8]!], round, 4)[0]),
-        ]),
-      ),
-    ).then((rounds) => rounds.flat());
+        ])),
+      );
+    }
     for (const res of answers) {
       expect(res.status, JSON.stringify(res.body)).toBeLessThan(300);
       for (const r of res.body?.results ?? []) expect(r.status, JSON.stringify(r)).not.toBe('rejected');
