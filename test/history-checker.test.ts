@@ -11,6 +11,8 @@ import {
   type RecordedState,
   type Version,
 } from '../scripts/lib/history-checker.js';
+import { checkFeed, type ConsumerRecord, type FeedChange } from '../scripts/lib/feed-checker.js';
+import { systemTimeText } from '../scripts/lib/time.js';
 import { newOrg } from './support/fixtures.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
@@ -225,5 +227,129 @@ describe('the checker on doctored histories', () => {
     expect(rulesOf([...withUpdate, { ...read(200, body(vA1), 40), index: 3 }], replaced)).toEqual([
       'read-unknown-version',
     ]);
+  });
+});
+
+// Doctored feeds: the feed checker must be able to fail. a v1 written (9-11), b v1 (19-21), a deleted
+// (29-31), a v2 re-created (39-41); a consumer from the beginning receives the four changes in that order.
+describe('the feed checker on doctored sequences', () => {
+  const vA1d: Version = { ...vA1, validTo: ms(30), deleted: true };
+  const vA2: Version = { ...vA1, version: 2, updatedAt: '2020-06-01T00:01:00.000Z', validFrom: ms(40) };
+  const upsert = (v: Version, snapshot = false): FeedChange => ({
+    type: 'upsert',
+    id: v.id,
+    version: v.version,
+    recordedAt: systemTimeText(v.validFrom),
+    appointment: { ...body(v), recordedAt: systemTimeText(v.validFrom) },
+    ...(snapshot ? { snapshot: true } : {}),
+  });
+  const deleted = (v: Version): FeedChange => ({
+    type: 'delete',
+    id: v.id,
+    version: v.version,
+    recordedAt: systemTimeText(v.validTo!),
+  });
+  const deleteA: HistoryEvent = {
+    index: 2,
+    client: 2,
+    sentAt: ms(29),
+    answeredAt: ms(31),
+    status: 204,
+    op: { kind: 'delete', orgId: 'o', id: 'a' },
+    body: undefined,
+  };
+  const history = () => ({
+    events: [write(0, vA1, 9, 11), write(1, vB1, 19, 21), deleteA, write(3, vA2, 39, 41)],
+    state: {
+      versions: [vA1d, vA2, vB1],
+      finalState: new Map([['o', [body(vA2), body(vB1)]]]),
+    } as RecordedState,
+  });
+  const consumer = (changes: FeedChange[], start = 0, more: Partial<ConsumerRecord> = {}): ConsumerRecord => ({
+    consumer: 0,
+    plan: { kind: 'pull', orgId: 'o', limit: 7, waitSeconds: 0, reconnecting: false, startAfterMs: start },
+    startSentAt: ms(start),
+    startAnsweredAt: ms(start + 1),
+    changes: changes.map((change, i) => ({ change, receivedAt: ms(50 + i), request: i + 1 })),
+    requests: changes.length,
+    reconnects: 0,
+    failures: [],
+    caughtUp: true,
+    ...more,
+  });
+  const inOrder = () => [upsert(vA1), upsert(vB1), deleted(vA1d), upsert(vA2)];
+  const feedRules = (c: ConsumerRecord, h = history()) => checkFeed(h.events, h.state, [c]).map((a) => a.rule);
+
+  it('accepts the correct sequence, and a full sync in the middle with its seam', () => {
+    expect(feedRules(consumer(inOrder()))).toEqual([]);
+    // began at 32: b v1 in the snapshot, a deleted; then a v2, and once more b v1 at most through the seam
+    expect(feedRules(consumer([upsert(vB1, true), upsert(vA2)], 32))).toEqual([]);
+    expect(feedRules(consumer([upsert(vB1, true), upsert(vB1), upsert(vA2)], 32))).toEqual([]);
+    expect(feedRules(consumer(inOrder(), 0, { failures: [{ at: ms(5), status: 503, message: 'busy' }] }))).toEqual([]);
+  });
+
+  it('reports a skipped change, and a snapshot that holds a version deleted before it began', () => {
+    const skipped = inOrder().filter((c) => c.type !== 'delete');
+    const anomalies = checkFeed(history().events, history().state, [consumer(skipped)]);
+    expect(anomalies.map((a) => a.rule)).toEqual(['feed-missed-change']);
+    expect(describeAnomalies(anomalies, 7)).toMatch(/never received delete a v1[\s\S]*event #2/);
+    expect(feedRules(consumer([upsert(vA1, true), upsert(vB1, true), upsert(vA2)], 32))).toEqual([
+      'feed-missed-change',
+    ]);
+    // the last change missing: the consumer is also not at the final state
+    expect(feedRules(consumer(inOrder().slice(0, 3), 0, { caughtUp: false }))).toEqual([
+      'feed-not-caught-up',
+      'feed-missed-change',
+      'feed-replay-differs',
+    ]);
+  });
+
+  it('reports a duplicate', () => {
+    const twice = inOrder();
+    twice.splice(2, 0, upsert(vB1));
+    expect(feedRules(consumer(twice))).toEqual(['feed-duplicate-change']);
+    expect(feedRules(consumer([upsert(vB1, true), upsert(vB1), upsert(vB1), upsert(vA2)], 32))).toEqual([
+      'feed-duplicate-change',
+    ]);
+  });
+
+  it('reports versions of one id out of order', () => {
+    const [a1, b1, d1, a2] = inOrder();
+    expect(feedRules(consumer([a1!, b1!, a2!, d1!]))).toContain('feed-version-order');
+    expect(feedRules(consumer([d1!, a1!, b1!, a2!]))).toContain('feed-version-order');
+  });
+
+  it('reports a change nobody wrote: not in the history, other content, or a version no acknowledged write made', () => {
+    const c1: Version = { ...vB1, id: 'c', start: '2030-01-01T05:00:00.000Z', end: '2030-01-01T06:00:00.000Z' };
+    expect(feedRules(consumer([...inOrder(), upsert(c1)]))).toEqual(['feed-unknown-change', 'feed-replay-differs']);
+    const moved = inOrder();
+    moved[1] = upsert({ ...vB1, end: '2030-01-01T05:00:00.000Z' });
+    expect(feedRules(consumer(moved))).toContain('feed-unknown-change');
+    const late = { ...inOrder()[2]!, recordedAt: systemTimeText(ms(35)) };
+    expect(feedRules(consumer([upsert(vA1), upsert(vB1), late, upsert(vA2)]))).toContain('feed-unknown-change');
+    // a stale write that the service stored all the same: b v2 is in the history, its write was told stale
+    const h = history();
+    const vB2: Version = { ...vB1, version: 2, updatedAt: '2020-05-01T00:00:00.000Z', validFrom: ms(45) };
+    h.state.versions = [vA1d, vA2, { ...vB1, validTo: ms(45) }, vB2];
+    h.state.finalState.set('o', [body(vA2), body(vB2)]);
+    const stale = write(4, vB2, 44, 46, 200, 'stale');
+    (stale.body as AnswerFields).appointment = body(vB1);
+    h.events.push(stale);
+    expect(feedRules(consumer([...inOrder(), upsert(vB2)]), h)).toEqual(['feed-unwritten-change']);
+  });
+
+  it('reports an order inversion across ids: a change answered before another was sent comes after it', () => {
+    const [a1, b1, d1, a2] = inOrder();
+    expect(feedRules(consumer([b1!, a1!, d1!, a2!]))).toEqual(['feed-order-inversion']);
+    // and a live change older than a snapshot's
+    expect(feedRules(consumer([upsert(vA2, true), upsert(vB1)], 32))).toContain('feed-order-inversion');
+  });
+
+  it('reports errors other than 503 and a wrong replay', () => {
+    const failed = consumer(inOrder(), 0, { failures: [{ at: ms(5), status: 500, message: 'Internal Server Error' }] });
+    expect(feedRules(failed)).toEqual(['feed-error']);
+    const h = history();
+    h.state.finalState.set('o', [body(vA2)]);
+    expect(feedRules(consumer(inOrder()), h)).toEqual(['feed-replay-differs']);
   });
 });

@@ -37,6 +37,8 @@ export interface HistoryEvent {
   status: number;
   /** The answer's JSON (or its text; the error's text when no answer came); read it through answerOf. */
   body: unknown;
+  /** The answer's ETag header, when it has one (a DELETE's names the version it deleted). */
+  etag?: string;
 }
 
 /** An appointment in an answer, as the checker reads it: the answers are what is checked, so no field is assumed. */
@@ -85,6 +87,8 @@ export interface Anomaly {
   /** The smallest set of recorded events and versions that shows the violation. */
   events: HistoryEvent[];
   versions: Version[];
+  /** More of the excerpt, already readable (the feed checker's: what a consumer received). */
+  lines?: string[];
 }
 
 export interface WorkloadOptions {
@@ -139,7 +143,7 @@ export function clientOps(o: WorkloadOptions, client: number): () => Op {
 
 const nowUs = () => Date.now() * 1000;
 
-async function send(agent: Agent, baseUrl: string, op: Op): Promise<{ status: number; body: unknown }> {
+async function send(agent: Agent, baseUrl: string, op: Op): Promise<{ status: number; body: unknown; etag?: string }> {
   const q = `?orgId=${encodeURIComponent(op.orgId)}`;
   const target =
     op.kind === 'write'
@@ -149,11 +153,11 @@ async function send(agent: Agent, baseUrl: string, op: Op): Promise<{ status: nu
         : `/api/appointments/${encodeURIComponent(op.id)}${q}`;
   const method = op.kind === 'write' ? 'POST' : op.kind === 'delete' ? 'DELETE' : 'GET';
   const { kind: _kind, ...fields } = op;
-  const { status, body } = await httpRequest(baseUrl, method, target, {
+  const { status, body, headers } = await httpRequest(baseUrl, method, target, {
     json: op.kind === 'write' ? fields : undefined,
     dispatcher: agent,
   });
-  return { status, body };
+  return typeof headers.etag === 'string' ? { status, body, etag: headers.etag } : { status, body };
 }
 
 /**
@@ -175,7 +179,7 @@ export async function runWorkload(
     ) {
       const op = next();
       const sentAt = nowUs();
-      let answer: { status: number; body: unknown };
+      let answer: { status: number; body: unknown; etag?: string };
       try {
         answer = await send(agent, baseUrl, op);
       } catch (error) {
@@ -198,8 +202,15 @@ export interface RecordedState {
   finalState: Map<string, Served[]>;
 }
 
-/** The history of every id the workload touched, and the final calendars, read through the API. */
-export async function readRecordedState(baseUrl: string, o: WorkloadOptions): Promise<RecordedState> {
+/**
+ * The history of every id the workload touched, and the final calendars, read through the API; `ids`
+ * per org when the workload is not this file's (the fault scenarios' load).
+ */
+export async function readRecordedState(
+  baseUrl: string,
+  o: WorkloadOptions,
+  ids: (orgId: string) => string[] = () => idsOf(o),
+): Promise<RecordedState> {
   const agent = new Agent({ connections: 8 });
   // the answers of GET list and history; not JSON (or not a list) is an error
   const get = async <T>(path: string) => {
@@ -214,7 +225,7 @@ export async function readRecordedState(baseUrl: string, o: WorkloadOptions): Pr
       const list = await get<Served>(`/api/appointments?orgId=${orgId}&limit=1000`);
       if (list.status !== 200) throw new Error(`listing ${orgId}: ${list.status}`);
       finalState.set(orgId, list.body);
-      for (const id of idsOf(o)) {
+      for (const id of ids(orgId)) {
         const res = await get<HistoryEntry>(`/api/appointments/${id}/history?orgId=${orgId}`);
         if (res.status === 404) continue;
         if (res.status !== 200) throw new Error(`history of ${orgId}/${id}: ${res.status}`);
@@ -250,9 +261,9 @@ interface Content {
   updatedAt: string;
 }
 
-const key = (orgId: string, id: string) => `${orgId}\u0000${id}`;
+export const key = (orgId: string, id: string) => `${orgId}\u0000${id}`;
 /** Same times; an answer missing one differs from anything. */
-const sameContent = (a: Partial<Content>, b: Partial<Content>) =>
+export const sameContent = (a: Partial<Content>, b: Partial<Content>) =>
   a.start === b.start && a.end === b.end && a.createdAt === b.createdAt && a.updatedAt === b.updatedAt;
 /** The write's (updatedAt, start, end, createdAt) is greater: the tie-break of the service. */
 const beats = (a: Content, b: Content) => {
@@ -615,6 +626,7 @@ export function describeAnomalies(anomalies: Anomaly[], seed: number, limit = 20
         `    version ${v.orgId}/${v.id} v${v.version} [${v.start}, ${v.end}) updatedAt ${v.updatedAt} valid [${iso(v.validFrom)}, ${iso(v.validTo)})${v.deleted ? ' deleted' : ''}`,
       );
     }
+    for (const line of a.lines ?? []) lines.push(`    ${line}`);
   }
   if (anomalies.length > limit) lines.push(`... and ${anomalies.length - limit} more`);
   return lines.join('\n');
