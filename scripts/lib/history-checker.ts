@@ -614,6 +614,9 @@ export function describeAnomalies(anomalies: Anomaly[], seed: number, limit = 20
   const lines = [
     `${anomalies.length} anomalies (seed ${seed}; replay the same per-client operation streams with --seed ${seed})`,
   ];
+  const rules = new Map<string, number>();
+  for (const a of anomalies) rules.set(a.rule, (rules.get(a.rule) ?? 0) + 1);
+  if (rules.size > 1) lines.push(`by rule: ${[...rules].map(([rule, n]) => `${rule} ${n}`).join(', ')}`);
   for (const a of anomalies.slice(0, limit)) {
     lines.push(`- ${a.rule}: ${a.message}`);
     for (const e of a.events) {
