@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkFeed, consumerPlans, describeConsumer, startFeedConsumers } from '../scripts/lib/feed-checker.js';
+import {
+  checkFeed,
+  consumerPlans,
+  describeConsumer,
+  SLOW_COMMITS_PREFIX,
+  SLOW_COMMITS_SQL,
+  startFeedConsumers,
+} from '../scripts/lib/feed-checker.js';
 import { checkHistory, describeAnomalies, readRecordedState, runWorkload } from '../scripts/lib/history-checker.js';
 import { newOrg } from './support/fixtures.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -11,17 +18,8 @@ import { startTestServer, type TestServer } from './support/server.js';
 let server: TestServer;
 beforeAll(async () => {
   server = await startTestServer({ dbPoolMax: 10 });
-  // The trap the feed must not fall into: a change whose transaction commits after a later one's. A
-  // write here takes its transaction id (the feed-position trigger, which runs first by name), then
-  // one in five waits up to 100 ms before it commits, while other writers commit larger ones.
-  await server.sql.unsafe(`
-    CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF NEW.org_id LIKE 'feed-%' AND random() < 0.2 THEN PERFORM pg_sleep(random() * 0.1); END IF;
-      RETURN NEW;
-    END $$;
-    CREATE TRIGGER zz_slow_commit BEFORE INSERT OR UPDATE ON appointments
-      FOR EACH ROW EXECUTE FUNCTION slow_commit();`);
+  // writes that commit out of transaction-id order (the trap of a feed that serves too early)
+  await server.sql.unsafe(SLOW_COMMITS_SQL);
 });
 afterAll(() => server.close());
 
@@ -30,7 +28,7 @@ const LOAD_MS = 3_000;
 describe('the change feed under concurrent writers', () => {
   it('gives every consumer every change exactly once, in order, and replays to the final state', async () => {
     const seed = Number(process.env.HISTORY_SEED ?? Date.now() % 2 ** 31);
-    const workload = { seed, orgPrefix: newOrg('feed'), orgs: 3, idsPerOrg: 6, clients: 24 };
+    const workload = { seed, orgPrefix: newOrg(SLOW_COMMITS_PREFIX), orgs: 3, idsPerOrg: 6, clients: 24 };
     const plans = consumerPlans(workload, { seed, consumers: 9, loadMs: LOAD_MS, waits: [2, 3] });
     const consumers = startFeedConsumers(server.baseUrl, plans, seed);
     await consumers.ready;

@@ -83,6 +83,24 @@ export const describeConsumer = (c: ConsumerRecord) =>
   `${c.plan.kind === 'long-poll' ? ` wait ${c.plan.waitSeconds}` : ''}${c.plan.reconnecting ? ', reconnecting' : ''}` +
   `${c.plan.startAfterMs > 0 ? `, full sync ${c.plan.startAfterMs} ms into the load` : ''}) of ${c.plan.orgId}`;
 
+/** Orgs whose id begins with this have slow commits where SLOW_COMMITS_SQL is installed. */
+export const SLOW_COMMITS_PREFIX = 'slow-commits';
+
+/**
+ * The trap the feed must not fall into is a change whose transaction commits after a later one's:
+ * installed in a database the run owns, one write in five of the orgs named SLOW_COMMITS_PREFIX...
+ * takes its transaction id (the feed-position trigger, which runs first by name), then waits up to
+ * 100 ms before it commits, while other writers commit larger ones.
+ */
+export const SLOW_COMMITS_SQL = `
+  CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF starts_with(NEW.org_id, '${SLOW_COMMITS_PREFIX}') AND random() < 0.2 THEN PERFORM pg_sleep(random() * 0.1); END IF;
+    RETURN NEW;
+  END $$;
+  CREATE TRIGGER zz_slow_commit BEFORE INSERT OR UPDATE ON appointments
+    FOR EACH ROW EXECUTE FUNCTION slow_commit();`;
+
 // ---------------------------------------------------------------------------------------------------
 // Server-sent events: the parsing rules of the HTML standard that a feed client needs.
 
