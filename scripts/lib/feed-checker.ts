@@ -190,6 +190,13 @@ export function consumerPlans(o: WorkloadOptions, f: FeedConsumerOptions): Consu
   });
 }
 
+/** The consumers of a fault scenario: one long-polling, one on the event stream, one pulling small pages. */
+export const followersOf = (orgId: string): ConsumerPlan[] => [
+  { kind: 'long-poll', orgId, limit: 50, waitSeconds: 5, reconnecting: false, startAfterMs: 0 },
+  { kind: 'stream', orgId, limit: 0, waitSeconds: 0, reconnecting: false, startAfterMs: 0 },
+  { kind: 'pull', orgId, limit: 7, waitSeconds: 0, reconnecting: false, startAfterMs: 0 },
+];
+
 /** Per id, the last version and whether it was deleted: what a caught-up consumer holds. */
 type Held = Map<string, { version: number; deleted: boolean; appointment?: Served }>;
 

@@ -202,14 +202,15 @@ export interface RecordedState {
   finalState: Map<string, Served[]>;
 }
 
-/**
- * The history of every id the workload touched, and the final calendars, read through the API; `ids`
- * per org when the workload is not this file's (the fault scenarios' load).
- */
-export async function readRecordedState(
+/** The history of every id the workload touched, and the final calendars, read through the API. */
+export const readRecordedState = (baseUrl: string, o: WorkloadOptions) =>
+  readStateOf(baseUrl, orgIdsOf(o), () => idsOf(o));
+
+/** The history of the given ids and the final calendars of the given orgs (the fault scenarios' load). */
+export async function readStateOf(
   baseUrl: string,
-  o: WorkloadOptions,
-  ids: (orgId: string) => string[] = () => idsOf(o),
+  orgIds: string[],
+  ids: (orgId: string) => string[],
 ): Promise<RecordedState> {
   const agent = new Agent({ connections: 8 });
   // the answers of GET list and history; not JSON (or not a list) is an error
@@ -221,7 +222,7 @@ export async function readRecordedState(
   try {
     const versions: Version[] = [];
     const finalState = new Map<string, Served[]>();
-    for (const orgId of orgIdsOf(o)) {
+    for (const orgId of orgIds) {
       const list = await get<Served>(`/api/appointments?orgId=${orgId}&limit=1000`);
       if (list.status !== 200) throw new Error(`listing ${orgId}: ${list.status}`);
       finalState.set(orgId, list.body);
