@@ -4,12 +4,15 @@ import {
   checkHistory,
   clientOps,
   describeAnomalies,
+  etagOfVersion,
   readRecordedState,
   runWorkload,
+  UNSEEN_ETAG,
   type AnswerFields,
   type HistoryEvent,
   type RecordedState,
   type Version,
+  type WriteOp,
 } from '../scripts/lib/history-checker.js';
 import { checkFeed, type ConsumerRecord, type FeedChange } from '../scripts/lib/feed-checker.js';
 import { systemTimeText } from '../scripts/lib/time.js';
@@ -351,5 +354,120 @@ describe('the feed checker on doctored sequences', () => {
     const h = history();
     h.state.finalState.set('o', [body(vA2)]);
     expect(feedRules(consumer(inOrder()), h)).toEqual(['feed-replay-differs']);
+  });
+});
+
+describe('the precondition checks on doctored histories', () => {
+  // a v1 written at 10 (answered 11), then an update to v2 at 30 with If-Match
+  const a2: Version = { ...vA1, version: 2, updatedAt: '2020-06-01T00:01:00.000Z', validFrom: ms(30) };
+  const replaced = (): RecordedState => ({
+    versions: [{ ...vA1, validTo: ms(30) }, a2, vB1],
+    finalState: new Map([['o', [body(a2), body(vB1)]]]),
+  });
+  const conditional = (e: HistoryEvent, precondition: { ifMatch?: string; ifNoneMatch?: '*' }): HistoryEvent => ({
+    ...e,
+    op: { ...e.op, ...precondition } as HistoryEvent['op'],
+  });
+  const update = (precondition: { ifMatch?: string; ifNoneMatch?: '*' }) =>
+    conditional(write(2, a2, 29, 31, 200, 'updated'), precondition);
+  const refused = (precondition: { ifMatch?: string; ifNoneMatch?: '*' }, current: Version | null, sent = 40) => ({
+    ...conditional(write(3, { ...a2, updatedAt: '2020-06-01T00:02:00.000Z' }, sent, sent + 1), precondition),
+    status: 412,
+    body: { code: 'PRECONDITION_FAILED', current: current && body(current) },
+  });
+  const base = () => good().events;
+
+  it('accepts an update whose If-Match named the version it replaced, and 412s that show why', () => {
+    expect(rulesOf([...base(), update({ ifMatch: etagOfVersion(vA1) })], replaced())).toEqual([]);
+    expect(rulesOf([...base(), update({ ifMatch: '*' })], replaced())).toEqual([]);
+    expect(rulesOf([...base(), update({}), refused({ ifMatch: etagOfVersion(vA1) }, a2)], replaced())).toEqual([]);
+    expect(rulesOf([...base(), update({}), refused({ ifNoneMatch: '*' }, a2)], replaced())).toEqual([]);
+  });
+
+  it('reports a write applied although its precondition failed', () => {
+    expect(rulesOf([...base(), update({ ifMatch: UNSEEN_ETAG })], replaced())).toEqual(['precondition-ignored']);
+    expect(rulesOf([...base(), update({ ifNoneMatch: '*' })], replaced())).toEqual(['precondition-ignored']);
+    // If-Match never creates
+    const { events, state } = good();
+    events[1] = conditional(events[1]!, { ifMatch: '*' });
+    expect(rulesOf(events, state)).toEqual(['precondition-ignored']);
+  });
+
+  it('reports a 412 whose current satisfies the precondition, or was not current then', () => {
+    expect(rulesOf([...base(), update({}), refused({ ifMatch: etagOfVersion(a2) }, a2)], replaced())).toEqual([
+      'precondition-without-cause',
+    ]);
+    expect(rulesOf([...base(), update({}), refused({ ifMatch: '*' }, null)], replaced())).toEqual([
+      'precondition-without-cause',
+    ]);
+    expect(rulesOf([...base(), update({}), refused({ ifMatch: etagOfVersion(a2) }, vA1)], replaced())).toEqual([
+      'precondition-without-cause',
+    ]);
+    expect(rulesOf([...base(), update({}), { ...refused({}, a2), index: 3 }], replaced())).toEqual([
+      'unexpected-answer',
+    ]);
+  });
+});
+
+describe('batch items on doctored histories', () => {
+  const item = (e: HistoryEvent, batch: HistoryEvent['batch']): HistoryEvent => ({ ...e, batch });
+  const cA: Version = { ...vA1, id: 'c', start: '2030-01-01T05:00:00.000Z', end: '2030-01-01T06:00:00.000Z' };
+
+  it('reports an item of a refused atomic batch that was written all the same', () => {
+    const { events, state } = good();
+    // b was the refused item's neighbour: the batch was undone, yet b v1 is stored
+    events[1] = {
+      ...item(events[1]!, { batch: 0, index: 0, atomic: true, undone: true }),
+      status: 424,
+      body: undefined,
+    };
+    expect(rulesOf(events, state)).toContain('phantom-version');
+    // while an undone item asks nothing of the checker
+    const fine = good();
+    const undone = item(write(2, cA, 30, 31), { batch: 0, index: 0, atomic: true, undone: true });
+    expect(rulesOf([...fine.events, { ...undone, status: 424, body: undefined }], fine.state)).toEqual([]);
+  });
+
+  it('accepts a 409 naming an earlier item of its undone atomic batch, and no other', () => {
+    const { events, state } = good();
+    const z = write(2, { ...cA, id: 'z', start: '2030-01-01T05:30:00.000Z', end: '2030-01-01T06:30:00.000Z' }, 30, 31);
+    const refused = (earlier: HistoryEvent['op'][]) => ({
+      ...item(z, { batch: 0, index: 1, atomic: true, earlier: earlier as WriteOp[] }),
+      status: 409,
+      body: { code: 'APPOINTMENT_OVERLAP', conflictsWith: { id: 'c', start: cA.start, end: cA.end }, index: 1 },
+    });
+    expect(rulesOf([...events, refused([write(3, cA, 30, 31).op])], state)).toEqual([]);
+    expect(rulesOf([...events, refused([])], state)).toEqual(['conflict-without-blocker']);
+  });
+
+  it('reports the items of a batch that is not atomic out of item order in the feed', () => {
+    const { events, state } = good();
+    events[0] = item({ ...events[0]!, sentAt: ms(9), answeredAt: ms(21) }, { batch: 0, index: 0, atomic: false });
+    events[1] = item({ ...events[1]!, sentAt: ms(9), answeredAt: ms(21) }, { batch: 0, index: 1, atomic: false });
+    const change = (v: Version): FeedChange => ({
+      type: 'upsert',
+      id: v.id,
+      version: v.version,
+      recordedAt: systemTimeText(v.validFrom),
+      appointment: { ...body(v), recordedAt: systemTimeText(v.validFrom) },
+    });
+    const consumer = (changes: FeedChange[]): ConsumerRecord => ({
+      consumer: 0,
+      plan: { kind: 'stream', orgId: 'o', limit: 0, waitSeconds: 0, reconnecting: false, startAfterMs: 0 },
+      startSentAt: ms(0),
+      startAnsweredAt: ms(1),
+      changes: changes.map((c, i) => ({ change: c, receivedAt: ms(30 + i), request: 1 })),
+      requests: 1,
+      reconnects: 0,
+      failures: [],
+      caughtUp: true,
+    });
+    expect(checkFeed(events, state, [consumer([change(vA1), change(vB1)])])).toEqual([]);
+    expect(checkFeed(events, state, [consumer([change(vB1), change(vA1)])]).map((a) => a.rule)).toEqual([
+      'feed-batch-order',
+    ]);
+    // atomic: its items may come in any order across ids
+    for (const e of events) e.batch!.atomic = true;
+    expect(checkFeed(events, state, [consumer([change(vB1), change(vA1)])])).toEqual([]);
   });
 });

@@ -1,6 +1,7 @@
 import { Agent, request } from 'undici';
 import {
   answerOf,
+  deletedVersions,
   key,
   orgIdsOf,
   sameContent,
@@ -14,7 +15,6 @@ import {
 } from './history-checker.js';
 import { seededRandom } from './random.js';
 import { sleep, systemTimeText, systemTimeUs } from './time.js';
-import { appointmentEtag } from '../../src/etags.js';
 
 // Used by test/feed-history.test.ts, test/history-checker.test.ts, scripts/check-history.ts and
 // scripts/check-faults.ts (no vitest here).
@@ -510,25 +510,10 @@ export function checkFeed(
     if (op.kind === 'write' && (answer.status === 'created' || answer.status === 'updated')) {
       const k = changeKey(op.orgId, op.id, 'upsert', Number(answer.appointment?.version));
       if (!writers.has(k)) writers.set(k, { event: e, acknowledged: true });
-    } else if (op.kind === 'delete' && e.status === 204) {
-      const list = byId.get(key(op.orgId, op.id)) ?? [];
-      const v =
-        e.etag === undefined
-          ? list.find(
-              (x) =>
-                x.deleted &&
-                x.validTo !== null &&
-                x.validTo >= e.sentAt - TOLERANCE_US &&
-                x.validTo <= e.answeredAt + TOLERANCE_US,
-            )
-          : list.find(
-              (x) =>
-                x.deleted &&
-                appointmentEtag({ version: x.version, recordedAt: systemTimeText(x.validFrom) }) === e.etag,
-            );
-      if (v) writers.set(changeKey(op.orgId, op.id, 'delete', v.version), { event: e, acknowledged: true });
     }
   }
+  for (const [e, v] of deletedVersions(events, state.versions))
+    writers.set(changeKey(e.op.orgId, v.id, 'delete', v.version), { event: e, acknowledged: true });
   const writerOf = (orgId: string, type: string, v: Version): Writer | undefined => {
     const known = writers.get(changeKey(orgId, v.id, type, v.version));
     if (known) return known;
@@ -746,6 +731,28 @@ export function checkFeed(
         earliest = x;
     }
     for (const e of perId.values()) if (e.snapshot) check(e.snapshot);
+
+    // A batch that is not atomic is applied in item order: its items' changes come in that order.
+    const batchItems = new Map<number, Array<(typeof seen)[number]>>();
+    for (const x of ordered) {
+      const place = x.writer?.event.batch;
+      if (place && !place.atomic) batchItems.set(place.batch, [...(batchItems.get(place.batch) ?? []), x]);
+    }
+    for (const xs of batchItems.values()) {
+      const inversion = xs.findIndex(
+        (x, j) => j > 0 && x.writer!.event.batch!.index < xs[j - 1]!.writer!.event.batch!.index,
+      );
+      if (inversion > 0) {
+        const [p, q] = [xs[inversion - 1]!, xs[inversion]!];
+        report(
+          'feed-batch-order',
+          `item ${p.writer!.event.batch!.index} of a batch came before its item ${q.writer!.event.batch!.index}`,
+          [p.writer!.event, q.writer!.event],
+          [p.v, q.v],
+          [show(p.s, p.i), show(q.s, q.i)],
+        );
+      }
+    }
 
     // The replay by the client's rule is the final state.
     const held: Held = new Map();
