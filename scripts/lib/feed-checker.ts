@@ -261,10 +261,12 @@ export function startFeedConsumers(baseUrl: string | (() => string), plans: Cons
     const random = seededRandom((seed ^ Math.imul(c + 1, 0x85ebca6b)) >>> 0);
     const held: Held = new Map();
     let caughtUpAt: number | undefined;
+    /** The last page said more changes are ready (a pull or long-poll is caught up only on more: false). */
+    let more = false;
     /** After each answer: true once the consumer has caught up and stayed so for the quiet time. */
     const done = () => {
       if (targets === undefined) return false;
-      if (caughtUpAt === undefined && holdsTarget()) {
+      if (caughtUpAt === undefined && !more && holdsTarget()) {
         caughtUpAt = Date.now();
         record.caughtUp = true;
       }
@@ -365,6 +367,7 @@ export function startFeedConsumers(baseUrl: string | (() => string), plans: Cons
             fail(status, 'an empty page whose next is not its since');
           for (const change of page.changes) receive(change, n);
           token = page.next;
+          more = page.more;
           if (finishing || (wait === 1 && caughtUpAt !== undefined && page.changes.length === 0)) break;
           if (!page.more && plan.kind === 'pull') await sleep(20 + Math.floor(random() * 30));
         }
