@@ -44,9 +44,19 @@ export const BODY_LIMIT = 1024 * 1024;
 
 // What a browser on another origin may send and read (CORS_ORIGIN): every method the API serves and
 // every request header it reads; the response headers a client needs, the rate-limit ones included.
+// Last-Event-ID: EventSource sends it itself without a preflight, but an event-stream client built on
+// fetch sets it as any other header, which takes one.
 export const CORS_METHODS = ['GET', 'HEAD', 'POST', 'DELETE'];
-export const CORS_REQUEST_HEADERS = ['content-type', 'authorization', 'x-request-id'];
+export const CORS_REQUEST_HEADERS = [
+  'content-type',
+  'authorization',
+  'x-request-id',
+  'if-match',
+  'if-none-match',
+  'last-event-id',
+];
 export const CORS_EXPOSED_HEADERS = [
+  'etag',
   'link',
   'location',
   'retry-after',
@@ -227,6 +237,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(changeFeedPlugin, {
     syncTokenSecret: options.syncTokenSecret,
     feedPollIntervalMs: options.feedPollIntervalMs,
+    feedHeartbeatMs: options.feedHeartbeatMs,
   });
   await app.register(healthRoutes);
   // The API proper: keys and rate limits apply here only, not to /health, /ready or /api/docs.

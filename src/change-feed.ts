@@ -37,12 +37,15 @@ const SYNC_AGAIN = 'sync again without since (a full sync)';
 
 const expired = (why: string) => new ApiError(410, ErrorCode.SYNC_TOKEN_EXPIRED, `${why}; ${SYNC_AGAIN}`);
 
-/** a < b for positions: xid, then seq, both decimal */
-const before = (a: { xid: string; seq: string }, b: { xid: string; seq: string }) => {
-  const ax = BigInt(a.xid);
-  const bx = BigInt(b.xid);
-  return ax < bx || (ax === bx && BigInt(a.seq) < BigInt(b.seq));
-};
+/** A position as numbers, parsed once: every poll compares it with the org's latest for each waiter. */
+interface Position {
+  xid: bigint;
+  seq: bigint;
+}
+const parsePosition = (p: { xid: string; seq: string }): Position => ({ xid: BigInt(p.xid), seq: BigInt(p.seq) });
+
+/** a < b in position order: xid, then seq */
+const before = (a: Position, b: Position) => a.xid < b.xid || (a.xid === b.xid && a.seq < b.seq);
 
 /** Where a place stands in position order: a snapshot's changes all lie below (horizon, 0). */
 const positionOf = (place: FeedPlace) =>
@@ -62,7 +65,7 @@ function toChange(row: ChangeRow, snapshot: boolean): Change {
 }
 
 interface Waiter {
-  after: { xid: string; seq: string };
+  after: Position;
   wake(changed: boolean): void;
 }
 
@@ -79,11 +82,24 @@ export class ChangeFeed {
   private closed = false;
   /** Reads in flight by (org, token, limit): streams at one position share one query. */
   private readonly reads = new Map<string, Promise<FeedRead>>();
+  private readonly sleepers = new Set<() => void>();
 
   constructor(
     private readonly app: FastifyInstance,
-    private readonly options: { secret?: string; pollIntervalMs: number },
+    private readonly options: { secret?: string; pollIntervalMs: number; heartbeatMs: number },
   ) {}
+
+  /** How often an idle event stream gets a comment line (FEED_HEARTBEAT_INTERVAL). */
+  get heartbeatMs() {
+    return this.options.heartbeatMs;
+  }
+
+  /** Readers waiting for a change now (long-polls and idle event streams), for metrics and tests. */
+  get waitingCount() {
+    let n = 0;
+    for (const set of this.waiters.values()) n += set.size;
+    return n;
+  }
 
   private feed() {
     this.identity ??= getChangeFeed(this.app.sql).then(
@@ -188,12 +204,29 @@ export class ChangeFeed {
         if (set.size === 0 && this.waiters.get(orgId) === set) this.waiters.delete(orgId);
         resolve(changed);
       };
-      const waiter: Waiter = { after: positionOf(place), wake: finish };
+      const waiter: Waiter = { after: parsePosition(positionOf(place)), wake: finish };
       const abort = () => finish(false);
       const timer = setTimeout(() => finish(false), timeoutMs);
       signal?.addEventListener('abort', abort, { once: true });
       set.add(waiter);
       this.schedulePoll();
+    });
+  }
+
+  /** Resolves true after `ms`, false at once when `signal` aborts or the instance shuts down. */
+  sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.closed || signal?.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const finish = (slept: boolean) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', abort);
+        this.sleepers.delete(abort);
+        resolve(slept);
+      };
+      const abort = () => finish(false);
+      const timer = setTimeout(() => finish(true), ms);
+      signal?.addEventListener('abort', abort, { once: true });
+      this.sleepers.add(abort);
     });
   }
 
@@ -207,8 +240,9 @@ export class ChangeFeed {
       const latest = await latestPositions(this.app.sql, [...this.waiters.keys()]);
       for (const [orgId, position] of latest) {
         if (position === null) continue;
-        for (const waiter of [...(this.waiters.get(orgId) ?? [])])
-          if (before(waiter.after, position)) waiter.wake(true);
+        const last = parsePosition(position);
+        // a woken waiter leaves the set, which a Set's iteration allows; none joins before the loop ends
+        for (const waiter of this.waiters.get(orgId) ?? []) if (before(waiter.after, last)) waiter.wake(true);
       }
     } catch (error) {
       // the database is away: waiters keep waiting (until their timeout), the next poll tries again
@@ -224,6 +258,7 @@ export class ChangeFeed {
     this.closed = true;
     clearTimeout(this.timer);
     for (const set of [...this.waiters.values()]) for (const waiter of [...set]) waiter.wake(false);
+    for (const wake of [...this.sleepers]) wake();
   }
 
   get isClosed() {
@@ -231,9 +266,13 @@ export class ChangeFeed {
   }
 }
 
-export const changeFeedPlugin = fp<{ syncTokenSecret?: string; feedPollIntervalMs: number }>(
+export const changeFeedPlugin = fp<{ syncTokenSecret?: string; feedPollIntervalMs: number; feedHeartbeatMs: number }>(
   async (app, options) => {
-    const feed = new ChangeFeed(app, { secret: options.syncTokenSecret, pollIntervalMs: options.feedPollIntervalMs });
+    const feed = new ChangeFeed(app, {
+      secret: options.syncTokenSecret,
+      pollIntervalMs: options.feedPollIntervalMs,
+      heartbeatMs: options.feedHeartbeatMs,
+    });
     app.decorate('changeFeed', feed);
     // before the server stops taking connections and waits for those in flight: long-polls answer at
     // once, event streams end (their clients reconnect and resume)

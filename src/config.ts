@@ -119,6 +119,15 @@ export const Settings = Type.Object({
     description:
       'How often one instance asks the database for new changes while long-polls or event streams wait, in ms.',
   }),
+  // below the idle timeouts of common proxies and load balancers (often 30 to 60 s), so that they
+  // do not close a stream that simply has nothing to say
+  feedHeartbeatMs: Type.Integer({
+    env: 'FEED_HEARTBEAT_INTERVAL',
+    minimum: 100,
+    maximum: 3_600_000,
+    default: 15_000,
+    description: 'An idle event stream (/api/changes/stream) gets a comment line this often, in ms.',
+  }),
   nodeEnv: Type.Optional(
     Type.String({
       env: 'NODE_ENV',

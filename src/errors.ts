@@ -71,7 +71,7 @@ function send(
   return reply.code(statusCode).send(body);
 }
 
-function isDatabaseUnavailable(error: unknown): boolean {
+export function isDatabaseUnavailable(error: unknown): boolean {
   if (error instanceof DatabaseBusyError) return true;
   const code = (error as { code?: unknown }).code;
   if (typeof code !== 'string') return false;

@@ -54,17 +54,29 @@ describe('CORS with CORS_ORIGIN set', () => {
   });
 
   it('allows in a preflight every request header the API reads', async () => {
-    for (const header of ['content-type', 'authorization', 'x-request-id']) {
+    for (const header of ['content-type', 'authorization', 'x-request-id', 'if-match', 'if-none-match']) {
       const res = await preflight('/api/appointments', 'POST', header);
       await res.body.dump();
       expect(res.statusCode).toBe(204);
       expect(list(res.headers['access-control-allow-headers']), header).toContain(header);
     }
-    const all = await preflight('/api/appointments/5', 'DELETE', 'content-type,authorization,x-request-id');
+    // a fetch-based event-stream client resuming: GET /api/changes/stream with Last-Event-ID
+    const resume = await preflight('/api/changes/stream', 'GET', 'last-event-id');
+    await resume.body.dump();
+    expect(resume.statusCode).toBe(204);
+    expect(list(resume.headers['access-control-allow-headers'])).toContain('last-event-id');
+    const all = await preflight(
+      '/api/appointments/5',
+      'DELETE',
+      'content-type,authorization,x-request-id,if-match,if-none-match',
+    );
     await all.body.dump();
     expect(list(all.headers['access-control-allow-headers']).sort()).toEqual([
       'authorization',
       'content-type',
+      'if-match',
+      'if-none-match',
+      'last-event-id',
       'x-request-id',
     ]);
   });
@@ -73,6 +85,7 @@ describe('CORS with CORS_ORIGIN set', () => {
     const res = await http(server.baseUrl, 'GET', '/api/appointments', undefined, { origin: 'https://app.example' });
     expect(res.status).toBe(200);
     expect(list(res.headers['access-control-expose-headers']).sort()).toEqual([
+      'etag',
       'link',
       'location',
       'retry-after',

@@ -46,6 +46,8 @@ describe('the OpenAPI document', () => {
       '/api/appointments',
       '/api/appointments/{id}',
       '/api/appointments/{id}/history',
+      '/api/changes',
+      '/api/changes/stream',
       '/health',
       '/ready',
     ]);
@@ -60,6 +62,8 @@ describe('the OpenAPI document', () => {
       'get /api/appointments/{id} getAppointment',
       'delete /api/appointments/{id} deleteAppointment',
       'get /api/appointments/{id}/history getAppointmentHistory',
+      'get /api/changes listChanges',
+      'get /api/changes/stream streamChanges',
     ]);
     for (const [, , op] of operations(plain)) expect(op.description, op.operationId).toMatch(/\S/);
     expect(plain.servers).toEqual([{ url: '/', description: expect.any(String) }]);

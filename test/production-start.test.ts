@@ -85,8 +85,17 @@ describe('the settings', () => {
       requestTimeoutMs: 30_000,
       keepAliveTimeoutMs: 72_000,
       headersTimeoutMs: 10_000,
+      syncTokenSecret: undefined,
+      feedPollIntervalMs: 25,
+      feedHeartbeatMs: 15_000,
       nodeEnv: undefined,
     });
+  });
+
+  it('never show SYNC_TOKEN_SECRET in an error', () => {
+    expect(() => loadConfig({ SYNC_TOKEN_SECRET: 'short-secret' })).toThrow(
+      'Invalid configuration in the environment:\n  SYNC_TOKEN_SECRET="***": Expected string length greater or equal to 32',
+    );
   });
 
   it('name the environment variable and the value in each error', () => {

@@ -1,4 +1,6 @@
+import { renderFeed, type CatchUpResult, type LatencyResult } from './feed.js';
 import type { Stats } from './load.js';
+import type { OpenStreamsResult } from './open-streams.js';
 
 export interface RunResult {
   connections: number;
@@ -32,12 +34,16 @@ export interface BenchResult {
     durationMs: number;
     tableSizes: number[];
     history: { ids: number; versions: number };
+    openStreams: { streams: number; writes: number };
   };
   scenarios: ScenarioResult[];
+  /** Null when --scenarios left the measurement out. */
+  openStreams: OpenStreamsResult | null;
   growth: {
     createBySize: Array<{ appointments: number; connections: number; service: Stats; servicePeakRssMb: number }>;
     pointInTime: { historyRows: number; appointments: number; connections: number; service: Stats; limit: Stats };
-  };
+  } | null;
+  feed?: { catchUp?: CatchUpResult; latency: LatencyResult[] };
   pgbench: Array<{ connections: number; tps: number | null; latencyAvgMs: number | null; error?: string }> | null;
   totalSeconds: number;
 }
@@ -53,10 +59,13 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
   const lines: string[] = [];
   const at = (s: ScenarioResult, c: number) => s.runs.find((x) => x.connections === c);
   const create = r.scenarios.find((s) => s.name === 'create-heavy');
-  const sizes = r.growth.createBySize;
+  const sizes = r.growth?.createBySize ?? [];
+  const pit = r.growth?.pointInTime;
+  const streams = r.openStreams;
   const small = sizes[0];
   const big = sizes.at(-1);
   const peak = Math.max(
+    0,
     ...r.scenarios.flatMap((s) => s.runs.map((x) => x.servicePeakRssMb)),
     ...sizes.map((x) => x.servicePeakRssMb),
   );
@@ -103,8 +112,13 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
     `- create-heavy at 50 connections ≥ 60% of the limit: ${c50 ? `${Math.round(c50.throughputRatio * 100)}%` : 'n/a'} (${mark(c50 && c50.throughputRatio >= 0.6)})`,
     `- every scenario at 10 connections, p99 within 3× the limit's: worst ${worstP99Ratio}× (${mark(worstP99Ratio > 0 ? worstP99Ratio <= 3 : undefined)})`,
     `- create with ${small && n(big!.appointments)} appointments ≥ 70% of with ${small && n(small.appointments)}: ${small && big ? `${Math.round((big.service.rps / small.service.rps) * 100)}%` : 'n/a'} (${mark(small && big ? big.service.rps / small.service.rps >= 0.7 : undefined)})`,
-    `- point-in-time list on ${n(r.growth.pointInTime.historyRows)} history rows at ${r.growth.pointInTime.connections} connections, p99 < 20 ms: ${r.growth.pointInTime.service.p99} ms (${mark(r.growth.pointInTime.service.p99 < 20)})`,
-    `- peak RSS of the service < 200 MB: ${peak} MB (${mark(peak < 200)})`,
+    pit
+      ? `- point-in-time list on ${n(pit.historyRows)} history rows at ${pit.connections} connections, p99 < 20 ms: ${pit.service.p99} ms (${mark(pit.service.p99 < 20)})`
+      : '- point-in-time list, p99 < 20 ms: n/a (not measured)',
+    `- peak RSS of the service < 200 MB: ${peak > 0 ? `${peak} MB` : 'n/a'} (${mark(peak > 0 ? peak < 200 : undefined)})`,
+    streams
+      ? `- ${n(streams.streams)} open streams, service RSS < 200 MB: ${streams.rssOpenMb} MB, peak ${streams.peakRssMb} MB (${mark(streams.peakRssMb < 200 && streams.failed === 0)})`
+      : '- open streams, service RSS < 200 MB: n/a (not measured)',
     `- classic mix, zero 5xx at any concurrency: ${classic5xx ?? 'n/a'} (${mark(classic5xx === undefined ? undefined : classic5xx === 0)})`,
   );
   if (summary) return lines.join('\n');
@@ -128,21 +142,40 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
       }
     }
   }
-  lines.push('', '## How cost grows', '');
-  lines.push(
-    '| appointments in the org | conns | create req/s | p50 | p99 (ms) | statuses |',
-    '|---:|---:|---:|---:|---:|---|',
-  );
+  if (streams) {
+    lines.push(
+      '',
+      `## ${n(streams.streams)} open event streams`,
+      '',
+      `Opened (each resuming from a token, on a connection of its own) in ${streams.openMs} ms. Service RSS ${streams.rssBeforeMb} MB before, ` +
+        `${streams.rssOpenMb} MB with every stream open (${streams.kbPerStream} kB a stream), peak ${streams.peakRssMb} MB; ` +
+        `with nothing changing, the service used ${streams.idleCpuPercent}% of a core. ` +
+        `${streams.writes} writes one after the other, each awaited on every stream: from the write's answer to its event on a stream ` +
+        `p50 ${streams.fanOut.p50} ms, p99 ${streams.fanOut.p99} ms, max ${streams.fanOut.max} ms; ` +
+        `the first stream reached after ${streams.firstReachedMs.join(', ')} ms, ` +
+        `all of them after ${streams.allReachedMs.join(', ')} ms; ${streams.failed} missed; ` +
+        `service CPU ${streams.cpuMsPerWrite} ms a write (the write and its fan-out).`,
+    );
+  }
+  if (r.growth)
+    lines.push(
+      '',
+      '## How cost grows',
+      '',
+      '| appointments in the org | conns | create req/s | p50 | p99 (ms) | statuses |',
+      '|---:|---:|---:|---:|---:|---|',
+    );
   for (const x of sizes)
     lines.push(
       `| ${n(x.appointments)} | ${x.connections} | ${n(x.service.rps)} | ${x.service.p50} | ${x.service.p99} | ${statuses(x.service)} |`,
     );
-  const pit = r.growth.pointInTime;
-  lines.push(
-    '',
-    `Point-in-time list (\`?at=\`, limit 100) of an org of ${n(pit.appointments)} appointments with ${n(pit.historyRows)} history rows, ${pit.connections} connections: ` +
-      `service ${n(pit.service.rps)} req/s, p50 ${pit.service.p50} ms, p99 ${pit.service.p99} ms; limit ${n(pit.limit.rps)} req/s, p99 ${pit.limit.p99} ms.`,
-  );
+  if (pit)
+    lines.push(
+      '',
+      `Point-in-time list (\`?at=\`, limit 100) of an org of ${n(pit.appointments)} appointments with ${n(pit.historyRows)} history rows, ${pit.connections} connections: ` +
+        `service ${n(pit.service.rps)} req/s, p50 ${pit.service.p50} ms, p99 ${pit.service.p99} ms; limit ${n(pit.limit.rps)} req/s, p99 ${pit.limit.p99} ms.`,
+    );
+  if (r.feed) lines.push('', '## The change feed', '', renderFeed(r.feed));
   if (r.pgbench) {
     lines.push(
       '',
@@ -216,7 +249,7 @@ export function renderChart(r: BenchResult): string {
     }));
   const rps = [...byConn((x) => x.service.rps, 'service'), ...byConn((x) => x.limit.rps, 'limit')];
   const p99 = [...byConn((x) => x.service.p99, 'service'), ...byConn((x) => x.limit.p99, 'limit')];
-  const sizes = r.growth.createBySize;
+  const sizes = r.growth?.createBySize ?? [];
   const sizeLabels = sizes.map((x) =>
     x.appointments >= 1e6 ? `${x.appointments / 1e6}M` : `${x.appointments / 1e3}k`,
   );

@@ -1,7 +1,8 @@
-// npm run bench [-- --quick] [-- --scenarios=reads,create-heavy] [-- --out=DIR]
+// npm run bench [-- --quick] [-- --scenarios=reads,create-heavy,open-streams] [-- --out=DIR]
 // Starts PostgreSQL (embedded, or a fresh database on the server of BENCH_DATABASE_URL) and the service
 // as a child process, runs each scenario of scenarios.js through HTTP and straight through the driver
-// (the limit), then the growth measurements, and writes result.json, report.md and chart.svg.
+// (the limit), then the measurements (open-streams, growth, feed), and writes result.json, report.md and
+// chart.svg. --scenarios names scenarios and measurements; naming no measurement runs all of them.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, copyFileSync, writeFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
@@ -23,6 +24,8 @@ import {
   type ScenarioRequest,
   type Stats,
 } from './load.js';
+import { measureOpenStreams } from './open-streams.js';
+import { measureCatchUp, measureLatency } from './feed.js';
 import { renderChart, renderMarkdown, type BenchResult, type ScenarioResult } from './report.js';
 import { instantAfterSeeding, SCENARIO_NAMES, scenarios, type ScenarioContext } from './scenarios.js';
 
@@ -40,6 +43,7 @@ const plan = quick
       durationMs: 600,
       tableSizes: [1_000, 10_000],
       history: { ids: 1_000, versions: 10 },
+      openStreams: { streams: 200, writes: 5 },
     }
   : {
       connections: [1, 10, 50],
@@ -47,8 +51,14 @@ const plan = quick
       durationMs: 10_000,
       tableSizes: [10_000, 100_000, 1_000_000],
       history: { ids: 10_000, versions: 100 },
+      openStreams: { streams: 1_000, writes: 20 },
     };
-const chosen = (flag('scenarios')?.split(',') ?? SCENARIO_NAMES).filter((n) => SCENARIO_NAMES.includes(n));
+const MEASUREMENT_NAMES = ['open-streams', 'growth', 'feed'];
+const named = flag('scenarios')?.split(',');
+const chosen = (named ?? SCENARIO_NAMES).filter((n) => SCENARIO_NAMES.includes(n));
+const measurements = named?.some((n) => MEASUREMENT_NAMES.includes(n))
+  ? MEASUREMENT_NAMES.filter((n) => named.includes(n))
+  : MEASUREMENT_NAMES;
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 const outDir = path.resolve(flag('out') ?? path.join(PROJECT, 'bench-results', stamp));
 
@@ -224,7 +234,28 @@ async function main() {
     results.push(result);
   }
 
-  const growth = await measureGrowth(sql, baseUrl, pid, run);
+  const openStreams = measurements.includes('open-streams')
+    ? await measureOpenStreams({ baseUrl, pid, ...plan.openStreams, orgId: `streams-${run}`, log })
+    : null;
+  const growth = measurements.includes('growth') ? await measureGrowth(sql, baseUrl, pid, run) : null;
+  // the change feed (issue 12): catch-up through HTTP against the driver, latency to a long-poll and a stream
+  let feed: BenchResult['feed'];
+  if (measurements.includes('feed')) {
+    const changes = quick ? 10_000 : 100_000;
+    log(`feed: catch-up of ${changes} changes, then latency`);
+    const catchUp = await measureCatchUp(sql, baseUrl, { orgId: `catch-up-${run}`, changes, rounds: 3 });
+    const latency = [];
+    for (const holder of [undefined, 'sql'] as const)
+      latency.push(
+        await measureLatency(sql, baseUrl, {
+          orgId: `latency-${run}-${holder ?? 'alone'}`,
+          writes: quick ? 50 : 300,
+          spacingMs: 50,
+          holder,
+        }),
+      );
+    feed = { catchUp, latency };
+  }
   const result: BenchResult = {
     date: new Date().toISOString(),
     mode: quick ? 'quick' : 'full',
@@ -238,7 +269,9 @@ async function main() {
     poolMax: POOL_MAX,
     plan,
     scenarios: results,
+    openStreams,
     growth,
+    feed,
     pgbench: await runPgbench(db.url, plan.connections, quick ? 1 : 10),
     totalSeconds: 0,
   };
@@ -282,12 +315,17 @@ async function bulk(sql: Sql, statement: (tx: postgres.TransactionSql) => Promis
 }
 
 /** Create throughput by table size (seeded with generate_series), and point-in-time reads on a long history. */
-async function measureGrowth(sql: Sql, baseUrl: string, pid: number, run: string): Promise<BenchResult['growth']> {
+async function measureGrowth(
+  sql: Sql,
+  baseUrl: string,
+  pid: number,
+  run: string,
+): Promise<NonNullable<BenchResult['growth']>> {
   const create = scenarios['create-heavy'];
   const org = `scale-${run}`;
   const connections = 10;
   const iterations: number[] = [];
-  const bySize: BenchResult['growth']['createBySize'] = [];
+  const bySize: NonNullable<BenchResult['growth']>['createBySize'] = [];
   let seeded = 0;
   for (const size of plan.tableSizes) {
     log(`growth: seeding the org to ${size} appointments`);

@@ -9,6 +9,7 @@ import {
   listAppointmentsAt,
   upsertAppointment,
   type AppointmentWrite,
+  type WritePreconditions,
 } from '../db/appointments.js';
 import { badRequest, notFound } from '../errors.js';
 import {
@@ -23,8 +24,18 @@ import {
   OrgQuery,
   WriteResult,
 } from '../schemas/appointments.js';
-import { errorResponses } from '../schemas/errors.js';
-import { LinkHeader, LocationHeader } from '../schemas/headers.js';
+import { appointmentEtag, ifMatchTags, noneMatchHolds, parseEntityTags, type EntityTagList } from '../etags.js';
+import { errorResponse, errorResponses } from '../schemas/errors.js';
+import {
+  DeletedEtagHeader,
+  EtagHeader,
+  IfMatchHeader,
+  IfNoneMatchReadHeader,
+  IfNoneMatchWriteHeader,
+  LinkHeader,
+  LocationHeader,
+  PreconditionFailedEtagHeader,
+} from '../schemas/headers.js';
 import { withHeaders } from '../schemas/openapi.js';
 import { ID_SYNTAX } from '../schemas/ids.js';
 import { parseTime, type TimePrecision } from '../schemas/time.js';
@@ -64,6 +75,12 @@ const writeExamples = {
   },
 } satisfies Record<string, { summary: string; value: WriteResult }>;
 
+/**
+ * An answer without a body, sent as `send()`: Fastify then writes no Content-Length, where a serialized
+ * `null` would announce 4 bytes that a 304 cannot carry.
+ */
+const NoBody = (description: string) => Type.Unsafe<undefined>({ type: 'null', description });
+
 /** A time the schema has validated already, in canonical form. */
 const canonical = (time: string, precision: TimePrecision) => parseTime(time, precision)!;
 
@@ -78,6 +95,31 @@ function toWrite(body: AppointmentInput): AppointmentWrite {
   };
   if (write.start >= write.end) throw badRequest('body/end must be after body/start');
   return write;
+}
+
+/** A precondition header's tags (RFC 9110, 13.1); undefined when not sent, a 400 naming it when malformed. */
+function entityTags(value: string | undefined, name: string): EntityTagList | undefined {
+  if (value === undefined) return undefined;
+  const tags = parseEntityTags(value);
+  if (tags === null)
+    throw badRequest(`headers/${name} must be * or entity tags as the ETag header gives them, quotes included`);
+  return tags;
+}
+
+/**
+ * If-Match and If-None-Match: * (create only) of a write, for the statement that checks them. Node gives
+ * header names in lower case; Fastify matches the routes' header schemas to them whatever their case.
+ */
+function writePreconditions(headers: { 'if-match'?: string; 'if-none-match'?: string }): WritePreconditions {
+  const ifMatch = entityTags(headers['if-match'], 'if-match');
+  const ifNoneMatch = entityTags(headers['if-none-match'], 'if-none-match');
+  // Together they can never both hold (If-Match needs a live appointment, If-None-Match: * none): a 400
+  // says so, where RFC 9110's evaluation would answer 412 however often the client refreshed its tag.
+  if (ifMatch !== undefined && ifNoneMatch !== undefined)
+    throw badRequest('Send one of If-Match and If-None-Match, not both');
+  if (ifNoneMatch !== undefined && ifNoneMatch !== '*')
+    throw badRequest('headers/if-none-match must be * on a write (create only); send a tag in If-Match instead');
+  return { ifMatch: ifMatch && ifMatchTags(ifMatch), ifNoneMatch: ifNoneMatch === '*' };
 }
 
 function encodeCursor(last: Appointment): string {
@@ -120,6 +162,10 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Last writer wins on updatedAt; on the same updatedAt the greater (start, end, createdAt) wins. ' +
           'A write that loses is answered `stale` with the stored state; the same version again is `unchanged`. ' +
           'Ranges are half-open [start, end).',
+        headers: Type.Object({
+          'If-Match': Type.Optional(IfMatchHeader),
+          'If-None-Match': Type.Optional(IfNoneMatchWriteHeader),
+        }),
         body: AppointmentInput,
         response: {
           201: withHeaders(
@@ -127,15 +173,23 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
               description: 'created: a new id in the organization (or one deleted with an older updatedAt)',
               examples: [{ status: 'created', appointment: exampleAppointment }],
             }),
-            { Location: LocationHeader },
+            { Location: LocationHeader, ETag: EtagHeader },
           ),
-          200: Type.Ref(WriteResult, { description: 'updated, unchanged or stale', 'x-examples': writeExamples }),
-          ...errorResponses(400, 409, 413, 415, 503),
+          200: withHeaders(
+            Type.Ref(WriteResult, { description: 'updated, unchanged or stale', 'x-examples': writeExamples }),
+            { ETag: EtagHeader },
+          ),
+          ...errorResponses(400, 409),
+          412: withHeaders(errorResponse(412), { ETag: PreconditionFailedEtagHeader }),
+          ...errorResponses(413, 415, 503),
         },
       },
     },
     async (request, reply) => {
-      const result = await upsertAppointment(app.sql, toWrite(request.body));
+      const preconditions = writePreconditions(request.headers);
+      const result = await upsertAppointment(app.sql, toWrite(request.body), preconditions);
+      // unchanged and stale carry the stored version's tag (of a deleted one: the version it deleted)
+      reply.header('etag', appointmentEtag(result.appointment));
       if (result.status === 'created') reply.code(201).header('location', appointmentLocation(result.appointment));
       return result;
     },
@@ -204,21 +258,29 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'recorded at that instant, also of an appointment deleted since (404 if none was current then).',
         params: IdParams,
         querystring: ItemQuery,
+        headers: Type.Object({ 'If-None-Match': Type.Optional(IfNoneMatchReadHeader) }),
         response: {
-          200: Type.Ref(Appointment, { description: 'The appointment', examples: [exampleAppointment] }),
+          200: withHeaders(Type.Ref(Appointment, { description: 'The appointment', examples: [exampleAppointment] }), {
+            ETag: EtagHeader,
+          }),
+          304: withHeaders(NoBody('Not Modified: the version read has a tag of If-None-Match'), { ETag: EtagHeader }),
           ...errorResponses(400, 404, 503),
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { id } = request.params;
       const { orgId = DEFAULT_ORG_ID, at } = request.query;
+      const noneMatch = entityTags(request.headers['if-none-match'], 'if-none-match');
       const appointment =
         at === undefined
           ? await getAppointment(app.sql, orgId, id)
           : await getAppointmentAt(app.sql, orgId, id, canonical(at, 6));
       if (!appointment)
         throw notFound(`There is no appointment ${id} in the organization ${orgId}${at ? ` at ${at}` : ''}`);
+      const etag = appointmentEtag(appointment);
+      reply.header('etag', etag);
+      if (noneMatch !== undefined && !noneMatchHolds(noneMatch, etag)) return reply.code(304).send();
       return appointment;
     },
   );
@@ -289,15 +351,24 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Its history stays readable. A later write with a newer updatedAt creates it again; an older one is `stale`.',
         params: IdParams,
         querystring: OrgQuery,
-        response: { 204: Type.Null({ description: 'Deleted' }), ...errorResponses(400, 404, 503) },
+        headers: Type.Object({ 'If-Match': Type.Optional(IfMatchHeader) }),
+        response: {
+          204: withHeaders(Type.Null({ description: 'Deleted' }), { ETag: DeletedEtagHeader }),
+          ...errorResponses(400, 404),
+          412: withHeaders(errorResponse(412), { ETag: PreconditionFailedEtagHeader }),
+          ...errorResponses(503),
+        },
       },
     },
     async (request, reply) => {
       const { id } = request.params;
       const { orgId = DEFAULT_ORG_ID } = request.query;
-      if (!(await deleteAppointment(app.sql, orgId, id)))
-        throw notFound(`There is no appointment ${id} in the organization ${orgId}`);
-      return reply.code(204).send(null);
+      const { ifMatch, ifNoneMatch } = writePreconditions(request.headers);
+      // refused, not ignored: a client that sends a precondition must not see a delete it did not ask for
+      if (ifNoneMatch) throw badRequest('A DELETE takes If-Match only, not If-None-Match');
+      const deleted = await deleteAppointment(app.sql, orgId, id, ifMatch);
+      if (!deleted) throw notFound(`There is no appointment ${id} in the organization ${orgId}`);
+      return reply.code(204).header('etag', appointmentEtag(deleted)).send(null);
     },
   );
 };

@@ -626,7 +626,12 @@ export interface operations {
   upsertAppointment: {
     parameters: {
       query?: never;
-      header?: never;
+      header?: {
+        /** @description Writes (or deletes) only when the stored live version has one of these entity tags exactly as ETag headers gave them, quotes included (`"2-1795356370654321"`), comma-separated, or with `*` when there is any live version (update only). Strong comparison: a weak `W/` tag never matches. Never creates: with no live appointment the answer is 412 with `current: null`. Otherwise 412 `PRECONDITION_FAILED` with the live appointment as `current`, and nothing is written. A malformed value is 400. */
+        'If-Match'?: string;
+        /** @description Only `*`: create only. 412 `PRECONDITION_FAILED` (with the live appointment as `current`) when a live appointment with this id exists; over a deleted one the usual rule applies (a newer updatedAt creates it again). Any other value is 400, and so is sending both If-Match and If-None-Match. */
+        'If-None-Match'?: string;
+      };
       path?: never;
       cookie?: never;
     };
@@ -690,6 +695,8 @@ export interface operations {
       /** @description updated, unchanged or stale */
       200: {
         headers: {
+          /** @description The appointment version's entity tag: strong and opaque, new with every version over the appointment's whole life. Send it back as it is, quotes included, in If-Match or If-None-Match. */
+          ETag?: string;
           /** @description Requests allowed per window, per key or address. */
           'X-RateLimit-Limit'?: number;
           /** @description Requests left in the current window. */
@@ -709,6 +716,8 @@ export interface operations {
         headers: {
           /** @description The URL of the created appointment. */
           Location?: string;
+          /** @description The appointment version's entity tag: strong and opaque, new with every version over the appointment's whole life. Send it back as it is, quotes included, in If-Match or If-None-Match. */
+          ETag?: string;
           /** @description Requests allowed per window, per key or address. */
           'X-RateLimit-Limit'?: number;
           /** @description Requests left in the current window. */
@@ -839,6 +848,43 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
+      /** @description PRECONDITION_FAILED: If-Match or If-None-Match did not hold; nothing was written */
+      412: {
+        headers: {
+          /** @description Only when there is a live appointment (`current` is not null): its entity tag. */
+          ETag?: string;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 412,
+           *       "error": "Precondition Failed",
+           *       "code": "PRECONDITION_FAILED",
+           *       "message": "The precondition failed: the appointment is not in the state the request expects",
+           *       "current": {
+           *         "id": "1",
+           *         "orgId": "example",
+           *         "start": "2020-10-10T20:20:00.000Z",
+           *         "end": "2020-10-10T20:45:00.000Z",
+           *         "createdAt": "2020-09-02T14:23:12.000Z",
+           *         "updatedAt": "2020-09-29T09:00:00.000Z",
+           *         "version": 2,
+           *         "recordedAt": "2026-11-22T14:06:10.654321Z"
+           *       }
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
       /** @description PAYLOAD_TOO_LARGE: the body is over 1 MiB */
       413: {
         headers: {
@@ -953,7 +999,10 @@ export interface operations {
         /** @description Read the appointment as it was at this instant. `YYYY-MM-DD HH:MM` or `YYYY-MM-DD HH:MM:SS[.fraction]`, with a space or a `T`, optionally followed by `Z` or an offset such as `+02:00`; without a zone the time is UTC. Kept to the microsecond; for example `2026-11-22T14:05:00.123456Z`. */
         at?: string;
       };
-      header?: never;
+      header?: {
+        /** @description One or more entity tags exactly as ETag headers gave them, quotes included (`"2-1795356370654321"`), comma-separated; or `*`. When the version read has one of them (weak comparison), the answer is 304 Not Modified with its ETag and no body. A malformed value is 400. */
+        'If-None-Match'?: string;
+      };
       path: {
         /** @description 1 to 128 characters from A-Z a-z 0-9 . _ : -. */
         id: string;
@@ -965,6 +1014,8 @@ export interface operations {
       /** @description The appointment */
       200: {
         headers: {
+          /** @description The appointment version's entity tag: strong and opaque, new with every version over the appointment's whole life. Send it back as it is, quotes included, in If-Match or If-None-Match. */
+          ETag?: string;
           /** @description Requests allowed per window, per key or address. */
           'X-RateLimit-Limit'?: number;
           /** @description Requests left in the current window. */
@@ -990,6 +1041,23 @@ export interface operations {
            */
           'application/json': components['schemas']['Appointment'];
         };
+      };
+      /** @description Not Modified: the version read has a tag of If-None-Match */
+      304: {
+        headers: {
+          /** @description The appointment version's entity tag: strong and opaque, new with every version over the appointment's whole life. Send it back as it is, quotes included, in If-Match or If-None-Match. */
+          ETag?: string;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content?: never;
       };
       /** @description VALIDATION_ERROR: a malformed body, query or path value */
       400: {
@@ -1149,7 +1217,10 @@ export interface operations {
         /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
         orgId?: string;
       };
-      header?: never;
+      header?: {
+        /** @description Writes (or deletes) only when the stored live version has one of these entity tags exactly as ETag headers gave them, quotes included (`"2-1795356370654321"`), comma-separated, or with `*` when there is any live version (update only). Strong comparison: a weak `W/` tag never matches. Never creates: with no live appointment the answer is 412 with `current: null`. Otherwise 412 `PRECONDITION_FAILED` with the live appointment as `current`, and nothing is written. A malformed value is 400. */
+        'If-Match'?: string;
+      };
       path: {
         /** @description 1 to 128 characters from A-Z a-z 0-9 . _ : -. */
         id: string;
@@ -1161,6 +1232,8 @@ export interface operations {
       /** @description Deleted */
       204: {
         headers: {
+          /** @description The entity tag of the version this request deleted, so that a client can recognise its own delete. */
+          ETag?: string;
           /** @description Requests allowed per window, per key or address. */
           'X-RateLimit-Limit'?: number;
           /** @description Requests left in the current window. */
@@ -1264,6 +1337,43 @@ export interface operations {
            *       "error": "Not Found",
            *       "code": "NOT_FOUND",
            *       "message": "There is no appointment 1 in the organization example"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description PRECONDITION_FAILED: If-Match or If-None-Match did not hold; nothing was written */
+      412: {
+        headers: {
+          /** @description Only when there is a live appointment (`current` is not null): its entity tag. */
+          ETag?: string;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 412,
+           *       "error": "Precondition Failed",
+           *       "code": "PRECONDITION_FAILED",
+           *       "message": "The precondition failed: the appointment is not in the state the request expects",
+           *       "current": {
+           *         "id": "1",
+           *         "orgId": "example",
+           *         "start": "2020-10-10T20:20:00.000Z",
+           *         "end": "2020-10-10T20:45:00.000Z",
+           *         "createdAt": "2020-09-02T14:23:12.000Z",
+           *         "updatedAt": "2020-09-29T09:00:00.000Z",
+           *         "version": 2,
+           *         "recordedAt": "2026-11-22T14:06:10.654321Z"
+           *       }
            *     }
            */
           'application/json': components['schemas']['ErrorResponse'];
