@@ -132,8 +132,11 @@ try {
       operations += events.length;
       versions += state.versions.length;
       for (const e of events) {
+        const kind = e.batch
+          ? `${e.batch.atomic ? 'atomic ' : ''}batch item`
+          : `${'ifMatch' in e.op || 'ifNoneMatch' in e.op ? 'conditional ' : ''}${e.op.kind}`;
         const label =
-          e.op.kind === 'write' && e.status === 200 ? `write ${answerOf(e.body).status}` : `${e.op.kind} ${e.status}`;
+          e.op.kind === 'write' && e.status === 200 ? `${kind} ${answerOf(e.body).status}` : `${kind} ${e.status}`;
         statusCounts.set(label, (statusCounts.get(label) ?? 0) + 1);
       }
       log(

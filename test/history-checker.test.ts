@@ -42,8 +42,14 @@ describe('the concurrency history checker', () => {
         e.op.kind === 'write' && e.status === 200 ? answerOf(e.body).status : `${e.op.kind} ${e.status}`,
       ),
     );
-    for (const s of ['write 201', 'updated', 'stale', 'write 409', 'delete 204', 'read 200'])
+    for (const s of ['write 201', 'updated', 'stale', 'write 409', 'delete 204', 'read 200', 'write 412'])
       expect(statuses, [...statuses].join(', ')).toContain(s);
+    // and conditional writes that held
+    const held = events.filter(
+      (e) =>
+        e.op.kind === 'write' && 'ifMatch' in e.op && ['created', 'updated'].includes(String(answerOf(e.body).status)),
+    );
+    expect(held.length).toBeGreaterThan(0);
   });
 
   it('generates the same operation streams from the same seed', () => {

@@ -14,6 +14,7 @@ import {
   type WorkloadOptions,
 } from './history-checker.js';
 import { seededRandom } from './random.js';
+import { SseParser } from './sse.js';
 import { sleep, systemTimeText, systemTimeUs } from './time.js';
 
 // Used by test/feed-history.test.ts, test/history-checker.test.ts, scripts/check-history.ts and
@@ -100,52 +101,6 @@ export const SLOW_COMMITS_SQL = `
   END $$;
   CREATE TRIGGER zz_slow_commit BEFORE INSERT OR UPDATE ON appointments
     FOR EACH ROW EXECUTE FUNCTION slow_commit();`;
-
-// ---------------------------------------------------------------------------------------------------
-// Server-sent events: the parsing rules of the HTML standard that a feed client needs.
-
-export interface SseEvent {
-  id: string;
-  event: string;
-  data: string;
-}
-
-export class SseParser {
-  private buffer = '';
-  private data: string[] = [];
-  private event = '';
-  /** The last event id seen so far: what a reconnecting client sends as Last-Event-ID. */
-  lastEventId = '';
-
-  /** Feeds the next piece of the stream; returns the events it completed. */
-  push(text: string): SseEvent[] {
-    this.buffer += text;
-    const events: SseEvent[] = [];
-    for (;;) {
-      const end = /\r\n|\r|\n/.exec(this.buffer);
-      // a CR at the end may be the first half of a CRLF
-      if (!end || (end[0] === '\r' && end.index === this.buffer.length - 1)) break;
-      const line = this.buffer.slice(0, end.index);
-      this.buffer = this.buffer.slice(end.index + end[0].length);
-      if (line === '') {
-        if (this.data.length > 0)
-          events.push({ id: this.lastEventId, event: this.event || 'message', data: this.data.join('\n') });
-        this.data = [];
-        this.event = '';
-        continue;
-      }
-      if (line.startsWith(':')) continue;
-      const colon = line.indexOf(':');
-      const field = colon < 0 ? line : line.slice(0, colon);
-      const raw = colon < 0 ? '' : line.slice(colon + 1);
-      const value = raw.startsWith(' ') ? raw.slice(1) : raw;
-      if (field === 'data') this.data.push(value);
-      else if (field === 'event') this.event = value;
-      else if (field === 'id' && !value.includes('\0')) this.lastEventId = value;
-    }
-    return events;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------
 // The consumers
@@ -411,6 +366,7 @@ export function startFeedConsumers(baseUrl: string | (() => string), plans: Cons
             const decoder = new TextDecoder();
             for await (const chunk of res.body as AsyncIterable<Buffer>) {
               for (const event of parser.push(decoder.decode(chunk, { stream: true }))) {
+                if (event.type !== 'event') continue;
                 let change: FeedChange;
                 try {
                   change = JSON.parse(event.data) as FeedChange;

@@ -141,9 +141,9 @@ export interface WorkloadOptions {
   orgPrefix: string;
   orgs?: number;
   idsPerOrg?: number;
-  /** Conditional writes and deletes (If-Match, If-None-Match) among the others. */
+  /** Conditional writes and deletes (If-Match, If-None-Match) among the others; true unless false. */
   conditional?: boolean;
-  /** Batches (atomic and not) among the others. */
+  /** Batches (atomic and not) among the others (POST /api/appointments/batch: not on every branch yet). */
   batches?: boolean;
 }
 
@@ -181,7 +181,7 @@ export function clientOps(o: WorkloadOptions, client: number): () => (Op & { con
     // one write in four and one delete in three conditional, when the workload has them
     const c = random();
     const condition: { condition?: Condition } =
-      o.conditional !== true
+      o.conditional === false
         ? {}
         : r < 0.55
           ? c < 0.15
@@ -218,7 +218,7 @@ export function clientOps(o: WorkloadOptions, client: number): () => (Op & { con
         atomic: random() < 0.5,
         items: batchIds.map((itemId) => ({
           ...writeOf(itemId),
-          ...(o.conditional === true && random() < 0.2 ? { condition: 'last-seen' as const } : {}),
+          ...(o.conditional !== false && random() < 0.2 ? { condition: 'last-seen' as const } : {}),
         })),
       };
     }
