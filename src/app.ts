@@ -5,7 +5,7 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Ajv, type Options as AjvOptions, type ValidateFunction } from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import helmet from 'helmet';
 import { authPlugin, bearerAuthScheme } from './auth.js';
@@ -13,6 +13,7 @@ import type { Config } from './config.js';
 import { databasePlugin } from './db/client.js';
 import { answerClientError, answerFrameworkError, ApiError, registerErrorHandlers } from './errors.js';
 import { changeFeedPlugin } from './change-feed.js';
+import { appointmentBatchRoutes } from './routes/appointment-batch.js';
 import { appointmentRoutes } from './routes/appointments.js';
 import { changeRoutes } from './routes/changes.js';
 import { healthRoutes } from './routes/health.js';
@@ -22,7 +23,7 @@ import { ErrorCode, errorResponse, ErrorResponse } from './schemas/errors.js';
 import { RateLimitHeaders } from './schemas/headers.js';
 import { ID_SYNTAX } from './schemas/ids.js';
 import { declareHeaders, documentRoute } from './schemas/openapi.js';
-import { parseTime, SYSTEM_TIME_FORMAT, TIME_FORMAT } from './schemas/time.js';
+import { buildAjv } from './validation.js';
 
 /** The settings (config.ts, defaults applied), the database to use and the logger. */
 export interface AppOptions extends Config {
@@ -100,13 +101,6 @@ function helmetHeaders(): Record<string, string> {
     if (error) throw error;
   });
   return headers;
-}
-
-function buildAjv(options: AjvOptions): Ajv {
-  const ajv = new Ajv({ useDefaults: true, removeAdditional: false, allErrors: false, strict: false, ...options });
-  ajv.addFormat(TIME_FORMAT, { type: 'string', validate: (value: string) => parseTime(value, 3) !== null });
-  ajv.addFormat(SYSTEM_TIME_FORMAT, { type: 'string', validate: (value: string) => parseTime(value, 6) !== null });
-  return ajv;
 }
 
 /**
@@ -267,6 +261,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
     await api.register(appointmentRoutes, { prefix: '/api/appointments' });
     await api.register(changeRoutes, { prefix: '/api/changes' });
+    await api.register(appointmentBatchRoutes, { prefix: '/api/appointments' });
   });
   return app;
 }

@@ -93,10 +93,14 @@ export const authPlugin = fp<{ required: boolean }>(
       request.apiKey = key;
     });
 
-    // After validation, so body and query are known objects.
+    // After validation, so body and query are known objects. A batch (its envelope validated, its items
+    // not yet) names an org in each item: an item that names another org refuses the whole batch, so
+    // that a key never writes outside its org, whatever else the batch holds.
     app.addHook('preHandler', async (request, reply) => {
       const orgId = request.apiKey!.orgId;
-      const targets = [request.query, request.body].filter(
+      const body = request.body as { appointments?: unknown } | undefined;
+      const batchItems = Array.isArray(body?.appointments) ? (body.appointments as unknown[]) : undefined;
+      const targets = [request.query, ...(batchItems ?? [request.body])].filter(
         (part): part is { orgId?: unknown } => typeof part === 'object' && part !== null && !Array.isArray(part),
       );
       if (targets.some((part) => part.orgId !== undefined && part.orgId !== orgId)) {

@@ -22,7 +22,7 @@ declare module 'fastify' {
 export interface FeedEntry {
   change: Change;
   /** Where the feed stands after this change: the stream's event id. */
-  token: string;
+  readonly token: string;
 }
 
 export interface FeedRead {
@@ -146,6 +146,16 @@ export class ChangeFeed {
   ): Promise<FeedRead> {
     const { feedId, secret } = await this.feed();
     const token = (place: FeedPlace) => encodeSyncToken(secret, { feedId, orgId, place });
+    // Signed only when asked for: a pull page sends the last one (`next`), a stream every one.
+    const entry = (change: Change, place: FeedPlace): FeedEntry => {
+      let signed: string | undefined;
+      return {
+        change,
+        get token() {
+          return (signed ??= token(place));
+        },
+      };
+    };
     let place: FeedPlace;
     if (since === undefined) {
       place = { kind: 'snapshot', horizon: (await currentHorizon(this.app.sql)).horizon, afterId: null };
@@ -160,10 +170,7 @@ export class ChangeFeed {
       const rows = await readSnapshot(this.app.sql, { orgId, horizon: place.horizon, afterId: place.afterId, limit });
       const { horizon } = place;
       for (const row of rows.slice(0, limit))
-        entries.push({
-          change: toChange(row, true),
-          token: token({ kind: 'snapshot', horizon, afterId: row.id }),
-        });
+        entries.push(entry(toChange(row, true), { kind: 'snapshot', horizon, afterId: row.id }));
       if (rows.length > limit) {
         return {
           entries,
@@ -180,7 +187,7 @@ export class ChangeFeed {
     if (since?.place.kind === 'changes' && BigInt(place.xid) > BigInt(page.nextXid))
       throw expired('The token lies beyond this database’s change feed');
     for (const row of page.changes.slice(0, room))
-      entries.push({ change: toChange(row, false), token: token({ kind: 'changes', xid: row.xid, seq: row.seq }) });
+      entries.push(entry(toChange(row, false), { kind: 'changes', xid: row.xid, seq: row.seq }));
     const more = page.changes.length > room;
     const last = page.changes.length > 0 ? page.changes[Math.min(room, page.changes.length) - 1] : undefined;
     const endPlace: FeedPlace = last && room > 0 ? { kind: 'changes', xid: last.xid, seq: last.seq } : place;

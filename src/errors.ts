@@ -1,6 +1,8 @@
+import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import postgres from 'postgres';
+import { BatchItemRefusedError } from './db/appointment-batch.js';
 import { AppointmentOverlapError, PreconditionFailedError } from './db/appointments.js';
 import { appointmentEtag } from './etags.js';
 import { DatabaseBusyError } from './db/client.js';
@@ -142,16 +144,58 @@ export function answerClientError(this: FastifyInstance, error: Error & { code?:
   socket.destroy(error);
 }
 
+// An answer sent while the client is still uploading, followed by closing the connection, reaches the
+// client as a reset (EPIPE, ECONNRESET) that often discards the answer. So an over-limit body is read
+// and thrown away before the 413, up to this much; beyond it the 413 goes out at once and the
+// connection closes. REQUEST_TIMEOUT_MS bounds how long a slow upload can take.
+export const DRAIN_LIMIT = 16 * 1024 * 1024;
+
+/** Reads the rest of a request body and drops it; false when it is over DRAIN_LIMIT or cut off. */
+function readToTheEnd(raw: IncomingMessage): Promise<boolean> {
+  if (raw.complete) return Promise.resolve(true);
+  if (Number(raw.headers['content-length']) > DRAIN_LIMIT) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    let received = 0;
+    const finish = (read: boolean) => {
+      raw.off('data', onData).off('end', onEnd).off('error', onFail).off('close', onFail);
+      if (!read) raw.pause();
+      resolve(read);
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > DRAIN_LIMIT) finish(false);
+    };
+    const onEnd = () => finish(true);
+    const onFail = () => finish(raw.complete);
+    raw.on('data', onData).on('end', onEnd).on('error', onFail).on('close', onFail);
+    raw.resume();
+  });
+}
+
+/** A write refused: 409 with the appointment in the way, or 412 with the current one (and its ETag). */
+function sendRefusal(
+  reply: FastifyReply,
+  error: AppointmentOverlapError | PreconditionFailedError,
+  extra: Partial<ErrorResponse> = {},
+) {
+  if (error instanceof AppointmentOverlapError) {
+    return send(reply, 409, ErrorCode.APPOINTMENT_OVERLAP, error.message, {
+      conflictsWith: error.conflictsWith,
+      ...extra,
+    });
+  }
+  if (error.current) reply.header('etag', appointmentEtag(error.current));
+  return send(reply, 412, ErrorCode.PRECONDITION_FAILED, error.message, { current: error.current, ...extra });
+}
+
 /** The one place that turns errors into responses. A 5xx never shows its cause to the client. */
 export function registerErrorHandlers(app: FastifyInstance) {
   app.setErrorHandler((error: FastifyError | ApiError | AppointmentOverlapError, request, reply) => {
-    if (error instanceof AppointmentOverlapError) {
-      return send(reply, 409, ErrorCode.APPOINTMENT_OVERLAP, error.message, { conflictsWith: error.conflictsWith });
+    if (error instanceof AppointmentOverlapError || error instanceof PreconditionFailedError) {
+      return sendRefusal(reply, error);
     }
-    if (error instanceof PreconditionFailedError) {
-      if (error.current) reply.header('etag', appointmentEtag(error.current));
-      return send(reply, 412, ErrorCode.PRECONDITION_FAILED, error.message, { current: error.current });
-    }
+    // an atomic batch: the refusal of the item that ended it, and its index
+    if (error instanceof BatchItemRefusedError) return sendRefusal(reply, error.refusal, { index: error.index });
     if (error instanceof ApiError) return send(reply, error.statusCode, error.code, error.message);
     if ('validation' in error && error.validation) {
       return send(
@@ -171,8 +215,13 @@ export function registerErrorHandlers(app: FastifyInstance) {
       return send(reply, 400, ErrorCode.VALIDATION_ERROR, 'The request holds a value out of the accepted range');
     }
     const statusCode = 'statusCode' in error ? (error.statusCode ?? 500) : 500;
-    if (statusCode === 413)
-      return send(reply, 413, ErrorCode.PAYLOAD_TOO_LARGE, 'The request body is larger than 1 MiB');
+    if (statusCode === 413) {
+      void readToTheEnd(request.raw).then((read) => {
+        if (!read) reply.header('connection', 'close');
+        send(reply, 413, ErrorCode.PAYLOAD_TOO_LARGE, 'The request body is larger than 1 MiB');
+      });
+      return reply;
+    }
     if (statusCode === 415)
       return send(reply, 415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'The request body must be application/json');
     if (statusCode === 404) return send(reply, 404, ErrorCode.NOT_FOUND, 'Not found');

@@ -69,6 +69,7 @@ describe('database functions', () => {
       'last-appointment-starting-before.sql',
       'overlapping-appointment.sql',
       'restart-change-feed.sql',
+      'upsert-appointment-batch.sql',
       'upsert-appointment.sql',
     ]);
     const [{ source }] = await sql<{ source: string }[]>`

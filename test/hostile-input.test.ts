@@ -677,3 +677,86 @@ describe('hostile precondition headers (If-Match, If-None-Match)', () => {
     );
   });
 });
+
+describe('hostile batch envelopes and items (POST /api/appointments/batch)', () => {
+  const postBatch = (text: string | Buffer, query = '') =>
+    probe('POST', `/api/appointments/batch${query}`, text, { 'content-type': 'application/json' });
+  const item = (n: number) => ({
+    ...valid(),
+    id: `batch-${tried}-${n}`,
+    start: '2022-01-01 10:00',
+    end: '2022-01-01 10:01',
+  });
+
+  it('malformed envelopes are a 400 that says why, and write nothing', async () => {
+    const cases: Array<[string, string, RegExp]> = [
+      ['an array', JSON.stringify([item(0)]), /^body must be object/],
+      ['a string', JSON.stringify('appointments'), /^body must be object/],
+      ['a number', '42', /^body must be object/],
+      ['null', 'null', /^body must be object/],
+      ['no appointments', JSON.stringify({}), /^body must have the property 'appointments'/],
+      ['appointments not an array', JSON.stringify({ appointments: item(0) }), /^body\/appointments must be array/],
+      ['appointments null', JSON.stringify({ appointments: null }), /^body\/appointments must be array/],
+      ['no items', JSON.stringify({ appointments: [] }), /^body\/appointments must NOT have fewer than 1 items/],
+      [
+        '1001 items',
+        JSON.stringify({ appointments: Array.from({ length: 1001 }, (_, n) => item(n)) }),
+        /^body\/appointments must NOT have more than 1000 items/,
+      ],
+      [
+        'an unknown property',
+        JSON.stringify({ appointments: [item(0)], atomic: true }),
+        /^body must not have the property 'atomic'/,
+      ],
+      ['an orgId on the envelope', JSON.stringify({ appointments: [item(0)], orgId }), /must not have the property/],
+      ['__proto__ on the envelope', `{"appointments":[${JSON.stringify(item(0))}],"__proto__":{"x":1}}`, /./],
+      ['appointments twice', `{"appointments":[],"appointments":[${JSON.stringify(item(0))}]}`, /./],
+    ];
+    for (const [name, text, message] of cases) {
+      for (const query of ['', '?atomic=true']) {
+        const res = await postBatch(text, query);
+        expect(res.status, `${name}${query}: ${res.text.slice(0, 200)}`).toBe(
+          name === 'appointments twice' ? 200 : 400,
+        );
+        if (res.status === 400) expect(JSON.parse(res.text).message, name).toMatch(message);
+      }
+    }
+  });
+
+  it('hostile items: each one answered by its index, never a 5xx; atomic: a 400 naming the lowest bad index', async () => {
+    const hostileItem = fc.oneof(
+      fc.jsonValue({ maxDepth: 3 }),
+      fc
+        .dictionary(fc.constantFrom(...FIELDS, 'ifMatch'), hostileValue, { minKeys: 1, maxKeys: 3 })
+        .map((changes) => ({ ...item(0), ...changes })),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(hostileItem, { minLength: 1, maxLength: 5 }), async (items) => {
+        // unique ids where the item kept a valid one, so that items do not collide by chance
+        const sent = items.map((x, n) =>
+          typeof x === 'object' && x !== null && !Array.isArray(x) && (x as { id?: unknown }).id === item(0).id
+            ? { ...x, id: `batch-${tried}-${n}` }
+            : x,
+        );
+        const text = JSON.stringify({ appointments: sent });
+        const plain = await postBatch(text);
+        // a few of the hostile strings are near 1 MiB each
+        if (Buffer.byteLength(text) > 1024 * 1024) return void expect(plain.status).toBe(413);
+        expect(plain.status, plain.text.slice(0, 300)).toBe(200);
+        const results = JSON.parse(plain.text).results as Array<{ status: string; error?: { message: string } }>;
+        expect(results).toHaveLength(sent.length);
+        results.forEach((r, n) => {
+          if (r.status === 'rejected' && r.error!.message.startsWith('body'))
+            expect(r.error!.message).toMatch(new RegExp(`^body/appointments/${n}\\b`));
+        });
+        const atomic = await postBatch(text.replace(/batch-/g, 'batch-atomic-'), '?atomic=true');
+        expect([200, 400, 409], atomic.text.slice(0, 300)).toContain(atomic.status);
+        if (atomic.status === 400) {
+          const lowest = results.findIndex((r) => r.status === 'rejected' && r.error!.message.startsWith('body'));
+          expect(JSON.parse(atomic.text).message).toMatch(new RegExp(`^body/appointments/${lowest}\\b`));
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+});

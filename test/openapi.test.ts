@@ -44,6 +44,7 @@ describe('the OpenAPI document', () => {
   it('has the paths the routes answer at, without a trailing slash, and hides /api/docs', () => {
     expect(Object.keys(plain.paths).sort()).toEqual([
       '/api/appointments',
+      '/api/appointments/batch',
       '/api/appointments/{id}',
       '/api/appointments/{id}/history',
       '/api/changes',
@@ -64,6 +65,7 @@ describe('the OpenAPI document', () => {
       'get /api/appointments/{id}/history getAppointmentHistory',
       'get /api/changes listChanges',
       'get /api/changes/stream streamChanges',
+      'post /api/appointments/batch upsertAppointmentBatch',
     ]);
     for (const [, , op] of operations(plain)) expect(op.description, op.operationId).toMatch(/\S/);
     expect(plain.servers).toEqual([{ url: '/', description: expect.any(String) }]);

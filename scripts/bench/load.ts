@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Sql } from 'postgres';
 import { Pool } from 'undici';
+import { upsertAppointmentBatch } from '../../src/db/appointment-batch.js';
 import {
   AppointmentOverlapError,
   type AppointmentWrite,
@@ -59,6 +60,19 @@ export function directSender(sql: Sql): Send {
   return async (r) => {
     const url = new URL(r.path, 'http://x');
     const orgId = url.searchParams.get('orgId') ?? 'default';
+    if (r.method === 'POST' && url.pathname === '/api/appointments/batch') {
+      const items = (r.body!.appointments as Array<Record<string, unknown>>).map((b, index) => ({
+        index,
+        orgId: (b.orgId as string | undefined) ?? 'default',
+        id: String(b.id),
+        start: canonical(b.start, 3)!,
+        end: canonical(b.end, 3)!,
+        createdAt: canonical(b.createdAt, 3)!,
+        updatedAt: canonical(b.updatedAt, 3)!,
+      }));
+      await upsertAppointmentBatch(sql, items, url.searchParams.get('atomic') === 'true');
+      return 200;
+    }
     if (r.method === 'POST') {
       const b = r.body!;
       const write = {

@@ -19,6 +19,8 @@ export interface ScenarioResult {
   name: string;
   title: string;
   description: string;
+  /** Appointments each request writes (a batch); 1 when absent. */
+  itemsPerRequest?: number;
   runs: RunResult[];
 }
 
@@ -108,6 +110,17 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
   }
   lines.push('', '## Targets', '');
   const c50 = create && at(create, 50);
+  const batches = r.scenarios.find((s) => s.name === 'batch-create');
+  const b10 = batches && at(batches, 10);
+  const c10 = create && at(create, 10);
+  // appointments stored per second, batches of itemsPerRequest against single creates
+  const batchRatio =
+    b10 && c10 && c10.service.rps > 0
+      ? Math.round(((b10.service.rps * (batches!.itemsPerRequest ?? 1)) / c10.service.rps) * 10) / 10
+      : undefined;
+  lines.push(
+    `- batch-create at 10 connections stores ≥ 5× the appointments/s of create-heavy: ${batchRatio === undefined ? 'n/a' : `${batchRatio}×`} (${mark(batchRatio === undefined ? undefined : batchRatio >= 5)})`,
+  );
   lines.push(
     `- create-heavy at 50 connections ≥ 60% of the limit: ${c50 ? `${Math.round(c50.throughputRatio * 100)}%` : 'n/a'} (${mark(c50 && c50.throughputRatio >= 0.6)})`,
     `- every scenario at 10 connections, p99 within 3× the limit's: worst ${worstP99Ratio}× (${mark(worstP99Ratio > 0 ? worstP99Ratio <= 3 : undefined)})`,

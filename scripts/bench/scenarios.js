@@ -3,6 +3,7 @@
 // Plain ES module with no Node or k6 API: k6 imports it by relative path, Node and vitest as usual.
 //
 // A request is { method, path, body?, expected }: `expected` lists the statuses a check accepts.
+// A scenario whose requests each write many appointments says how many (itemsPerRequest).
 // ctx is { run, at?, orgId? }: `run` makes ids and org ids unique to one run, so runs can share a
 // database; `at` is the instant of point-in-time reads (taken after seeding).
 
@@ -23,6 +24,8 @@ export const MIX_ORGS = 100;
 const READS_SEEDED = 150;
 const MIX_SEEDED_PER_ORG = 20;
 const HOT_IDS = 20;
+/** The items of one batch-create request. */
+export const BATCH_ITEMS = 100;
 
 /** The seven payloads of scripts/concurrent-requests.sh, with the statuses each may get. */
 export const CLASSIC_PAYLOADS = [
@@ -140,6 +143,27 @@ export const scenarios = {
     request(ctx, vu, iter) {
       const orgId = ctx.orgId ?? `create-${ctx.run}`;
       return post(freshWrite(orgId, `c-${ctx.run}-${vu}-${iter}`, (ctx.slotOffset ?? 0) + uniqueSlot(vu, iter)), [201]);
+    },
+  },
+  'batch-create': {
+    title: 'batch create (100 items)',
+    itemsPerRequest: BATCH_ITEMS,
+    description: `Every request a batch of ${BATCH_ITEMS} new ids, each in a free slot: ${BATCH_ITEMS} appointments a request.`,
+    seed: () => [],
+    request(ctx, vu, iter) {
+      const orgId = ctx.orgId ?? `batch-${ctx.run}`;
+      // the (vu, iter) slot of create-heavy, cut into one short appointment per item
+      const from = BASE + ((ctx.slotOffset ?? 0) + uniqueSlot(vu, iter)) * SLOT;
+      const length = SLOT / BATCH_ITEMS;
+      const appointments = Array.from({ length: BATCH_ITEMS }, (_, k) => ({
+        orgId,
+        id: `b-${ctx.run}-${vu}-${iter}-${k}`,
+        start: iso(from + k * length),
+        end: iso(from + (k + 1) * length),
+        createdAt: iso(BASE - MINUTE),
+        updatedAt: iso(BASE),
+      }));
+      return { method: 'POST', path: '/api/appointments/batch', body: { appointments }, expected: [200] };
     },
   },
   'update-heavy': {

@@ -21,7 +21,7 @@ function send(request) {
     // the scenario's expected statuses are not failures (k6 counts every 4xx as one by default)
     responseCallback: http.expectedStatuses(...request.expected),
     tags: {
-      name: `${request.method} ${request.path.split('?')[0].replace(/\/api\/appointments\/[^/]+/, '/api/appointments/:id')}`,
+      name: `${request.method} ${request.path.split('?')[0].replace(/\/api\/appointments\/(?!batch$)[^/]+/, '/api/appointments/:id')}`,
     },
   });
 }

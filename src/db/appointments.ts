@@ -52,7 +52,7 @@ const columns = (sql: Sql) => sql`
   updated_at AS "updatedAt", version, recorded_at AS "recordedAt"`;
 
 /** Cuts a row's appointment times to milliseconds, in place. */
-function withAppointmentTimes<T extends { start: string; end: string; createdAt: string; updatedAt: string }>(
+export function withAppointmentTimes<T extends { start: string; end: string; createdAt: string; updatedAt: string }>(
   row: T,
 ): T {
   row.start = toMilliseconds(row.start);

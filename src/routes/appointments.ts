@@ -8,7 +8,6 @@ import {
   listAppointments,
   listAppointmentsAt,
   upsertAppointment,
-  type AppointmentWrite,
   type WritePreconditions,
 } from '../db/appointments.js';
 import { badRequest, notFound } from '../errors.js';
@@ -38,7 +37,8 @@ import {
 } from '../schemas/headers.js';
 import { withHeaders } from '../schemas/openapi.js';
 import { ID_SYNTAX } from '../schemas/ids.js';
-import { parseTime, type TimePrecision } from '../schemas/time.js';
+import { parseTime } from '../schemas/time.js';
+import { canonical, toWrite } from './appointment-input.js';
 
 const tags = ['appointments'];
 
@@ -80,22 +80,6 @@ const writeExamples = {
  * `null` would announce 4 bytes that a 304 cannot carry.
  */
 const NoBody = (description: string) => Type.Unsafe<undefined>({ type: 'null', description });
-
-/** A time the schema has validated already, in canonical form. */
-const canonical = (time: string, precision: TimePrecision) => parseTime(time, precision)!;
-
-function toWrite(body: AppointmentInput): AppointmentWrite {
-  const write = {
-    orgId: body.orgId ?? DEFAULT_ORG_ID,
-    id: String(body.id),
-    start: canonical(body.start, 3),
-    end: canonical(body.end, 3),
-    createdAt: canonical(body.createdAt, 3),
-    updatedAt: canonical(body.updatedAt, 3),
-  };
-  if (write.start >= write.end) throw badRequest('body/end must be after body/start');
-  return write;
-}
 
 /** A precondition header's tags (RFC 9110, 13.1); undefined when not sent, a 400 naming it when malformed. */
 function entityTags(value: string | undefined, name: string): EntityTagList | undefined {

@@ -77,6 +77,12 @@ export const ErrorResponse = Type.Object(
         description: 'With PRECONDITION_FAILED: the live appointment as stored now, or null when there is none.',
       }),
     ),
+    index: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description: 'With `?atomic=true` on a batch: the index of the item that ended it; nothing was written.',
+      }),
+    ),
   },
   { $id: 'ErrorResponse', title: 'Error' },
 );

@@ -152,6 +152,26 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/appointments/batch': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Create or update many appointments at once
+     * @description 1 to 1000 items, each the body of a single POST (and optionally `ifMatch`), applied in order, each as if sent alone at that moment: of two overlapping items the first wins, an id given twice is two writes in a row. One result per item, in order, with the status a single POST would give, or `rejected` with the error a single POST would answer (a malformed item names its index). One item refused leaves the others written, unless `atomic=true`. The body may be up to 1 MiB (1000 typical items take about 200 kB). With AUTH=required every item's orgId must be the key's (else 403 for the whole batch, nothing written).
+     */
+    post: operations['upsertAppointmentBatch'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -304,6 +324,8 @@ export interface components {
       } | null;
       /** @description With PRECONDITION_FAILED: the live appointment as stored now, or null when there is none. */
       current?: components['schemas']['Appointment'] | null;
+      /** @description With `?atomic=true` on a batch: the index of the item that ended it; nothing was written. */
+      index?: number;
     };
     /**
      * UpsertChange
@@ -1985,6 +2007,434 @@ export interface operations {
            *       "error": "Gone",
            *       "code": "SYNC_TOKEN_EXPIRED",
            *       "message": "The token belongs to another change feed (the database was restored); sync again without since"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  upsertAppointmentBatch: {
+    parameters: {
+      query?: {
+        /** @description All or nothing: a malformed item is a 400 naming the lowest such index, and the first item refused while writing (409 or 412, with `index`) ends the batch; nothing is written. */
+        atomic?: boolean;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        /**
+         * @example {
+         *       "appointments": [
+         *         {
+         *           "id": 1,
+         *           "start": "2020-10-10 20:20",
+         *           "end": "2020-10-10 20:30",
+         *           "createdAt": "2020-09-02 14:23:12",
+         *           "updatedAt": "2020-09-28 14:23:12",
+         *           "orgId": "example"
+         *         },
+         *         {
+         *           "id": 2,
+         *           "start": "2020-10-10 20:30",
+         *           "end": "2020-10-10 21:00",
+         *           "createdAt": "2020-09-02 14:23:12",
+         *           "updatedAt": "2020-09-28 14:23:12",
+         *           "orgId": "example"
+         *         }
+         *       ]
+         *     }
+         */
+        'application/json': {
+          /** @description 1 to 1000 items, applied in this order. */
+          appointments: {
+            /**
+             * @description An integer >= 1 or a string id; `1` and `"1"` name the same appointment.
+             * @example 1
+             * @example a-17
+             */
+            id: number | string;
+            /**
+             * Format: appointment-time
+             * @description `YYYY-MM-DD HH:MM` or `YYYY-MM-DD HH:MM:SS[.fraction]`, with a space or a `T`, optionally followed by `Z` or an offset such as `+02:00`; without a zone the time is UTC. Kept to the millisecond.
+             * @example 2020-10-10 20:20
+             * @example 2020-10-10T22:20:00.000+02:00
+             */
+            start: string;
+            /**
+             * Format: appointment-time
+             * @description `YYYY-MM-DD HH:MM` or `YYYY-MM-DD HH:MM:SS[.fraction]`, with a space or a `T`, optionally followed by `Z` or an offset such as `+02:00`; without a zone the time is UTC. Kept to the millisecond.
+             * @example 2020-10-10 20:20
+             * @example 2020-10-10T22:20:00.000+02:00
+             */
+            end: string;
+            /**
+             * Format: appointment-time
+             * @description `YYYY-MM-DD HH:MM` or `YYYY-MM-DD HH:MM:SS[.fraction]`, with a space or a `T`, optionally followed by `Z` or an offset such as `+02:00`; without a zone the time is UTC. Kept to the millisecond.
+             * @example 2020-10-10 20:20
+             * @example 2020-10-10T22:20:00.000+02:00
+             */
+            createdAt: string;
+            /**
+             * Format: appointment-time
+             * @description `YYYY-MM-DD HH:MM` or `YYYY-MM-DD HH:MM:SS[.fraction]`, with a space or a `T`, optionally followed by `Z` or an offset such as `+02:00`; without a zone the time is UTC. Kept to the millisecond.
+             * @example 2020-10-10 20:20
+             * @example 2020-10-10T22:20:00.000+02:00
+             */
+            updatedAt: string;
+            /**
+             * @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one.
+             * @example example
+             * @example acme
+             */
+            orgId?: string;
+            /**
+             * @description Write only if the stored live version has this ETag: the value exactly as the `If-Match` header would carry it, quotes included (a list of tags, or `*` for any live version). A weak tag never matches. If-Match never creates.
+             * @example "2-1795866370654321"
+             * @example *
+             */
+            ifMatch?: string;
+          }[];
+        };
+      };
+    };
+    responses: {
+      /** @description One result per item, in order (with `atomic=true`: every item written) */
+      200: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "results": [
+           *         {
+           *           "status": "created",
+           *           "appointment": {
+           *             "id": "2",
+           *             "orgId": "example",
+           *             "start": "2020-10-10T20:20:00.000Z",
+           *             "end": "2020-10-10T20:30:00.000Z",
+           *             "createdAt": "2020-09-02T14:23:12.000Z",
+           *             "updatedAt": "2020-09-28T14:23:12.000Z",
+           *             "version": 1,
+           *             "recordedAt": "2026-11-22T14:05:00.123456Z"
+           *           },
+           *           "etag": "\"1-1795356300123456\""
+           *         },
+           *         {
+           *           "status": "rejected",
+           *           "error": {
+           *             "statusCode": 409,
+           *             "code": "APPOINTMENT_OVERLAP",
+           *             "message": "The appointment overlaps another appointment of the organization",
+           *             "conflictsWith": {
+           *               "id": "1",
+           *               "start": "2020-10-10T20:20:00.000Z",
+           *               "end": "2020-10-10T20:30:00.000Z"
+           *             }
+           *           }
+           *         }
+           *       ]
+           *     }
+           */
+          'application/json': {
+            /** @description One result per item, in the order of the items. */
+            results: (
+              | {
+                  status: 'created' | 'updated' | 'unchanged' | 'stale';
+                  appointment: components['schemas']['Appointment'];
+                  /**
+                   * @description The appointment's ETag, the same text as the ETag header of a single write.
+                   * @example "1-1795866300123456"
+                   */
+                  etag: string;
+                }
+              | {
+                  /** @enum {string} */
+                  status: 'rejected';
+                  /** BatchItemError */
+                  error: {
+                    /**
+                     * @description What a single POST of the item would have answered.
+                     * @example 409
+                     */
+                    statusCode: number;
+                    code: 'VALIDATION_ERROR' | 'APPOINTMENT_OVERLAP' | 'PRECONDITION_FAILED';
+                    /** @example body/appointments/3/end must be after body/appointments/3/start */
+                    message: string;
+                    /** @description With APPOINTMENT_OVERLAP: the appointment in the way, or null when it has moved away since. */
+                    conflictsWith?: {
+                      id: string;
+                      /**
+                       * Format: date-time
+                       * @description UTC, millisecond precision.
+                       * @example 2020-10-10T20:20:00.000Z
+                       */
+                      start: string;
+                      /**
+                       * Format: date-time
+                       * @description UTC, millisecond precision.
+                       * @example 2020-10-10T20:20:00.000Z
+                       */
+                      end: string;
+                    } | null;
+                    /** @description With PRECONDITION_FAILED: the live appointment as stored now, or null when there is none. */
+                    current?: components['schemas']['Appointment'] | null;
+                  };
+                }
+            )[];
+          };
+        };
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description With `atomic=true`: the item at `index` overlaps; nothing was written */
+      409: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 409,
+           *       "error": "Conflict",
+           *       "code": "APPOINTMENT_OVERLAP",
+           *       "message": "The appointment overlaps another appointment of the organization",
+           *       "conflictsWith": {
+           *         "id": "1",
+           *         "start": "2020-10-10T20:20:00.000Z",
+           *         "end": "2020-10-10T20:30:00.000Z"
+           *       },
+           *       "index": 1
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description With `atomic=true`: the ifMatch of the item at `index` did not hold; nothing was written */
+      412: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 412,
+           *       "error": "Precondition Failed",
+           *       "code": "PRECONDITION_FAILED",
+           *       "message": "The precondition failed: the appointment is not in the state the request expects",
+           *       "current": {
+           *         "id": "2",
+           *         "orgId": "example",
+           *         "start": "2020-10-10T20:20:00.000Z",
+           *         "end": "2020-10-10T20:30:00.000Z",
+           *         "createdAt": "2020-09-02T14:23:12.000Z",
+           *         "updatedAt": "2020-09-28T14:23:12.000Z",
+           *         "version": 1,
+           *         "recordedAt": "2026-11-22T14:05:00.123456Z"
+           *       },
+           *       "index": 0
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description PAYLOAD_TOO_LARGE: the body is over 1 MiB */
+      413: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 413,
+           *       "error": "Payload Too Large",
+           *       "code": "PAYLOAD_TOO_LARGE",
+           *       "message": "The request body is larger than 1 MiB"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNSUPPORTED_MEDIA_TYPE: the body is not application/json */
+      415: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 415,
+           *       "error": "Unsupported Media Type",
+           *       "code": "UNSUPPORTED_MEDIA_TYPE",
+           *       "message": "The request body must be application/json"
            *     }
            */
           'application/json': components['schemas']['ErrorResponse'];
