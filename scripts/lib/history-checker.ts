@@ -143,7 +143,7 @@ export interface WorkloadOptions {
   idsPerOrg?: number;
   /** Conditional writes and deletes (If-Match, If-None-Match) among the others; true unless false. */
   conditional?: boolean;
-  /** Batches (atomic and not) among the others (POST /api/appointments/batch: not on every branch yet). */
+  /** Batches (atomic and not) among the others; true unless false. */
   batches?: boolean;
 }
 
@@ -178,17 +178,17 @@ export function clientOps(o: WorkloadOptions, client: number): () => (Op & { con
     const orgId = pick(orgs);
     const id = pick(ids);
     const r = random();
-    // one write in four and one delete in three conditional, when the workload has them
+    // three writes in ten and one delete in three conditional, when the workload has them
     const c = random();
     const condition: { condition?: Condition } =
       o.conditional === false
         ? {}
         : r < 0.55
-          ? c < 0.15
+          ? c < 0.12
             ? { condition: 'last-seen' }
-            : c < 0.2
+            : c < 0.22
               ? { condition: 'any' }
-              : c < 0.25
+              : c < 0.3
                 ? { condition: 'absent' }
                 : {}
           : c < 0.33
@@ -209,7 +209,7 @@ export function clientOps(o: WorkloadOptions, client: number): () => (Op & { con
       };
     };
     // one write in ten a batch of 2 to 4 items of distinct ids, half of them atomic
-    if (r < 0.55 && o.batches === true && c >= 0.9) {
+    if (r < 0.55 && o.batches !== false && c >= 0.9) {
       const size = 2 + Math.floor(random() * 3);
       const batchIds = shuffle(ids, random).slice(0, size);
       return {
