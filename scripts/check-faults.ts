@@ -1,6 +1,7 @@
 // npm run check:faults: every fault scenario of issue 4, section 2, against a PostgreSQL cluster of
-// its own (durable settings) and the real service as child processes. Prints a figure for each;
-// exits 1 when a promise is broken. Every process and folder it starts is removed at the end.
+// its own (durable settings) and the real service as child processes; in the SIGKILL and the
+// PostgreSQL restart, consumers follow the change feed throughout (issue 12, section 4). Prints a
+// figure for each; exits 1 when a promise is broken. Every process and folder it starts is removed at the end.
 import { readFileSync } from 'node:fs';
 import { EXPECTED_MIGRATIONS } from '../src/db/migrations.js';
 import { withSql } from './lib/database.js';
@@ -12,8 +13,11 @@ import {
   startCluster,
   startLoad,
   type Cluster,
+  type Load,
   type Outcome,
 } from './lib/faults.js';
+import { checkFeed, followersOf, startFeedConsumers, type ConsumerRecord } from './lib/feed-checker.js';
+import { describeAnomalies, readStateOf, type HistoryEvent } from './lib/history-checker.js';
 import { spawnServer, waitReady, type ServerProcess } from './lib/processes.js';
 import { sleep } from './lib/time.js';
 
@@ -33,6 +37,39 @@ async function start(databaseUrl: string, env: Record<string, string> = {}) {
   const server = await spawnServer(databaseUrl, env);
   servers.push(server);
   return server;
+}
+
+/** The followers' sequences against the history the service kept: each consumer missed nothing. */
+async function checkFollowers(
+  baseUrl: string,
+  orgId: string,
+  loads: Load[],
+  followers: ReturnType<typeof startFeedConsumers>,
+  options: { allowNetworkErrors: boolean; after: number },
+) {
+  const ids = [...new Set(loads.flatMap((l) => l.sent.map((w) => w.id)))];
+  const state = await readStateOf(baseUrl, [orgId], () => ids);
+  const records = await followers.finish(state, { timeoutMs: 30_000 });
+  const events: HistoryEvent[] = loads.flatMap((l) => l.events);
+  const anomalies = checkFeed(events, state, records, options);
+  const statuses = (r: ConsumerRecord) => JSON.stringify(countBy(r.failures.map((f) => f.status)));
+  console.log(
+    `  feed: ${records.map((r) => `${r.plan.kind}: ${r.changes.length} changes in ${r.requests} requests, failed answers ${statuses(r)}`).join('; ')}; ` +
+      `${state.versions.length} versions in the history`,
+  );
+  if (anomalies.length > 0) console.log(describeAnomalies(anomalies, 0));
+  expect(
+    anomalies.length === 0,
+    'each feed consumer (long-poll, stream, pull) saw every change once, in order, and replays to the final state',
+  );
+  expect(
+    records.every((r) => r.failures.every((f) => f.status === 503 || (f.status === 0 && options.allowNetworkErrors))),
+    'the feed answers no 5xx other than 503',
+  );
+  expect(
+    records.every((r) => r.changes.some((c) => c.receivedAt > options.after * 1000)),
+    'each consumer went on after the restart with its token',
+  );
 }
 
 const write = (orgId: string, id: string, hour: number) => ({
@@ -89,6 +126,9 @@ async function sigkill(c: Cluster) {
   const url = await c.createDatabase('sigkill');
   const server = await start(url);
   await waitReady(server);
+  let current = server.baseUrl;
+  const followers = startFeedConsumers(() => current, followersOf('sigkill'));
+  await followers.ready;
   const load = startLoad({ baseUrl: server.baseUrl, orgId: 'sigkill', concurrency: 16, versionsPerId: 5 });
   await sleep(2_000);
   server.child.kill('SIGKILL');
@@ -105,8 +145,18 @@ async function sigkill(c: Cluster) {
   expect(check.inconsistent.length === 0, 'history and current state agree (no half-written version)');
   const again = await start(url);
   await waitReady(again);
+  const restartedAt = Date.now();
+  current = again.baseUrl;
   const after = await send(again.baseUrl, 'POST', '/api/appointments', write('sigkill-after', 'x', 3));
   expect(after.status === 201, 'started again, the service serves');
+  // more changes after the restart, for the feed's followers to resume into
+  const more = startLoad({ baseUrl: again.baseUrl, orgId: 'sigkill', concurrency: 8, versionsPerId: 5, idPrefix: 'v' });
+  await sleep(1_500);
+  await more.stop();
+  await checkFollowers(again.baseUrl, 'sigkill', [load, more], followers, {
+    allowNetworkErrors: true,
+    after: restartedAt,
+  });
   await again.kill();
 }
 
@@ -221,6 +271,8 @@ async function databaseRestart(c: Cluster) {
   const url = await c.createDatabase('restart');
   const server = await start(url);
   await waitReady(server);
+  const followers = startFeedConsumers(server.baseUrl, followersOf('restart'));
+  await followers.ready;
   const load = startLoad({ baseUrl: server.baseUrl, orgId: 'restart', concurrency: 16, versionsPerId: 3 });
   const probes: Array<{ path: string; status: number | string; down: boolean }> = [];
   let down = false;
@@ -283,6 +335,7 @@ async function databaseRestart(c: Cluster) {
     check.lost.length === 0 && check.duplicated.length === 0 && check.inconsistent.length === 0,
     'no acknowledged write lost, none duplicated',
   );
+  await checkFollowers(server.baseUrl, 'restart', [load], followers, { allowNetworkErrors: false, after: upAt });
   await server.kill();
 }
 

@@ -1,7 +1,10 @@
 // The long run of the history checker: `npm run check:history -- --clients 100 --minutes 5 [--seed N]`.
 // Starts its own service (a fresh embedded PostgreSQL in a temporary folder, or DATABASE_URL), drives
-// the seeded concurrent workload of scripts/lib/history-checker.ts in rounds of fresh orgs, checks each
-// round's whole history, prints operations checked per second and the anomalies, and exits 1 on any.
+// the seeded concurrent workload of scripts/lib/history-checker.ts in rounds of fresh orgs while
+// `--consumers` follow the change feed (scripts/lib/feed-checker.ts; 0: none), checks each round's
+// whole history and every consumer's sequence, prints operations checked per second and the
+// anomalies, and exits 1 on any. `--slow-commits yes` makes one write in five commit late (a trigger;
+// the default in its own database, never in DATABASE_URL's unless asked).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
@@ -9,6 +12,14 @@ import { buildApp } from '../src/app.js';
 import { configWith } from '../src/config.js';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
 import { migrate } from '../src/db/migrations.js';
+import {
+  checkFeed,
+  consumerPlans,
+  SLOW_COMMITS_PREFIX,
+  SLOW_COMMITS_SQL,
+  startFeedConsumers,
+} from './lib/feed-checker.js';
+import { withSql } from './lib/database.js';
 import { answerOf, checkHistory, describeAnomalies, readRecordedState, runWorkload } from './lib/history-checker.js';
 
 const { values } = parseArgs({
@@ -19,8 +30,19 @@ const { values } = parseArgs({
     'round-seconds': { type: 'string', default: '20' },
     orgs: { type: 'string', default: '4' },
     ids: { type: 'string', default: '8' },
+    consumers: { type: 'string', default: '18' },
+    'slow-commits': { type: 'string' },
   },
 });
+const consumerCount = Number(values.consumers);
+if (!Number.isInteger(consumerCount) || consumerCount < 0) {
+  console.error('--consumers must be a whole number');
+  process.exit(2);
+}
+if (values['slow-commits'] !== undefined && !['yes', 'no'].includes(values['slow-commits'])) {
+  console.error('--slow-commits must be yes or no');
+  process.exit(2);
+}
 const clients = Number(values.clients);
 const minutes = Number(values.minutes);
 const seed = values.seed === undefined ? Date.now() % 2 ** 31 : Number(values.seed);
@@ -62,17 +84,25 @@ try {
     };
   }
   await migrate(databaseUrl, () => {});
+  const slowCommits = (values['slow-commits'] ?? (process.env.DATABASE_URL ? 'no' : 'yes')) === 'yes';
+  if (slowCommits) await withSql(databaseUrl, (sql) => sql.unsafe(SLOW_COMMITS_SQL));
   const app = await buildApp({ ...configWith({ dbPoolMax: 20 }), databaseUrl, logger: pino({ level: 'silent' }) });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.address() as { port: number };
   const baseUrl = `http://127.0.0.1:${port}`;
-  log(`check:history: ${clients} clients for ${minutes} min, seed ${seed}, against ${baseUrl}`);
+  log(
+    `check:history: ${clients} clients and ${consumerCount} feed consumers for ${minutes} min, seed ${seed}, ` +
+      `${slowCommits ? 'slow commits, ' : ''}against ${baseUrl}`,
+  );
 
-  const runPrefix = `hist-${seed}-${Date.now().toString(36)}`;
+  const runPrefix = `${slowCommits ? `${SLOW_COMMITS_PREFIX}-` : ''}hist-${seed}-${Date.now().toString(36)}`;
   const endAt = Date.now() + minutes * 60_000;
   let operations = 0;
   let versions = 0;
   let checkingMs = 0;
+  let changesReceived = 0;
+  let feedRequests = 0;
+  let reconnects = 0;
   const statusCounts = new Map<string, number>();
   try {
     for (let round = 0; Date.now() < endAt; round++) {
@@ -84,20 +114,34 @@ try {
         idsPerOrg: Number(values.ids),
         clients,
       };
-      const events = await runWorkload(baseUrl, { ...workload, until: Math.min(endAt, Date.now() + roundMs) });
-      const checkStart = performance.now();
+      const loadMs = Math.min(endAt - Date.now(), roundMs);
+      const plans = consumerPlans(workload, { seed: workload.seed, consumers: consumerCount, loadMs });
+      const consumers = startFeedConsumers(baseUrl, plans, workload.seed);
+      await consumers.ready;
+      const events = await runWorkload(baseUrl, { ...workload, until: Date.now() + loadMs });
       const state = await readRecordedState(baseUrl, workload);
-      const anomalies = checkHistory(events, state);
+      const records = await consumers.finish(state, { timeoutMs: 30_000 });
+      const checkStart = performance.now();
+      const anomalies = [...checkHistory(events, state), ...checkFeed(events, state, records)];
       checkingMs += performance.now() - checkStart;
+      for (const r of records) {
+        changesReceived += r.changes.length;
+        feedRequests += r.requests;
+        reconnects += r.reconnects;
+      }
       operations += events.length;
       versions += state.versions.length;
       for (const e of events) {
+        const kind = e.batch
+          ? `${e.batch.atomic ? 'atomic ' : ''}batch item`
+          : `${'ifMatch' in e.op || 'ifNoneMatch' in e.op ? 'conditional ' : ''}${e.op.kind}`;
         const label =
-          e.op.kind === 'write' && e.status === 200 ? `write ${answerOf(e.body).status}` : `${e.op.kind} ${e.status}`;
+          e.op.kind === 'write' && e.status === 200 ? `${kind} ${answerOf(e.body).status}` : `${kind} ${e.status}`;
         statusCounts.set(label, (statusCounts.get(label) ?? 0) + 1);
       }
       log(
-        `round ${round} (seed ${workload.seed}): ${events.length} operations, ${state.versions.length} versions, ${anomalies.length} anomalies`,
+        `round ${round} (seed ${workload.seed}): ${events.length} operations, ${state.versions.length} versions, ` +
+          `${records.reduce((n, r) => n + r.changes.length, 0)} changes received by ${records.length} consumers, ${anomalies.length} anomalies`,
       );
       if (anomalies.length > 0) {
         anomalyCount += anomalies.length;
@@ -112,6 +156,7 @@ try {
     [
       `seed ${seed}, ${clients} clients, ${minutes} min`,
       `operations: ${operations} (${Math.round(operations / seconds)}/s through the service), versions recorded: ${versions}`,
+      `feed: ${consumerCount} consumers per round received ${changesReceived} changes in ${feedRequests} requests and streams, ${reconnects} reconnections`,
       `checking: ${(checkingMs / 1000).toFixed(1)} s, ${Math.round(operations / (checkingMs / 1000))} operations checked per second`,
       `answers: ${[...statusCounts]
         .sort()

@@ -12,7 +12,9 @@ import {
 } from '../src/db/client.js';
 import { migrate } from '../src/db/migrations.js';
 import { withSql } from '../scripts/lib/database.js';
-import { checkStore, countStatuses, startCluster, startLoad, type Cluster } from '../scripts/lib/faults.js';
+import { checkStore, countBy, countStatuses, startCluster, startLoad, type Cluster } from '../scripts/lib/faults.js';
+import { checkFeed, describeConsumer, followersOf, startFeedConsumers } from '../scripts/lib/feed-checker.js';
+import { describeAnomalies, readStateOf } from '../scripts/lib/history-checker.js';
 import { sleep } from '../scripts/lib/time.js';
 import { appointment, newOrg } from './support/fixtures.js';
 import { http, post } from './support/http.js';
@@ -28,7 +30,7 @@ describe('PostgreSQL stopped in the middle of a load, then started again', () =>
   });
   afterAll(() => cluster?.destroy());
 
-  it('answers 503 with Retry-After while it is down, /ready 503 and /health 200, recovers alone, loses and duplicates no acknowledged write', async () => {
+  it('answers 503 with Retry-After while it is down, /ready 503 and /health 200, recovers alone, loses and duplicates no acknowledged write, and its feed consumers miss nothing', async () => {
     const databaseUrl = await cluster.createDatabase('appointments');
     await migrate(databaseUrl, () => {});
     const app = await buildApp({ ...configWith({ dbPoolMax: 8 }), databaseUrl, logger: pino({ level: 'silent' }) });
@@ -36,6 +38,9 @@ describe('PostgreSQL stopped in the middle of a load, then started again', () =>
     const baseUrl = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
     const orgId = newOrg('restart');
     try {
+      // a long-poll, an event stream and a pull follow the org's feed throughout
+      const followers = startFeedConsumers(baseUrl, followersOf(orgId));
+      await followers.ready;
       const load = startLoad({ baseUrl, orgId, concurrency: 8, versionsPerId: 3 });
       const probes: Array<{ path: string; status: number; down: boolean }> = [];
       let down = false;
@@ -97,6 +102,20 @@ describe('PostgreSQL stopped in the middle of a load, then started again', () =>
       expect(readyWhileDown.every((p) => p.status === 503)).toBe(true);
       expect((await http(baseUrl, 'GET', '/ready')).status).toBe(200);
       expect(check).toMatchObject({ lost: [], duplicated: [], inconsistent: [] });
+
+      // every change in the feed once, in order, no 5xx but 503; the tokens still work after the restart
+      const state = await readStateOf(baseUrl, [orgId], () => [...new Set(load.sent.map((w) => w.id))]);
+      const records = await followers.finish(state, { timeoutMs: 15_000 });
+      const anomalies = checkFeed(load.events, state, records);
+      console.info(
+        `[faults] database restart, feed: ${records.map((r) => `${r.plan.kind} ${r.changes.length} changes, ${r.requests} requests, answers ${JSON.stringify(countBy(r.failures.map((f) => f.status)))}`).join('; ')}`,
+      );
+      expect(anomalies, describeAnomalies(anomalies, 0)).toEqual([]);
+      for (const r of records)
+        expect(
+          r.changes.some((c) => c.receivedAt > startedAt * 1000),
+          `${describeConsumer(r)} went on after the restart`,
+        ).toBe(true);
     } finally {
       await app.close();
     }

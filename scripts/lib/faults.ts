@@ -5,6 +5,7 @@ import type { Sql } from 'postgres';
 import { Agent, type Dispatcher } from 'undici';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded-postgres.js';
 import { withSql } from './database.js';
+import type { HistoryEvent } from './history-checker.js';
 import { httpRequest, type HttpMethod } from './http.js';
 import { sleep } from './time.js';
 
@@ -74,6 +75,8 @@ export interface Outcome {
   retryAfter?: string;
   code?: string;
   startedAt: number;
+  /** The answer's JSON (or text); undefined when none came. */
+  body?: unknown;
 }
 
 /**
@@ -90,7 +93,7 @@ export async function sendTimed(
   const startedAt = Date.now();
   try {
     const res = await httpRequest(baseUrl, method, path, { json, timeoutMs: 15_000, ...options });
-    const outcome: Outcome = { status: res.status, ms: Date.now() - startedAt, startedAt };
+    const outcome: Outcome = { status: res.status, ms: Date.now() - startedAt, startedAt, body: res.body };
     if (res.headers['retry-after'] !== undefined) outcome.retryAfter = String(res.headers['retry-after']);
     const code = (res.body as { code?: unknown } | undefined)?.code;
     if (typeof code === 'string') outcome.code = code;
@@ -113,6 +116,8 @@ export interface Load {
   acked: Acked[];
   /** Every write sent, answered or not. */
   sent: Acked[];
+  /** Every write as the history checkers record it (scripts/lib/history-checker.ts). */
+  events: HistoryEvent[];
 }
 
 const BASE_TIME = Date.parse('2030-01-01T00:00:00Z');
@@ -131,17 +136,20 @@ export function startLoad(options: {
   concurrency: number;
   versionsPerId?: number;
   timeoutMs?: number;
+  /** Ids are `<idPrefix><worker>-<n>`: a second load of the org with another prefix writes other ids. */
+  idPrefix?: string;
 }): Load {
-  const { baseUrl, orgId, concurrency, versionsPerId = 1, timeoutMs = 10_000 } = options;
+  const { baseUrl, orgId, concurrency, versionsPerId = 1, timeoutMs = 10_000, idPrefix = 'w' } = options;
   const agent = new Agent({ connections: concurrency, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   const outcomes: Outcome[] = [];
   const acked: Acked[] = [];
   const sent: Acked[] = [];
+  const events: HistoryEvent[] = [];
   let running = true;
   const worker = async (w: number) => {
     for (let n = 0; running; n++) {
       const idNumber = Math.floor(n / versionsPerId);
-      const id = `w${w}-${idNumber}`;
+      const id = `${idPrefix}${w}-${idNumber}`;
       const slot = (w * 1_000_000 + idNumber) * 3_600_000;
       const updatedAt = updatedAtOf(n);
       const body = {
@@ -153,8 +161,24 @@ export function startLoad(options: {
         updatedAt,
       };
       sent.push({ id, updatedAt });
+      const sentAt = Date.now() * 1000;
       const outcome = await sendTimed(baseUrl, 'POST', '/api/appointments', body, { dispatcher: agent, timeoutMs });
       outcomes.push(outcome);
+      events.push({
+        index: events.length,
+        client: w,
+        // the times as the service writes them back, for the checkers' comparisons
+        op: {
+          kind: 'write',
+          ...body,
+          createdAt: '2029-12-01T00:00:00.000Z',
+          updatedAt: new Date(BASE_TIME + n).toISOString(),
+        },
+        sentAt,
+        answeredAt: Date.now() * 1000,
+        status: outcome.status === 'network-error' ? 0 : outcome.status,
+        body: outcome.body,
+      });
       if (outcome.status === 201 || outcome.status === 200) acked.push({ id, updatedAt });
       // the client backs off a little, as Retry-After asks
       if (outcome.status === 'network-error' || outcome.status >= 500) await sleep(20);
@@ -165,6 +189,7 @@ export function startLoad(options: {
     outcomes,
     acked,
     sent,
+    events,
     async stop() {
       running = false;
       await Promise.all(workers);

@@ -1,8 +1,9 @@
 import { Agent } from 'undici';
+import { appointmentEtag } from '../../src/etags.js';
 import type { HistoryEntry } from '../../src/schemas/appointments.js';
 import { httpRequest } from './http.js';
 import { overlappingPairs, overlaps } from './overlaps.js';
-import { seededRandom } from './random.js';
+import { seededRandom, shuffle } from './random.js';
 import { systemTimeText, systemTimeUs } from './time.js';
 
 // Used by test/history-checker.test.ts and scripts/check-history.ts (no vitest here).
@@ -20,10 +21,51 @@ import { systemTimeText, systemTimeUs } from './time.js';
 export const TOLERANCE_US = 2_000;
 
 export type Op =
-  | { kind: 'write'; orgId: string; id: string; start: string; end: string; createdAt: string; updatedAt: string }
-  | { kind: 'delete'; orgId: string; id: string }
+  | {
+      kind: 'write';
+      orgId: string;
+      id: string;
+      start: string;
+      end: string;
+      createdAt: string;
+      updatedAt: string;
+      /** Sent as If-Match: an ETag the client saw for the id (or one it never saw), or `*`. */
+      ifMatch?: string;
+      /** Sent as If-None-Match: `*`, create only. */
+      ifNoneMatch?: '*';
+    }
+  | { kind: 'delete'; orgId: string; id: string; ifMatch?: string }
   | { kind: 'read'; orgId: string; id: string }
   | { kind: 'list'; orgId: string };
+
+export type WriteOp = Extract<Op, { kind: 'write' }>;
+
+/**
+ * POST /api/appointments/batch: recorded as one event per item, whose answer is the item's result
+ * (its status as a single POST's: 201 created, 200 updated/unchanged/stale, or the rejection's).
+ */
+export interface BatchOp {
+  kind: 'batch';
+  orgId: string;
+  atomic: boolean;
+  /** Each item as a single write (`ifMatch` in the item, never If-None-Match). */
+  items: Array<WriteOp & { condition?: Condition }>;
+}
+
+/** Where an event's item stood in its batch. */
+export interface BatchPlace {
+  /** The batch's number in the run, and the item's index in it. */
+  batch: number;
+  index: number;
+  atomic: boolean;
+  /**
+   * An atomic batch refused at another item: this one was not written (status 424), or it was the
+   * refused one, and the items before it, written in the transaction that was undone, are here (a
+   * 409 may name one of them).
+   */
+  undone?: boolean;
+  earlier?: WriteOp[];
+}
 
 export interface HistoryEvent {
   /** Position in the recorded history (order of answers). */
@@ -37,6 +79,10 @@ export interface HistoryEvent {
   status: number;
   /** The answer's JSON (or its text; the error's text when no answer came); read it through answerOf. */
   body: unknown;
+  /** The answer's ETag header, when it has one (a DELETE's names the version it deleted). */
+  etag?: string;
+  /** A batch's item. */
+  batch?: BatchPlace;
 }
 
 /** An appointment in an answer, as the checker reads it: the answers are what is checked, so no field is assumed. */
@@ -85,6 +131,8 @@ export interface Anomaly {
   /** The smallest set of recorded events and versions that shows the violation. */
   events: HistoryEvent[];
   versions: Version[];
+  /** More of the excerpt, already readable (the feed checker's: what a consumer received). */
+  lines?: string[];
 }
 
 export interface WorkloadOptions {
@@ -93,9 +141,22 @@ export interface WorkloadOptions {
   orgPrefix: string;
   orgs?: number;
   idsPerOrg?: number;
+  /** Conditional writes and deletes (If-Match, If-None-Match) among the others; true unless false. */
+  conditional?: boolean;
+  /** Batches (atomic and not) among the others; true unless false. */
+  batches?: boolean;
 }
 
 export const orgIdsOf = (o: WorkloadOptions) => Array.from({ length: o.orgs ?? 3 }, (_, k) => `${o.orgPrefix}-o${k}`);
+/**
+ * The precondition a client puts on a write or delete, resolved when it is sent: the last ETag it saw
+ * for the id (a tag that never matches when it saw none), any live version (`*`), or none live.
+ */
+export type Condition = 'last-seen' | 'any' | 'absent';
+
+/** An ETag no version has: what a client sends when it has seen none. */
+export const UNSEEN_ETAG = '"0-0"';
+
 export const idsOf = (o: WorkloadOptions) => Array.from({ length: o.idsPerOrg ?? 6 }, (_, k) => `a${k}`);
 
 const UPDATED_BASE = Date.UTC(2020, 5, 1);
@@ -106,7 +167,7 @@ const pad = (n: number) => String(n).padStart(2, '0');
  * set of per-client sequences; the interleaving between clients is left to the machine and is recorded.
  * A small space of ids, hour slots and updatedAt minutes makes overlaps, ties and stale writes common.
  */
-export function clientOps(o: WorkloadOptions, client: number): () => Op {
+export function clientOps(o: WorkloadOptions, client: number): () => (Op & { condition?: Condition }) | BatchOp {
   const random = seededRandom((o.seed ^ Math.imul(client + 1, 0x9e3779b1)) >>> 0);
   const orgs = orgIdsOf(o);
   const ids = idsOf(o);
@@ -117,21 +178,52 @@ export function clientOps(o: WorkloadOptions, client: number): () => Op {
     const orgId = pick(orgs);
     const id = pick(ids);
     const r = random();
-    if (r < 0.55) {
+    // three writes in ten and one delete in three conditional, when the workload has them
+    const c = random();
+    const condition: { condition?: Condition } =
+      o.conditional === false
+        ? {}
+        : r < 0.55
+          ? c < 0.12
+            ? { condition: 'last-seen' }
+            : c < 0.22
+              ? { condition: 'any' }
+              : c < 0.3
+                ? { condition: 'absent' }
+                : {}
+          : c < 0.33
+            ? { condition: 'last-seen' }
+            : {};
+    const writeOf = (itemId: string): WriteOp => {
       const startHour = Math.floor(random() * 10);
       const hours = 1 + Math.floor(random() * 3);
       return {
         kind: 'write',
         orgId,
-        id,
+        id: itemId,
         start: `2030-01-01T${pad(startHour)}:00:00.000Z`,
         end: `2030-01-01T${pad(startHour + hours)}:${random() < 0.5 ? '00' : '30'}:00.000Z`,
         createdAt: `2020-01-0${1 + Math.floor(random() * 2)}T00:00:00.000Z`,
         // drifts forward with the client's step, with a spread wide enough for ties and late writes
         updatedAt: new Date(UPDATED_BASE + (n * 30 + Math.floor(random() * 4) * 30) * 1000).toISOString(),
       };
+    };
+    // one write in ten a batch of 2 to 4 items of distinct ids, half of them atomic
+    if (r < 0.55 && o.batches !== false && c >= 0.9) {
+      const size = 2 + Math.floor(random() * 3);
+      const batchIds = shuffle(ids, random).slice(0, size);
+      return {
+        kind: 'batch',
+        orgId,
+        atomic: random() < 0.5,
+        items: batchIds.map((itemId) => ({
+          ...writeOf(itemId),
+          ...(o.conditional !== false && random() < 0.2 ? { condition: 'last-seen' as const } : {}),
+        })),
+      };
     }
-    if (r < 0.65) return { kind: 'delete', orgId, id };
+    if (r < 0.55) return { ...condition, ...writeOf(id) };
+    if (r < 0.65) return { ...condition, kind: 'delete', orgId, id };
     if (r < 0.9) return { kind: 'read', orgId, id };
     return { kind: 'list', orgId };
   };
@@ -139,7 +231,7 @@ export function clientOps(o: WorkloadOptions, client: number): () => Op {
 
 const nowUs = () => Date.now() * 1000;
 
-async function send(agent: Agent, baseUrl: string, op: Op): Promise<{ status: number; body: unknown }> {
+async function send(agent: Agent, baseUrl: string, op: Op): Promise<{ status: number; body: unknown; etag?: string }> {
   const q = `?orgId=${encodeURIComponent(op.orgId)}`;
   const target =
     op.kind === 'write'
@@ -148,12 +240,16 @@ async function send(agent: Agent, baseUrl: string, op: Op): Promise<{ status: nu
         ? `/api/appointments${q}&limit=1000`
         : `/api/appointments/${encodeURIComponent(op.id)}${q}`;
   const method = op.kind === 'write' ? 'POST' : op.kind === 'delete' ? 'DELETE' : 'GET';
-  const { kind: _kind, ...fields } = op;
-  const { status, body } = await httpRequest(baseUrl, method, target, {
+  const { kind: _kind, ifMatch, ifNoneMatch, ...fields } = op as Op & { ifMatch?: string; ifNoneMatch?: string };
+  const { status, body, headers } = await httpRequest(baseUrl, method, target, {
     json: op.kind === 'write' ? fields : undefined,
+    headers: {
+      ...(ifMatch === undefined ? {} : { 'if-match': ifMatch }),
+      ...(ifNoneMatch === undefined ? {} : { 'if-none-match': ifNoneMatch }),
+    },
     dispatcher: agent,
   });
-  return { status, body };
+  return typeof headers.etag === 'string' ? { status, body, etag: headers.etag } : { status, body };
 }
 
 /**
@@ -168,21 +264,78 @@ export async function runWorkload(
   const events: HistoryEvent[] = [];
   const client = async (c: number) => {
     const next = clientOps(o, c);
+    // the last ETag this client was given for each id
+    const seen = new Map<string, string>();
     for (
       let n = 0;
       (o.opsPerClient === undefined || n < o.opsPerClient) && (o.until === undefined || Date.now() < o.until);
       n++
     ) {
-      const op = next();
+      const planned = next();
+      if (planned.kind === 'batch') {
+        await sendBatch(c, planned, seen);
+        continue;
+      }
+      const { condition, ...rest } = planned;
+      const op: Op = rest;
+      if (op.kind === 'write' || op.kind === 'delete') {
+        if (condition === 'last-seen') op.ifMatch = seen.get(key(op.orgId, op.id)) ?? UNSEEN_ETAG;
+        else if (condition === 'any') op.ifMatch = '*';
+        else if (condition === 'absent' && op.kind === 'write') op.ifNoneMatch = '*';
+      }
       const sentAt = nowUs();
-      let answer: { status: number; body: unknown };
+      let answer: { status: number; body: unknown; etag?: string };
       try {
         answer = await send(agent, baseUrl, op);
       } catch (error) {
         answer = { status: 0, body: String(error) };
       }
       events.push({ index: events.length, client: c, op, sentAt, answeredAt: nowUs(), ...answer });
+      if (answer.etag !== undefined && 'id' in op && op.kind !== 'delete') seen.set(key(op.orgId, op.id), answer.etag);
     }
+  };
+  let batches = 0;
+  const sendBatch = async (c: number, planned: BatchOp, seen: Map<string, string>) => {
+    const batch = batches++;
+    const items: WriteOp[] = planned.items.map(({ condition, ...item }) =>
+      condition === 'last-seen' ? { ...item, ifMatch: seen.get(key(item.orgId, item.id)) ?? UNSEEN_ETAG } : item,
+    );
+    const sentAt = nowUs();
+    let status: number;
+    let body: unknown;
+    try {
+      const res = await httpRequest(baseUrl, 'POST', `/api/appointments/batch?atomic=${planned.atomic}`, {
+        json: { appointments: items.map(({ kind: _kind, ...fields }) => fields) },
+        dispatcher: agent,
+      });
+      ({ status, body } = res);
+    } catch (error) {
+      [status, body] = [0, String(error)];
+    }
+    const answeredAt = nowUs();
+    const results = (answerOf(body) as { results?: unknown }).results;
+    const refusedAt = (answerOf(body) as { index?: unknown }).index;
+    items.forEach((op, index) => {
+      const place: BatchPlace = { batch, index, atomic: planned.atomic };
+      const event = { index: events.length, client: c, op, sentAt, answeredAt, batch: place };
+      if (status === 200 && Array.isArray(results)) {
+        const r = answerOf(results[index]) as AnswerFields & { error?: unknown; etag?: string };
+        const etag = typeof r.etag === 'string' ? { etag: r.etag } : {};
+        if (r.status === 'rejected') {
+          const error = answerOf(r.error) as AnswerFields & { statusCode?: number };
+          events.push({ ...event, status: Number(error.statusCode), body: error });
+        } else events.push({ ...event, status: r.status === 'created' ? 201 : 200, body: r, ...etag });
+        if (etag.etag !== undefined) seen.set(key(op.orgId, op.id), etag.etag);
+      } else if (planned.atomic && (status === 409 || status === 412) && typeof refusedAt === 'number') {
+        // the refused item answers as a single POST would; the others were not written
+        if (index === refusedAt)
+          events.push({ ...event, status, body, batch: { ...place, earlier: items.slice(0, index) } });
+        else events.push({ ...event, status: 424, body: undefined, batch: { ...place, undone: true } });
+      } else {
+        // no answer, or the whole batch refused (503): every item as a single POST with that answer
+        events.push({ ...event, status, body });
+      }
+    });
   };
   try {
     await Promise.all(Array.from({ length: o.clients }, (_, c) => client(c)));
@@ -199,7 +352,15 @@ export interface RecordedState {
 }
 
 /** The history of every id the workload touched, and the final calendars, read through the API. */
-export async function readRecordedState(baseUrl: string, o: WorkloadOptions): Promise<RecordedState> {
+export const readRecordedState = (baseUrl: string, o: WorkloadOptions) =>
+  readStateOf(baseUrl, orgIdsOf(o), () => idsOf(o));
+
+/** The history of the given ids and the final calendars of the given orgs (the fault scenarios' load). */
+export async function readStateOf(
+  baseUrl: string,
+  orgIds: string[],
+  ids: (orgId: string) => string[],
+): Promise<RecordedState> {
   const agent = new Agent({ connections: 8 });
   // the answers of GET list and history; not JSON (or not a list) is an error
   const get = async <T>(path: string) => {
@@ -210,11 +371,11 @@ export async function readRecordedState(baseUrl: string, o: WorkloadOptions): Pr
   try {
     const versions: Version[] = [];
     const finalState = new Map<string, Served[]>();
-    for (const orgId of orgIdsOf(o)) {
+    for (const orgId of orgIds) {
       const list = await get<Served>(`/api/appointments?orgId=${orgId}&limit=1000`);
       if (list.status !== 200) throw new Error(`listing ${orgId}: ${list.status}`);
       finalState.set(orgId, list.body);
-      for (const id of idsOf(o)) {
+      for (const id of ids(orgId)) {
         const res = await get<HistoryEntry>(`/api/appointments/${id}/history?orgId=${orgId}`);
         if (res.status === 404) continue;
         if (res.status !== 200) throw new Error(`history of ${orgId}/${id}: ${res.status}`);
@@ -250,9 +411,9 @@ interface Content {
   updatedAt: string;
 }
 
-const key = (orgId: string, id: string) => `${orgId}\u0000${id}`;
+export const key = (orgId: string, id: string) => `${orgId}\u0000${id}`;
 /** Same times; an answer missing one differs from anything. */
-const sameContent = (a: Partial<Content>, b: Partial<Content>) =>
+export const sameContent = (a: Partial<Content>, b: Partial<Content>) =>
   a.start === b.start && a.end === b.end && a.createdAt === b.createdAt && a.updatedAt === b.updatedAt;
 /** The write's (updatedAt, start, end, createdAt) is greater: the tie-break of the service. */
 const beats = (a: Content, b: Content) => {
@@ -261,6 +422,46 @@ const beats = (a: Content, b: Content) => {
   for (let i = 0; i < 4; i++) if (x[i] !== y[i]) return x[i]! > y[i]!;
   return false;
 };
+
+/**
+ * The version each 204 delete ended: the one its ETag names when it has one; else, as the deletes of
+ * one id may overlap in time, a matching of the deletes' windows to the deleted versions' ends (by
+ * window end, each to the earliest end not yet taken: the greedy that finds one whenever one exists).
+ */
+export function deletedVersions(events: HistoryEvent[], versions: Version[]): Map<HistoryEvent, Version> {
+  const ended = new Map<HistoryEvent, Version>();
+  const taken = new Set<Version>();
+  const deletes = events
+    .filter((e) => e.op.kind === 'delete' && e.status === 204)
+    .sort((a, b) => a.answeredAt - b.answeredAt);
+  const deletedOf = (e: HistoryEvent) =>
+    versions
+      .filter((v) => v.deleted && v.orgId === e.op.orgId && 'id' in e.op && v.id === e.op.id)
+      .sort((a, b) => a.validTo! - b.validTo!);
+  for (const e of deletes) {
+    if (e.etag === undefined) continue;
+    const v = deletedOf(e).find((x) => etagOfVersion(x) === e.etag);
+    if (v) {
+      ended.set(e, v);
+      taken.add(v);
+    }
+  }
+  for (const e of deletes) {
+    if (e.etag !== undefined) continue;
+    const v = deletedOf(e).find(
+      (x) => !taken.has(x) && x.validTo! >= e.sentAt - TOLERANCE_US && x.validTo! <= e.answeredAt + TOLERANCE_US,
+    );
+    if (v) {
+      ended.set(e, v);
+      taken.add(v);
+    }
+  }
+  return ended;
+}
+
+/** The ETag the service gives a version (src/etags.ts). */
+export const etagOfVersion = (v: Version) =>
+  appointmentEtag({ version: v.version, recordedAt: systemTimeText(v.validFrom) });
 
 /** Checks a recorded history; returns every anomaly found (none for a correct service). */
 export function checkHistory(events: HistoryEvent[], state: RecordedState): Anomaly[] {
@@ -351,6 +552,8 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
   for (const e of events) {
     const op = e.op;
     const answer = answerOf(e.body);
+    // an item of an atomic batch refused at another: nothing to judge but that it was not written (below)
+    if (e.batch?.undone) continue;
     if (e.status >= 500) report('server-error', `${e.status} answered`, [e], []);
     if (op.kind === 'write') {
       const a = answer.appointment;
@@ -425,7 +628,11 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
           ? versionsOf(op.orgId, c.id).filter((v) => v.start === c.start && v.end === c.end)
           : state.versions.filter((v) => v.orgId === op.orgId && v.id !== op.id);
         const blocker = candidates.find((v) => v.id !== op.id && overlaps(v, op) && visibleDuring(v, e));
-        if (answer.code !== 'APPOINTMENT_OVERLAP' || !blocker) {
+        // in an atomic batch, an item before it in the transaction that was undone
+        const earlier = (e.batch?.earlier ?? []).find(
+          (x) => x.id !== op.id && overlaps(x, op) && (!c || (x.id === c.id && x.start === c.start && x.end === c.end)),
+        );
+        if (answer.code !== 'APPOINTMENT_OVERLAP' || (!blocker && !earlier)) {
           report(
             'conflict-without-blocker',
             `409 for ${op.orgId}/${op.id} [${op.start}, ${op.end}) naming ${c ? `${c.id} [${c.start}, ${c.end})` : 'null'}, which did not overlap it in its window`,
@@ -436,7 +643,7 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
             ),
           );
         }
-      } else if (e.status !== 0 && e.status !== 503) {
+      } else if (e.status !== 0 && e.status !== 503 && e.status !== 412) {
         report('unexpected-answer', `write answered ${e.status}`, [e], []);
       }
     } else if (op.kind === 'delete') {
@@ -453,7 +660,7 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
         else acknowledged.set(v, acknowledged.get(v) ?? []);
       } else if (e.status === 404) {
         notFoundWhileExisting('delete', op, list, e);
-      } else if (e.status !== 0 && e.status !== 503)
+      } else if (e.status !== 0 && e.status !== 503 && e.status !== 412)
         report('unexpected-answer', `delete answered ${e.status}`, [e], []);
     } else if (op.kind === 'read') {
       const list = versionsOf(op.orgId, op.id);
@@ -484,11 +691,74 @@ export function checkHistory(events: HistoryEvent[], state: RecordedState): Anom
     }
   }
 
+  // Preconditions: a write or delete with If-Match / If-None-Match happened only when it held, and a
+  // 412 shows a current version (or none) that made it fail, current in the request's window.
+  const etagOf = etagOfVersion;
+  const deleteEnded = deletedVersions(events, state.versions);
+  /** The precondition holds against the live version w (undefined: none live). */
+  const holds = (op: Op, w: Version | undefined) =>
+    'ifNoneMatch' in op && op.ifNoneMatch !== undefined
+      ? w === undefined
+      : w !== undefined &&
+        (op.kind === 'write' || op.kind === 'delete') &&
+        (op.ifMatch === '*' || op.ifMatch === etagOf(w));
+  for (const e of events) {
+    const op = e.op;
+    if ((op.kind !== 'write' && op.kind !== 'delete') || e.batch?.undone) continue;
+    const conditional = op.ifMatch !== undefined || (op.kind === 'write' && op.ifNoneMatch !== undefined);
+    const answer = answerOf(e.body);
+    const list = versionsOf(op.orgId, op.id);
+    const what = `${op.kind} of ${op.orgId}/${op.id} with ${op.ifMatch === undefined ? 'If-None-Match: *' : `If-Match: ${op.ifMatch}`}`;
+    if (e.status === 412) {
+      const current = (answerOf(e.body) as { current?: Served | null }).current;
+      if (!conditional || answer.code !== 'PRECONDITION_FAILED' || current === undefined) {
+        report('unexpected-answer', `${op.kind} answered 412 without a precondition to fail`, [e], []);
+        continue;
+      }
+      const w = current === null ? undefined : list.find((x) => x.version === current.version);
+      const shown =
+        current === null ? !surelyExisted(list, e) : w !== undefined && visibleDuring(w, e) && sameContent(w, current);
+      if (!shown || holds(op, w))
+        report(
+          'precondition-without-cause',
+          `${what} answered 412 showing ${current === null ? 'no appointment' : `v${current.version}`}, which ${shown ? 'satisfies it' : 'was not current in its window'}`,
+          [e],
+          near(list, e),
+        );
+      continue;
+    }
+    if (!conditional) continue;
+    // the version the write replaced, or the one the delete ended
+    let before: Version | undefined;
+    let checked = false;
+    if (op.kind === 'write' && (answer.status === 'created' || answer.status === 'updated')) {
+      const prev = list.find((x) => x.version === Number(answer.appointment?.version) - 1);
+      before = prev && !prev.deleted ? prev : undefined;
+      checked = true;
+    } else if (op.kind === 'write' && (answer.status === 'unchanged' || answer.status === 'stale')) {
+      const w = list.find((x) => x.version === answer.appointment?.version);
+      before = w && answer.appointment?.deletedAt === undefined ? w : undefined;
+      checked = w !== undefined;
+    } else if (op.kind === 'delete' && e.status === 204) {
+      before = deleteEnded.get(e);
+      checked = before !== undefined;
+    }
+    if (checked && !holds(op, before))
+      report(
+        'precondition-ignored',
+        `${what} was applied (${op.kind === 'delete' ? 204 : answer.status}) against ${before ? `v${before.version}` : 'no live version'}, for which it fails`,
+        [e],
+        near(list, e),
+      );
+  }
+
   // Nothing in the history that no request asked for.
   for (const v of state.versions) {
     const ofId = eventsById.get(key(v.orgId, v.id)) ?? [];
+    // (an item of an atomic batch that was refused asked for nothing: all or nothing)
     const asked = ofId.filter(
-      (e) => e.op.kind === 'write' && sameContent(e.op, v) && e.sentAt - TOLERANCE_US <= v.validFrom,
+      (e) =>
+        e.op.kind === 'write' && !e.batch?.undone && sameContent(e.op, v) && e.sentAt - TOLERANCE_US <= v.validFrom,
     );
     if (asked.length === 0)
       report('phantom-version', `version ${v.version} of ${v.orgId}/${v.id} matches no request`, [], [v]);
@@ -603,6 +873,9 @@ export function describeAnomalies(anomalies: Anomaly[], seed: number, limit = 20
   const lines = [
     `${anomalies.length} anomalies (seed ${seed}; replay the same per-client operation streams with --seed ${seed})`,
   ];
+  const rules = new Map<string, number>();
+  for (const a of anomalies) rules.set(a.rule, (rules.get(a.rule) ?? 0) + 1);
+  if (rules.size > 1) lines.push(`by rule: ${[...rules].map(([rule, n]) => `${rule} ${n}`).join(', ')}`);
   for (const a of anomalies.slice(0, limit)) {
     lines.push(`- ${a.rule}: ${a.message}`);
     for (const e of a.events) {
@@ -615,6 +888,7 @@ export function describeAnomalies(anomalies: Anomaly[], seed: number, limit = 20
         `    version ${v.orgId}/${v.id} v${v.version} [${v.start}, ${v.end}) updatedAt ${v.updatedAt} valid [${iso(v.validFrom)}, ${iso(v.validTo)})${v.deleted ? ' deleted' : ''}`,
       );
     }
+    for (const line of a.lines ?? []) lines.push(`    ${line}`);
   }
   if (anomalies.length > limit) lines.push(`... and ${anomalies.length - limit} more`);
   return lines.join('\n');
