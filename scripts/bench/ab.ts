@@ -8,7 +8,7 @@
 // measured for both builds one after the other, the order swapped every round (A B, then B A), so that
 // the drift of a shared machine falls on both alike. Prints a markdown table of after / before.
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -16,7 +16,7 @@ import postgres, { type Sql } from 'postgres';
 import { configWith } from '../../src/config.js';
 import type * as Client from '../../src/db/client.js';
 import type * as Migrations from '../../src/db/migrations.js';
-import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
+import { startBenchPostgres } from './postgres.js';
 import type * as Load from './load.js';
 import { httpSender, runLoop, type Send, type Stats } from './load.js';
 import { startService } from './service.js';
@@ -153,18 +153,7 @@ const cpuPair = ([before, after]: number[]) => `${r2(before!)} / ${r2(after!)} (
 
 async function main() {
   mkdirSync(outDir, { recursive: true });
-  // as root PostgreSQL runs as the user postgres, who must reach the folder: /var/tmp, opened to others
-  const dir = mkdtempSync(path.join(process.getuid?.() === 0 ? '/var/tmp' : os.tmpdir(), 'appointments-ab-'));
-  chmodSync(dir, 0o755);
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const pgLog = (message: string) => (/^postgres: .*\bERROR:/.test(message) ? undefined : log(message));
-  const pg = await startEmbeddedPostgres({
-    dir: path.join(dir, 'pg'),
-    database: 'bench',
-    persistent: false,
-    log: pgLog,
-  });
-  cleanups.push(() => pg.stop());
+  const pg = await startBenchPostgres('ab', log, cleanups);
   const builds: Record<Label, Build> = {
     before: await startBuild('before', path.resolve(BEFORE!), pg.adminUrl, pg.url),
     after: await startBuild('after', AFTER, pg.adminUrl, pg.url),

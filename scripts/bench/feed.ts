@@ -10,7 +10,7 @@
 //     (1000-item atomic batches where the service has them, else a transaction holding a write open
 //     for as long as such a batch takes).
 // Prints a markdown summary and writes result.json.
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +20,7 @@ import { Pool } from 'undici';
 import { configWith } from '../../src/config.js';
 import { readChangesAfter } from '../../src/db/changes.js';
 import { createSql } from '../../src/db/client.js';
-import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
+import { startBenchPostgres } from './postgres.js';
 import { migrate } from '../../src/db/migrations.js';
 import { startService } from './service.js';
 
@@ -540,18 +540,7 @@ async function main() {
   for (const signal of ['SIGINT', 'SIGTERM'] as const)
     process.once(signal, () => void cleanup().then(() => process.exit(130)));
   try {
-    // as root PostgreSQL runs as the user postgres, who must reach the folder: /var/tmp, opened to others
-    const dir = mkdtempSync(path.join(process.getuid?.() === 0 ? '/var/tmp' : os.tmpdir(), 'appointments-feed-'));
-    chmodSync(dir, 0o755);
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const pgLog = (message: string) => (/^postgres: .*\bERROR:/.test(message) ? undefined : log(message));
-    const pg = await startEmbeddedPostgres({
-      dir: path.join(dir, 'pg'),
-      database: 'bench',
-      persistent: false,
-      log: pgLog,
-    });
-    cleanups.push(() => pg.stop());
+    const pg = await startBenchPostgres('feed', log, cleanups);
     await migrate(pg.url, () => {});
     const poolMax = configWith().dbPoolMax;
     const service = await startService({

@@ -5,14 +5,15 @@
 // chart.svg. --scenarios names scenarios and measurements; naming no measurement runs all of them.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, copyFileSync, writeFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, copyFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import postgres, { type Sql } from 'postgres';
 import { configWith } from '../../src/config.js';
 import { createSql } from '../../src/db/client.js';
-import { freePort, startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
+import { freePort } from '../../src/db/embedded-postgres.js';
+import { startBenchPostgres } from './postgres.js';
 import { migrate } from '../../src/db/migrations.js';
 import {
   directSender,
@@ -101,19 +102,7 @@ async function openDatabase(): Promise<{ url: string; kind: string }> {
     url.pathname = `/${name}`;
     return { url: url.toString(), kind: `database ${name} on BENCH_DATABASE_URL's server` };
   }
-  // as root PostgreSQL runs as the user postgres, who must reach the folder: /var/tmp, opened to others
-  const dir = mkdtempSync(path.join(process.getuid?.() === 0 ? '/var/tmp' : os.tmpdir(), 'appointments-bench-'));
-  chmodSync(dir, 0o755);
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  // its ERROR lines are the expected 409s (exclusion violations, deadlocks): only FATAL and PANIC are shown
-  const pgLog = (message: string) => (/^postgres: .*\bERROR:/.test(message) ? undefined : log(message));
-  const pg = await startEmbeddedPostgres({
-    dir: path.join(dir, 'pg'),
-    database: 'bench',
-    persistent: false,
-    log: pgLog,
-  });
-  cleanups.push(() => pg.stop());
+  const pg = await startBenchPostgres('bench', log, cleanups);
   return { url: pg.url, kind: 'embedded PostgreSQL (durable settings: fsync on)' };
 }
 

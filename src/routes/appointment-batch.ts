@@ -17,22 +17,14 @@ import {
 import { ErrorCode, errorResponse, errorResponses, type ErrorResponse } from '../schemas/errors.js';
 import { buildAjv } from '../validation.js';
 import { toWrite } from './appointment-input.js';
+import { exampleAppointment as singleExample } from './appointments.js';
 
 // The same Ajv settings as a single POST's body (app.ts): no coercion, no silent removal.
 const itemAjv = buildAjv({ coerceTypes: false });
 const validateItem = itemAjv.compile(BatchItemInput);
 const validateEnvelope = itemAjv.compile(BatchEnvelope);
 
-const exampleAppointment = {
-  id: '2',
-  orgId: 'example',
-  start: '2020-10-10T20:20:00.000Z',
-  end: '2020-10-10T20:30:00.000Z',
-  createdAt: '2020-09-02T14:23:12.000Z',
-  updatedAt: '2020-09-28T14:23:12.000Z',
-  version: 1,
-  recordedAt: '2026-11-22T14:05:00.123456Z',
-} satisfies Appointment;
+const exampleAppointment = { ...singleExample, id: '2' } satisfies Appointment;
 
 const ITEM_OVERLAP_MESSAGE = 'The appointment overlaps another appointment of the organization';
 const ITEM_PRECONDITION_MESSAGE = 'The precondition failed: the appointment is not in the state the request expects';

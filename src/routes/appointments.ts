@@ -43,7 +43,7 @@ import { canonical, toWrite } from './appointment-input.js';
 const tags = ['appointments'];
 
 // Examples of the answers to the POST example (id 1 in the org `example`), one per status.
-const exampleAppointment = {
+export const exampleAppointment = {
   id: '1',
   orgId: 'example',
   start: '2020-10-10T20:20:00.000Z',
