@@ -3,7 +3,7 @@ import type { FastifySchemaCompiler } from 'fastify';
 import { upsertAppointmentBatch, type BatchOutcome, type BatchWrite } from '../db/appointment-batch.js';
 import { ApiError, badRequest, describeValidationError } from '../errors.js';
 import { appointmentEtag, ifMatchTags, parseEntityTags } from '../etags.js';
-import type { Appointment, AppointmentInput } from '../schemas/appointments.js';
+import { EXAMPLE_APPOINTMENT, type Appointment, type AppointmentInput } from '../schemas/appointments.js';
 import {
   BatchEnvelope,
   BatchItemInput,
@@ -17,14 +17,13 @@ import {
 import { ErrorCode, errorResponse, errorResponses, type ErrorResponse } from '../schemas/errors.js';
 import { buildAjv } from '../validation.js';
 import { toWrite } from './appointment-input.js';
-import { exampleAppointment as singleExample } from './appointments.js';
 
 // The same Ajv settings as a single POST's body (app.ts): no coercion, no silent removal.
 const itemAjv = buildAjv({ coerceTypes: false });
 const validateItem = itemAjv.compile(BatchItemInput);
 const validateEnvelope = itemAjv.compile(BatchEnvelope);
 
-const exampleAppointment = { ...singleExample, id: '2' } satisfies Appointment;
+const exampleAppointment = { ...EXAMPLE_APPOINTMENT, id: '2' } satisfies Appointment;
 
 const ITEM_OVERLAP_MESSAGE = 'The appointment overlaps another appointment of the organization';
 const ITEM_PRECONDITION_MESSAGE = 'The precondition failed: the appointment is not in the state the request expects';

@@ -16,6 +16,8 @@ import {
   AppointmentInput,
   DEFAULT_LIST_LIMIT,
   DEFAULT_ORG_ID,
+  EXAMPLE_APPOINTMENT,
+  EXAMPLE_UPDATED_APPOINTMENT,
   HistoryEntry,
   IdParams,
   ItemQuery,
@@ -43,23 +45,8 @@ import { canonical, toWrite } from './appointment-input.js';
 const tags = ['appointments'];
 
 // Examples of the answers to the POST example (id 1 in the org `example`), one per status.
-export const exampleAppointment = {
-  id: '1',
-  orgId: 'example',
-  start: '2020-10-10T20:20:00.000Z',
-  end: '2020-10-10T20:30:00.000Z',
-  createdAt: '2020-09-02T14:23:12.000Z',
-  updatedAt: '2020-09-28T14:23:12.000Z',
-  version: 1,
-  recordedAt: '2026-11-22T14:05:00.123456Z',
-} satisfies Appointment;
-const updatedAppointment = {
-  ...exampleAppointment,
-  end: '2020-10-10T20:45:00.000Z',
-  updatedAt: '2020-09-29T09:00:00.000Z',
-  version: 2,
-  recordedAt: '2026-11-22T14:06:10.654321Z',
-} satisfies Appointment;
+const exampleAppointment = EXAMPLE_APPOINTMENT;
+const updatedAppointment = EXAMPLE_UPDATED_APPOINTMENT;
 const writeExamples = {
   updated: {
     summary: 'A newer updatedAt: the appointment now is the one sent',

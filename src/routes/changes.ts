@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FeedEntry, FeedRead } from '../change-feed.js';
 import { badRequest, isDatabaseUnavailable } from '../errors.js';
-import { DEFAULT_ORG_ID } from '../schemas/appointments.js';
+import { DEFAULT_ORG_ID, EXAMPLE_UPDATED_APPOINTMENT } from '../schemas/appointments.js';
 import { APPLY_RULE, ChangesPage, ChangesQuery, DEFAULT_CHANGES_LIMIT, StreamQuery } from '../schemas/changes.js';
 import { errorResponses } from '../schemas/errors.js';
 import type { FeedPlace } from '../sync-tokens.js';
@@ -21,17 +21,8 @@ const examplePage = {
       type: 'upsert',
       id: '1',
       version: 2,
-      recordedAt: '2026-11-22T14:06:10.654321Z',
-      appointment: {
-        id: '1',
-        orgId: 'example',
-        start: '2020-10-10T20:20:00.000Z',
-        end: '2020-10-10T20:45:00.000Z',
-        createdAt: '2020-09-02T14:23:12.000Z',
-        updatedAt: '2020-09-29T09:00:00.000Z',
-        version: 2,
-        recordedAt: '2026-11-22T14:06:10.654321Z',
-      },
+      recordedAt: EXAMPLE_UPDATED_APPOINTMENT.recordedAt,
+      appointment: EXAMPLE_UPDATED_APPOINTMENT,
     },
     { type: 'delete', id: '7', version: 3, recordedAt: '2026-11-22T14:07:00.000001Z' },
   ],

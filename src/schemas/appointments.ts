@@ -68,6 +68,26 @@ export const Appointment = Type.Object(
 );
 export type Appointment = Static<typeof Appointment>;
 
+// The document's examples: the POST example's appointment (id 1 in the org `example`) as first stored,
+// and as updated; every route's and error's example uses these, so that they tell one story.
+export const EXAMPLE_APPOINTMENT = {
+  id: '1',
+  orgId: 'example',
+  start: '2020-10-10T20:20:00.000Z',
+  end: '2020-10-10T20:30:00.000Z',
+  createdAt: '2020-09-02T14:23:12.000Z',
+  updatedAt: '2020-09-28T14:23:12.000Z',
+  version: 1,
+  recordedAt: '2026-11-22T14:05:00.123456Z',
+} satisfies Appointment;
+export const EXAMPLE_UPDATED_APPOINTMENT = {
+  ...EXAMPLE_APPOINTMENT,
+  end: '2020-10-10T20:45:00.000Z',
+  updatedAt: '2020-09-29T09:00:00.000Z',
+  version: 2,
+  recordedAt: '2026-11-22T14:06:10.654321Z',
+} satisfies Appointment;
+
 export const WriteStatus = Type.Union([
   Type.Literal('created'),
   Type.Literal('updated'),

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Appointment, AppointmentInput, WriteStatus } from './appointments.js';
-import { ConflictingAppointment, ErrorCode } from './errors.js';
+import { ErrorCode, RefusalDetails } from './errors.js';
 
 export const MAX_BATCH_ITEMS = 1000;
 
@@ -89,16 +89,7 @@ export const BatchItemError = Type.Object(
       Type.Literal(ErrorCode.PRECONDITION_FAILED),
     ]),
     message: Type.String({ examples: ['body/appointments/3/end must be after body/appointments/3/start'] }),
-    conflictsWith: Type.Optional(
-      Type.Union([ConflictingAppointment, Type.Null()], {
-        description: 'With APPOINTMENT_OVERLAP: the appointment in the way, or null when it has moved away since.',
-      }),
-    ),
-    current: Type.Optional(
-      Type.Union([Type.Ref(Appointment), Type.Null()], {
-        description: 'With PRECONDITION_FAILED: the live appointment as stored now, or null when there is none.',
-      }),
-    ),
+    ...RefusalDetails,
   },
   { title: 'BatchItemError' },
 );

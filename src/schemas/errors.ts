@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { RetryAfterHeader } from './headers.js';
 import { withHeaders } from './openapi.js';
-import { Appointment } from './appointments.js';
+import { Appointment, EXAMPLE_UPDATED_APPOINTMENT } from './appointments.js';
 import { timeOutput } from './time.js';
 
 /** The stable error codes of the API; clients may branch on them. */
@@ -54,6 +54,20 @@ export const ConflictingAppointment = Type.Object(
   { description: 'The appointment of the same organization that the request overlaps.' },
 );
 
+/** conflictsWith and current: what a refused write says of the appointment in its way, or of the stored one. */
+export const RefusalDetails = {
+  conflictsWith: Type.Optional(
+    Type.Union([ConflictingAppointment, Type.Null()], {
+      description: 'With APPOINTMENT_OVERLAP: the appointment in the way, or null when it has moved away since.',
+    }),
+  ),
+  current: Type.Optional(
+    Type.Union([Type.Ref(Appointment), Type.Null()], {
+      description: 'With PRECONDITION_FAILED: the live appointment as stored now, or null when there is none.',
+    }),
+  ),
+};
+
 export const ErrorResponse = Type.Object(
   {
     statusCode: Type.Integer({ examples: [400] }),
@@ -67,16 +81,7 @@ export const ErrorResponse = Type.Object(
       },
     ),
     message: Type.String({ examples: ['body/end must be after body/start'] }),
-    conflictsWith: Type.Optional(
-      Type.Union([ConflictingAppointment, Type.Null()], {
-        description: 'With APPOINTMENT_OVERLAP: the appointment in the way, or null when it has moved away since.',
-      }),
-    ),
-    current: Type.Optional(
-      Type.Union([Type.Ref(Appointment), Type.Null()], {
-        description: 'With PRECONDITION_FAILED: the live appointment as stored now, or null when there is none.',
-      }),
-    ),
+    ...RefusalDetails,
     index: Type.Optional(
       Type.Integer({
         minimum: 0,
@@ -130,18 +135,7 @@ const errorExamples: Record<ErrorStatus, ErrorResponse> = {
     'Precondition Failed',
     ErrorCode.PRECONDITION_FAILED,
     'The precondition failed: the appointment is not in the state the request expects',
-    {
-      current: {
-        id: '1',
-        orgId: 'example',
-        start: '2020-10-10T20:20:00.000Z',
-        end: '2020-10-10T20:45:00.000Z',
-        createdAt: '2020-09-02T14:23:12.000Z',
-        updatedAt: '2020-09-29T09:00:00.000Z',
-        version: 2,
-        recordedAt: '2026-11-22T14:06:10.654321Z',
-      },
-    },
+    { current: EXAMPLE_UPDATED_APPOINTMENT },
   ),
   413: example(413, 'Payload Too Large', ErrorCode.PAYLOAD_TOO_LARGE, 'The request body is larger than 1 MiB'),
   415: example(
