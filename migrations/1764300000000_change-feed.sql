@@ -123,6 +123,7 @@ DROP FUNCTION IF EXISTS upsert_appointment(text, text, timestamptz, timestamptz,
 -- Down Migration
 
 DROP FUNCTION IF EXISTS upsert_appointment_batch(jsonb, boolean, boolean);
+DROP FUNCTION IF EXISTS lock_org_writes(text, boolean);
 DROP FUNCTION IF EXISTS
   upsert_appointment(text, text, timestamptz, timestamptz, timestamptz, timestamptz, boolean, text[], boolean);
 DROP FUNCTION IF EXISTS appointment_etag(integer, timestamptz);

@@ -67,6 +67,7 @@ describe('database functions', () => {
       'appointments-feed-position.sql',
       'appointments-record-version.sql',
       'last-appointment-starting-before.sql',
+      'lock-org-writes.sql',
       'overlapping-appointment.sql',
       'restart-change-feed.sql',
       'upsert-appointment-batch.sql',

@@ -44,11 +44,7 @@ BEGIN
   FOR org IN
     SELECT DISTINCT x->>'orgId' COLLATE "C" AS o FROM jsonb_array_elements(p_items) x ORDER BY o
   LOOP
-    IF p_alone THEN
-      PERFORM pg_advisory_xact_lock(hashtext('upsert_appointment'), hashtext(org));
-    ELSE
-      PERFORM pg_advisory_xact_lock_shared(hashtext('upsert_appointment'), hashtext(org));
-    END IF;
+    PERFORM lock_org_writes(org, p_alone);
   END LOOP;
 
   IF p_atomic THEN

@@ -27,11 +27,7 @@ DECLARE
   settled timestamptz;
   live boolean;
 BEGIN
-  IF p_alone THEN
-    PERFORM pg_advisory_xact_lock(hashtext('upsert_appointment'), hashtext(p_org_id));
-  ELSE
-    PERFORM pg_advisory_xact_lock_shared(hashtext('upsert_appointment'), hashtext(p_org_id));
-  END IF;
+  PERFORM lock_org_writes(p_org_id, p_alone);
 
   -- Preconditions are checked on the stored row locked, so that no other write comes between the
   -- check and this one: of many writers sending the same If-Match, one writes, the others fail.
