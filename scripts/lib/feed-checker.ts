@@ -267,7 +267,9 @@ export function startFeedConsumers(baseUrl: string | (() => string), plans: Cons
           const dropAfter =
             plan.reconnecting && plan.kind === 'long-poll' && random() < 0.3 ? 50 + random() * 500 : undefined;
           const dropTimer = dropAfter === undefined ? undefined : setTimeout(() => abort.abort(), dropAfter);
-          if (plan.reconnecting && plan.kind === 'pull' && random() < 0.2) {
+          // a new connection between requests; every reconnecting consumer gets at least one by its
+          // third request (the drops above only land when an answer is slow to come)
+          if (plan.reconnecting && (random() < 0.2 || (record.reconnects === 0 && record.requests >= 2))) {
             await agent.close();
             agent = new Agent({ connections: 1, headersTimeout: 70_000, bodyTimeout: 0 });
             record.reconnects++;
