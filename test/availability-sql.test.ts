@@ -2,8 +2,14 @@ import fc from 'fast-check';
 import type { Sql } from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getFreeBusy, type AvailabilityQuery } from '../src/db/availability.js';
-import { upsertAppointment } from '../src/db/appointments.js';
+import {
+  AppointmentOverlapError,
+  deleteAppointment,
+  getAppointmentHistory,
+  upsertAppointment,
+} from '../src/db/appointments.js';
 import { createSql } from '../src/db/client.js';
+import { microsecondBefore } from '../scripts/lib/time.js';
 import { availabilityCase, isoWeekdays, type AvailabilityCase } from './support/availability-arbitraries.js';
 import { availabilityOracle } from './support/availability-oracle.js';
 import { createTestDatabase } from './support/database.js';
@@ -79,6 +85,49 @@ describe('free/busy in SQL', () => {
         expect(await getFreeBusy(sql, queryOf(orgId, c))).toEqual({ busy, free });
       }),
       { numRuns: 150 },
+    );
+  });
+
+  it('with at: equals the oracle on the snapshot at each instant of a recorded history', async () => {
+    const edit = fc.record({
+      id: fc.integer({ min: 0, max: 5 }),
+      remove: fc.boolean(),
+      start: fc.integer({ min: 0, max: 5 * 24 * 4 }),
+      length: fc.integer({ min: 1, max: 16 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(availabilityCase, fc.array(edit, { minLength: 1, maxLength: 12 }), async (c, edits) => {
+        const orgId = newOrg('fba');
+        const base = Date.parse(c.from) - 24 * 3_600_000;
+        let n = 0;
+        for (const e of edits) {
+          if (e.remove && n % 3 === 0) await deleteAppointment(sql, orgId, `h${e.id}`);
+          else {
+            const start = new Date(base + e.start * 15 * 60_000).toISOString();
+            const end = new Date(base + (e.start + e.length) * 15 * 60_000).toISOString();
+            const updatedAt = new Date(Date.parse('2026-01-01T00:00:00Z') + ++n * 1000).toISOString();
+            await upsertAppointment(sql, { orgId, id: `h${e.id}`, start, end, createdAt: updatedAt, updatedAt }).catch(
+              (error: unknown) => {
+                if (!(error instanceof AppointmentOverlapError)) throw error;
+              },
+            );
+          }
+          n++;
+        }
+        const versions = (
+          await Promise.all([0, 1, 2, 3, 4, 5].map((id) => getAppointmentHistory(sql, orgId, `h${id}`)))
+        ).flat();
+        const instants = new Set<string>();
+        for (const v of versions) {
+          for (const t of [v.validFrom, v.validTo]) if (t !== null) instants.add(t).add(microsecondBefore(t));
+        }
+        for (const at of instants) {
+          const live = versions.filter((v) => v.validFrom <= at && (v.validTo === null || at < v.validTo));
+          const { busy, free } = availabilityOracle({ ...c, appointments: live });
+          expect(await getFreeBusy(sql, { ...queryOf(orgId, c), at })).toEqual({ busy, free });
+        }
+      }),
+      { numRuns: 40 },
     );
   });
 });
