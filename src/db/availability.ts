@@ -131,3 +131,40 @@ export async function getFreeBusy(sql: Sql, q: AvailabilityQuery): Promise<FreeB
   for (const row of rows) answer[row.kind].push({ start: toMilliseconds(row.start), end: toMilliseconds(row.end) });
   return answer;
 }
+
+/**
+ * The zone names `timeZone` may take, by their lower-case spelling: PostgreSQL's pg_timezone_names without
+ * the posix/ and right/ copies and the two files that are no zone of their own. Abbreviations (PST) and
+ * POSIX strings (UTC+3, which PostgreSQL reads as UTC-3) are not among them.
+ */
+export async function loadTimeZoneNames(sql: Sql): Promise<Map<string, string>> {
+  const rows = await sql<{ name: string }[]>`
+    SELECT name FROM pg_timezone_names
+    WHERE name NOT LIKE 'posix/%' AND name NOT LIKE 'right/%' AND name NOT IN ('localtime', 'posixrules')`;
+  return new Map(rows.map(({ name }) => [name.toLowerCase(), name]));
+}
+
+/**
+ * The starts `from + k * step` whose `[start, start + duration)` lies inside one free period (milliseconds),
+ * or null once there would be more than `max`.
+ */
+export function slotsOf(
+  from: string,
+  free: Period[],
+  durationMs: number,
+  stepMs: number,
+  max: number,
+): Period[] | null {
+  const origin = Date.parse(from);
+  const slots: Period[] = [];
+  for (const period of free) {
+    const end = Date.parse(period.end);
+    // the first candidate at or after the period's start
+    let start = origin + Math.ceil((Date.parse(period.start) - origin) / stepMs) * stepMs;
+    for (; start + durationMs <= end; start += stepMs) {
+      if (slots.length === max) return null;
+      slots.push({ start: new Date(start).toISOString(), end: new Date(start + durationMs).toISOString() });
+    }
+  }
+  return slots;
+}
