@@ -2,7 +2,10 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { availabilityCase, hoursParameter, type AvailabilityCase } from './support/availability-arbitraries.js';
 import { availabilityOracle } from './support/availability-oracle.js';
+import { generateApiKey } from '../src/auth.js';
+import { insertApiKey } from '../src/db/api-keys.js';
 import { appointment, newOrg } from './support/fixtures.js';
+import { http, post } from './support/http.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
 // GET /api/availability: the query string's rules, and the whole answer (busy, free, slots) against the
@@ -158,5 +161,77 @@ describe('GET /api/availability', () => {
       }),
       { numRuns: 150 },
     );
+  });
+});
+
+describe('availability is advice, not a lock', () => {
+  it('a slot shown free and booked by two clients at once: exactly one gets 201', async () => {
+    const orgId = newOrg('race');
+    const window = { orgId, from: '2026-05-04T07:00:00Z', to: '2026-05-04T09:00:00Z', duration: 60 };
+    const shown = await get(window);
+    expect(shown.json().slots).toEqual([
+      { start: '2026-05-04T07:00:00.000Z', end: '2026-05-04T08:00:00.000Z' },
+      { start: '2026-05-04T08:00:00.000Z', end: '2026-05-04T09:00:00.000Z' },
+    ]);
+    const slot = shown.json().slots[0];
+    for (let round = 0; round < 5; round++) {
+      const from = new Date(Date.parse(slot.start) + round * 86_400_000).toISOString();
+      const to = new Date(Date.parse(slot.end) + round * 86_400_000).toISOString();
+      const answers = await Promise.all(
+        ['first', 'second'].map((client) =>
+          post(server.baseUrl, { ...appointment(`${client}-${round}`, from, to), orgId }),
+        ),
+      );
+      expect(answers.map((a) => a.status).sort()).toEqual([201, 409]);
+      const after = await get({ ...window, from, to: new Date(Date.parse(to) + 3_600_000).toISOString() });
+      expect(after.json().busy).toEqual([{ start: from, end: to }]);
+      expect(after.json().slots).toEqual([{ start: to, end: new Date(Date.parse(to) + 3_600_000).toISOString() }]);
+    }
+  });
+});
+
+describe('availability with API keys (AUTH=required)', () => {
+  let keyed: TestServer;
+  const auth: Record<string, Record<string, string>> = {};
+  beforeAll(async () => {
+    keyed = await startTestServer({ auth: 'required' });
+    for (const org of ['avail-alpha', 'avail-bravo']) {
+      const key = generateApiKey();
+      await insertApiKey(keyed.sql, { keyId: key.keyId, orgId: org, secretHash: key.secretHash, label: org });
+      auth[org] = { authorization: `Bearer ${key.key}` };
+    }
+    const created = await http(
+      keyed.baseUrl,
+      'POST',
+      '/api/appointments',
+      appointment('alpha-1', '2026-05-04 08:00', '2026-05-04 09:00'),
+      auth['avail-alpha'],
+    );
+    expect(created.status).toBe(201);
+  });
+  afterAll(() => keyed.close());
+
+  const window = 'from=2026-05-04T00:00:00Z&to=2026-05-05T00:00:00Z';
+
+  it("answers for the key's organization, and 403 for another", async () => {
+    const own = await http(keyed.baseUrl, 'GET', `/api/availability?${window}`, undefined, auth['avail-alpha']);
+    expect(own.status).toBe(200);
+    expect(own.body).toMatchObject({
+      orgId: 'avail-alpha',
+      busy: [{ start: '2026-05-04T08:00:00.000Z', end: '2026-05-04T09:00:00.000Z' }],
+    });
+    const other = await http(
+      keyed.baseUrl,
+      'GET',
+      `/api/availability?${window}&orgId=avail-alpha`,
+      undefined,
+      auth['avail-bravo'],
+    );
+    expect(other.status).toBe(403);
+    expect(other.body).toMatchObject({ code: 'FORBIDDEN' });
+    const bravo = await http(keyed.baseUrl, 'GET', `/api/availability?${window}`, undefined, auth['avail-bravo']);
+    expect(bravo.body).toMatchObject({ orgId: 'avail-bravo', busy: [] });
+    const none = await http(keyed.baseUrl, 'GET', `/api/availability?${window}`);
+    expect(none.status).toBe(401);
   });
 });
