@@ -1,10 +1,14 @@
 import type { Fragment, Sql } from 'postgres';
+import { FEW_RECORDED_PAGES } from './appointments.js';
 import { toMilliseconds } from './client.js';
 
 // Free/busy of an org (issue 13) in one statement: the busy time is the org's live appointments that
 // overlap the window, aggregated into a tstzmultirange (range_agg merges touching periods); the opening
 // hours are expanded per local day in the zone; free = window * opening - busy. Slots are cut from the
 // free periods in TypeScript (see slotsOf), which needs no round trip.
+
+// listAppointmentsAt's threshold, for pages of 100.
+const FEW_RECORDED_ROWS = FEW_RECORDED_PAGES * 100;
 
 /** A period `[start, end)`, canonical UTC with milliseconds. */
 export interface Period {
@@ -76,7 +80,15 @@ function overlapping(sql: Sql, q: AvailabilityQuery) {
            && box(point(timeline_micros(${at}), -1e18), point(timeline_micros(${at}), timeline_micros(${from})))
      ORDER BY timeline_box(valid_from, valid_to, start_at) <-> point(timeline_micros(${at}), timeline_micros(${from}))
      LIMIT 1)`;
+  // The current rows recorded by `at`, as in listAppointmentsAt: when few were (`at` lies before most of the
+  // org was written), they are fetched through the recorded_at index and filtered; when many were, through the
+  // start index from the last one starting before `from`, a walk that would otherwise pass every row of the org.
+  const recorded = sql`
+    SELECT start_at, end_at, recorded_at FROM appointments
+    WHERE org_id = ${q.orgId} AND deleted_at IS NULL AND recorded_at <= ${at}`;
+  const few = FEW_RECORDED_ROWS;
   return sql`
+    WITH recorded_count AS MATERIALIZED (SELECT count(*) AS n FROM (${recorded} LIMIT ${few}) AS capped)
     SELECT start_at, end_at FROM appointment_versions
     WHERE org_id = ${q.orgId}
       AND timeline_box(valid_from, valid_to, start_at)
@@ -84,10 +96,15 @@ function overlapping(sql: Sql, q: AvailabilityQuery) {
                  point(timeline_micros(${at}), timeline_micros(${to})))
       AND start_at < ${to} AND end_at > ${from}
     UNION ALL
-    SELECT start_at, end_at FROM appointments
-    WHERE org_id = ${q.orgId} AND deleted_at IS NULL AND recorded_at <= ${at}
+    SELECT start_at, end_at FROM (${recorded} ORDER BY recorded_at OFFSET 0) AS few
+    WHERE (SELECT n FROM recorded_count) < ${few} AND start_at < ${to} AND end_at > ${from}
+    UNION ALL
+    SELECT start_at, end_at FROM (${recorded}) AS many
+    WHERE (SELECT n FROM recorded_count) >= ${few}
       AND start_at >= coalesce(
-            (SELECT start_at FROM last_appointment_starting_before(${q.orgId}, ${from}, ${at})), '-infinity')
+            CASE WHEN (SELECT n FROM recorded_count) >= ${few} THEN
+              (SELECT start_at FROM last_appointment_starting_before(${q.orgId}, ${from}, ${at}))
+            END, '-infinity')
       AND start_at < ${to} AND end_at > ${from}`;
 }
 
