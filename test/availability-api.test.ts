@@ -138,6 +138,19 @@ describe('GET /api/availability', () => {
     }
   });
 
+  it('answers at the ends of the years the service keeps, in zones far from UTC', async () => {
+    for (const [from, to] of [
+      ['0001-01-01 00:00', '0001-01-03 00:00'],
+      ['9999-12-30 00:00', '9999-12-31 23:59:59.999'],
+    ]) {
+      for (const timeZone of ['Pacific/Kiritimati', 'Pacific/Pago_Pago']) {
+        const res = await get({ from, to, timeZone, hours: '00:00-12:00,20:00-24:00', duration: 60, step: 720 });
+        expect(res.statusCode, `${from} ${timeZone}`).toBe(200);
+        expect(res.json().free.length).toBeGreaterThan(0);
+      }
+    }
+  });
+
   it('allows a window of exactly 366 days and exactly 10,000 slots', async () => {
     expect((await get({ from: '2026-01-01 00:00', to: '2027-01-02 00:00' })).statusCode).toBe(200);
     const res = await get({ from: '2026-01-01 00:00', to: '2026-01-07 22:40', duration: 1 });
