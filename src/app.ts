@@ -15,6 +15,7 @@ import { answerClientError, answerFrameworkError, ApiError, registerErrorHandler
 import { changeFeedPlugin } from './change-feed.js';
 import { appointmentBatchRoutes } from './routes/appointment-batch.js';
 import { appointmentRoutes } from './routes/appointments.js';
+import { availabilityRoutes } from './routes/availability.js';
 import { changeRoutes } from './routes/changes.js';
 import { healthRoutes } from './routes/health.js';
 import { Appointment, HistoryEntry, WriteResult } from './schemas/appointments.js';
@@ -216,6 +217,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       tags: [
         { name: 'appointments', description: 'Create or update, list, read, history and delete; point-in-time reads' },
         { name: 'changes', description: 'The change feed: every change of an organization, exactly once, in order' },
+        { name: 'availability', description: 'Free/busy and bookable slots, in opening hours of any time zone' },
         { name: 'health', description: 'Probes for the orchestrator; no API key needed' },
       ],
       components: options.auth === 'required' ? { securitySchemes: { bearerAuth: bearerAuthScheme } } : {},
@@ -262,6 +264,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await api.register(appointmentRoutes, { prefix: '/api/appointments' });
     await api.register(changeRoutes, { prefix: '/api/changes' });
     await api.register(appointmentBatchRoutes, { prefix: '/api/appointments' });
+    await api.register(availabilityRoutes, { prefix: '/api/availability' });
   });
   return app;
 }

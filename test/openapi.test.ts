@@ -47,6 +47,7 @@ describe('the OpenAPI document', () => {
       '/api/appointments/batch',
       '/api/appointments/{id}',
       '/api/appointments/{id}/history',
+      '/api/availability',
       '/api/changes',
       '/api/changes/stream',
       '/health',
@@ -66,6 +67,7 @@ describe('the OpenAPI document', () => {
       'get /api/changes listChanges',
       'get /api/changes/stream streamChanges',
       'post /api/appointments/batch upsertAppointmentBatch',
+      'get /api/availability getAvailability',
     ]);
     for (const [, , op] of operations(plain)) expect(op.description, op.operationId).toMatch(/\S/);
     expect(plain.servers).toEqual([{ url: '/', description: expect.any(String) }]);

@@ -10,6 +10,7 @@ import {
   upsertAppointment,
   AppointmentOverlapError,
 } from '../src/db/appointments.js';
+import { getFreeBusy } from '../src/db/availability.js';
 import { timeAsText } from '../src/db/client.js';
 import { createTestDatabase } from './support/database.js';
 
@@ -137,6 +138,40 @@ describe('every read is served by an index', () => {
           to: '2010-03-01T00:00:00.000Z',
         }),
     ],
+    [
+      'availability',
+      () =>
+        getFreeBusy(capturing, {
+          orgId,
+          from: '2020-02-03T00:00:00.000Z',
+          to: '2020-02-10T00:00:00.000Z',
+          timeZone: 'Europe/Berlin',
+          hours: [{ start: 540, end: 1020 }],
+          days: [1, 2, 3, 4, 5],
+        }),
+    ],
+    [
+      'availability at',
+      () =>
+        getFreeBusy(capturing, {
+          orgId,
+          from: '2010-02-01T00:00:00.000Z',
+          to: '2010-02-08T00:00:00.000Z',
+          at: '2025-01-02T00:00:00.000000Z',
+          timeZone: 'UTC',
+        }),
+    ],
+    [
+      'availability at, most rows recorded',
+      () =>
+        getFreeBusy(capturing, {
+          orgId,
+          from: '2020-02-03T00:00:00.000Z',
+          to: '2020-02-10T00:00:00.000Z',
+          at: '2026-12-31T00:00:00.000000Z',
+          timeZone: 'UTC',
+        }),
+    ],
     ['one', () => getAppointment(capturing, orgId, 'a17')],
     ['one at', () => getAppointmentAt(capturing, orgId, 'a17', '2025-01-02T00:00:00.000000Z')],
     ['history', () => getAppointmentHistory(capturing, orgId, 'a17')],
@@ -158,7 +193,9 @@ describe('every read is served by an index', () => {
       const plan = await planOf(mode, run);
       expect(seqScans(plan)).toEqual([]);
       expect(indexesUsed(plan).length).toBeGreaterThan(0);
-      expect(functionScans(plan)).toEqual([]);
+      // availability expands opening hours with the built-in set functions (over days and ranges, not rows)
+      const builtIn = name.startsWith('availability') ? [undefined, 'generate_series', 'unnest'] : [];
+      expect(functionScans(plan).filter((f) => !builtIn.includes(f))).toEqual([]);
     });
   }
 
@@ -168,13 +205,24 @@ describe('every read is served by an index', () => {
     "list at an instant before the org's current rows were written reads none of them (%s)",
     async (mode) => {
       const at = '2026-12-31T00:00:00.000000Z';
+      const availability = () =>
+        getFreeBusy(capturing, {
+          orgId: 'late-org',
+          from: '2020-03-01T00:00:00.000Z',
+          to: '2020-03-08T00:00:00.000Z',
+          at,
+          timeZone: 'UTC',
+        });
       for (const window of [
         {},
         { from: '2020-03-01T00:00:00.000Z' },
         { from: '2020-03-01T00:00:00.000Z', to: '2020-03-05T00:00:00.000Z' },
+        'availability' as const,
       ]) {
         const plan = await planOf(mode, () =>
-          listAppointmentsAt(capturing, { orgId: 'late-org', limit: 100, at, ...window }),
+          window === 'availability'
+            ? availability()
+            : listAppointmentsAt(capturing, { orgId: 'late-org', limit: 100, at, ...window }),
         );
         const currentRowsRead = plan
           .filter((n) => n['Relation Name'] === 'appointments')
@@ -184,8 +232,19 @@ describe('every read is served by an index', () => {
     },
   );
 
+  it.each(PLAN_MODES)('availability: the current appointments are read through the start index (%s)', async (mode) => {
+    const [, run] = cases.find(([name]) => name === 'availability')!;
+    const plan = await planOf(mode, run);
+    expect(indexesUsed(plan)).toContain('appointments_org_start');
+    // the window's appointments and the last one before it: a week of one an hour, not the org
+    const read = plan
+      .filter((n) => n['Relation Name'] === 'appointments')
+      .reduce((sum, n) => sum + (n['Actual Rows'] ?? 0) + (n['Rows Removed by Filter'] ?? 0), 0);
+    expect(read).toBeLessThanOrEqual(7 * 24 + 2);
+  });
+
   it.each(PLAN_MODES)('list at: history is read through the timeline index, whatever the window (%s)', async (mode) => {
-    for (const [, run] of cases.filter(([name]) => name.startsWith('list at'))) {
+    for (const [, run] of cases.filter(([name]) => name.startsWith('list at') || name.startsWith('availability at'))) {
       expect(indexesUsed(await planOf(mode, run))).toContain('appointment_versions_timeline');
     }
   });

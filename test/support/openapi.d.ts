@@ -172,6 +172,26 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/availability': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * Free/busy and bookable slots of an organization, in opening hours of any time zone
+     * @description Busy: the appointments that overlap the window, clipped and merged. Free: the open parts of the window (within `hours` on `days` in `timeZone`) that no appointment covers. Slots (with `duration`): the starts `from + k * step` (no rounding) whose whole slot is free. With `at`, as recorded at that instant. Availability is advice, not a lock: a booking can still be refused as an overlap.
+     */
+    get: operations['getAvailability'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -2435,6 +2455,257 @@ export interface operations {
            *       "error": "Unsupported Media Type",
            *       "code": "UNSUPPORTED_MEDIA_TYPE",
            *       "message": "The request body must be application/json"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  getAvailability: {
+    parameters: {
+      query: {
+        /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
+        orgId?: string;
+        /** @description The start of the window. `YYYY-MM-DD HH:MM` or `YYYY-MM-DD HH:MM:SS[.fraction]`, with a space or a `T`, optionally followed by `Z` or an offset such as `+02:00`; without a zone the time is UTC. Kept to the millisecond. */
+        from: string;
+        /** @description The end of the window (exclusive), at most 366 days after `from`. `YYYY-MM-DD HH:MM` or `YYYY-MM-DD HH:MM:SS[.fraction]`, with a space or a `T`, optionally followed by `Z` or an offset such as `+02:00`; without a zone the time is UTC. Kept to the millisecond. */
+        to: string;
+        /** @description The organization as the service had recorded it at this instant. `YYYY-MM-DD HH:MM` or `YYYY-MM-DD HH:MM:SS[.fraction]`, with a space or a `T`, optionally followed by `Z` or an offset such as `+02:00`; without a zone the time is UTC. Kept to the microsecond; for example `2026-11-22T14:05:00.123456Z`. */
+        at?: string;
+        /**
+         * @description The zone of `hours` and `days`: an IANA name such as `Europe/Berlin` (case-insensitive); default `UTC`. Abbreviations, POSIX strings and offsets are refused. `from` and `to` keep their own meaning: a time without a zone is UTC.
+         * @example Europe/Berlin
+         */
+        timeZone?: string;
+        /**
+         * @description Local opening hours, `HH:MM-HH:MM` ranges separated by commas, each start before its end (`24:00` only as an end); their union is open. Daylight saving as the zone has it: a time that does not exist is read with the offset before the gap, an ambiguous one is its first occurrence.
+         * @example 09:00-12:00,13:00-17:30
+         */
+        hours?: string;
+        /**
+         * @description The local weekdays the hours apply to, such as `mon,tue,wed,thu,fri`; default all seven.
+         * @example mon,tue,wed,thu,fri
+         */
+        days?: string;
+        /** @description Minutes: ask for bookable slots of this length. */
+        duration?: number;
+        /** @description Minutes between candidate starts `from + k * step`; default `duration`. Needs `duration`. */
+        step?: number;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Default Response */
+      200: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            /**
+             * @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one.
+             * @example example
+             * @example acme
+             */
+            orgId: string;
+            /**
+             * Format: date-time
+             * @description UTC, millisecond precision.
+             * @example 2020-10-10T20:20:00.000Z
+             */
+            from: string;
+            /**
+             * Format: date-time
+             * @description UTC, millisecond precision.
+             * @example 2020-10-10T20:20:00.000Z
+             */
+            to: string;
+            /**
+             * Format: date-time
+             * @description Only when asked. UTC, microsecond precision.
+             * @example 2026-11-22T14:05:00.123456Z
+             */
+            at?: string;
+            /** @description Appointments that overlap the window, clipped to it, touching ones merged; hours ignored. */
+            busy: {
+              /**
+               * Format: date-time
+               * @description UTC, millisecond precision.
+               * @example 2020-10-10T20:20:00.000Z
+               */
+              start: string;
+              /**
+               * Format: date-time
+               * @description Exclusive. UTC, millisecond precision.
+               * @example 2020-10-10T20:20:00.000Z
+               */
+              end: string;
+            }[];
+            /** @description The open parts of the window that no appointment covers, maximal periods. */
+            free: {
+              /**
+               * Format: date-time
+               * @description UTC, millisecond precision.
+               * @example 2020-10-10T20:20:00.000Z
+               */
+              start: string;
+              /**
+               * Format: date-time
+               * @description Exclusive. UTC, millisecond precision.
+               * @example 2020-10-10T20:20:00.000Z
+               */
+              end: string;
+            }[];
+            /** @description Only with `duration`: each `from + k * step` whose `[start, start + duration)` lies inside one free period. */
+            slots?: {
+              /**
+               * Format: date-time
+               * @description UTC, millisecond precision.
+               * @example 2020-10-10T20:20:00.000Z
+               */
+              start: string;
+              /**
+               * Format: date-time
+               * @description Exclusive. UTC, millisecond precision.
+               * @example 2020-10-10T20:20:00.000Z
+               */
+              end: string;
+            }[];
+          };
+        };
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
            *     }
            */
           'application/json': components['schemas']['ErrorResponse'];
