@@ -1,4 +1,4 @@
-import postgres, { type Sql } from 'postgres';
+import postgres, { type Fragment, type Sql } from 'postgres';
 import type { Appointment, HistoryEntry, WriteStatus } from '../schemas/appointments.js';
 import { toMilliseconds } from './client.js';
 
@@ -165,6 +165,34 @@ export async function listAppointments(sql: Sql, o: ListOptions): Promise<Appoin
 // the query runs.
 export const FEW_RECORDED_PAGES = 10;
 
+// The pieces of a snapshot at `at` that listAppointmentsAt and the availability query share.
+
+/** The current rows of the org recorded by `at`: those that belong to its snapshot. */
+export const recordedBy = (sql: Sql, orgId: string, at: Fragment) => sql`
+  SELECT id, org_id, start_at, end_at, created_at, updated_at, version, recorded_at
+  FROM appointments
+  WHERE org_id = ${orgId} AND deleted_at IS NULL AND recorded_at <= ${at}`;
+
+/** How many rows `recorded` has, counted up to `few`: a CTE `recorded_count(n)`. */
+export const recordedCount = (sql: Sql, recorded: Fragment, few: number) =>
+  sql`recorded_count AS MATERIALIZED (SELECT count(*) AS n FROM (${recorded} LIMIT ${few}) AS capped)`;
+
+/**
+ * The start of the history version of the snapshot at `at` that starts last before `from`: the nearest
+ * point below `from` on the line x = at of the timeline index (see its migration).
+ */
+export const versionStartingBefore = (sql: Sql, orgId: string, at: Fragment, from: Fragment) => sql`
+  (SELECT start_at FROM appointment_versions
+   WHERE org_id = ${orgId}
+     AND timeline_box(valid_from, valid_to, start_at)
+         && box(point(timeline_micros(${at}), -1e18), point(timeline_micros(${at}), timeline_micros(${from})))
+   ORDER BY timeline_box(valid_from, valid_to, start_at) <-> point(timeline_micros(${at}), timeline_micros(${from}))
+   LIMIT 1)`;
+
+/** History versions of the snapshot at `at` that start in [low, high], for the timeline index (micros). */
+export const onTimeline = (sql: Sql, at: Fragment, low: Fragment, high: Fragment) =>
+  sql`timeline_box(valid_from, valid_to, start_at) && box(point(timeline_micros(${at}), ${low}), point(timeline_micros(${at}), ${high}))`;
+
 /**
  * The org's calendar as recorded at the instant `at` (system time). Each source gives its first page
  * in start order: history through the timeline index (see its migration), current rows as above; the
@@ -187,12 +215,7 @@ export async function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string
   const lowerBound =
     o.from && !o.after
       ? sql`, lower_bound AS MATERIALIZED (SELECT greatest(
-          (SELECT start_at FROM appointment_versions
-           WHERE org_id = ${o.orgId}
-             AND timeline_box(valid_from, valid_to, start_at)
-                 && box(point(timeline_micros(${at}), -1e18), point(timeline_micros(${at}), timeline_micros(${o.from}::timestamptz)))
-           ORDER BY timeline_box(valid_from, valid_to, start_at) <-> point(timeline_micros(${at}), timeline_micros(${o.from}::timestamptz))
-           LIMIT 1),
+          ${versionStartingBefore(sql, o.orgId, at, sql`${o.from}::timestamptz`)},
           CASE WHEN (SELECT n FROM recorded_count) >= ${few} THEN
             (SELECT start_at FROM last_appointment_starting_before(${o.orgId}, ${o.from}::timestamptz, ${at}))
           END) AS start_at)`
@@ -202,21 +225,18 @@ export async function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string
     : o.from
       ? sql`(SELECT start_at FROM lower_bound)`
       : undefined;
-  // the point on the line x = at where the walk up the start axis begins, and where it ends
-  const low = sql`point(timeline_micros(${at}), ${lowestStart ? sql`coalesce(timeline_micros(${lowestStart}), -1e18)` : sql`-1e18`})`;
-  const high = sql`point(timeline_micros(${at}), ${o.to ? sql`timeline_micros(${o.to}::timestamptz)` : sql`1e18`})`;
-  const recorded = sql`
-    SELECT id, org_id, start_at, end_at, created_at, updated_at, version, recorded_at
-    FROM appointments
-    WHERE org_id = ${o.orgId} AND deleted_at IS NULL AND recorded_at <= ${at}`;
+  // where the walk up the start axis of the line x = at begins, and where it ends
+  const low = lowestStart ? sql`coalesce(timeline_micros(${lowestStart}), -1e18)` : sql`-1e18`;
+  const high = o.to ? sql`timeline_micros(${o.to}::timestamptz)` : sql`1e18`;
+  const recorded = recordedBy(sql, o.orgId, at);
   const rows = await sql<Appointment[]>`
-    WITH recorded_count AS MATERIALIZED (SELECT count(*) AS n FROM (${recorded} LIMIT ${few}) AS capped) ${lowerBound}
+    WITH ${recordedCount(sql, recorded, few)} ${lowerBound}
     SELECT ${columns(sql)}
     FROM (
       (SELECT id, org_id, start_at, end_at, created_at, updated_at, version, valid_from AS recorded_at
        FROM appointment_versions
-       WHERE org_id = ${o.orgId} AND timeline_box(valid_from, valid_to, start_at) && box(${low}, ${high}) ${filters}
-       ORDER BY timeline_box(valid_from, valid_to, start_at) <-> ${low}, id
+       WHERE org_id = ${o.orgId} AND ${onTimeline(sql, at, low, high)} ${filters}
+       ORDER BY timeline_box(valid_from, valid_to, start_at) <-> point(timeline_micros(${at}), ${low}), id
        LIMIT ${pageSize})
       UNION ALL
       (SELECT * FROM (${recorded} ORDER BY recorded_at OFFSET 0) AS few

@@ -1,5 +1,5 @@
 import type { Fragment, Sql } from 'postgres';
-import { FEW_RECORDED_PAGES } from './appointments.js';
+import { FEW_RECORDED_PAGES, onTimeline, recordedBy, recordedCount, versionStartingBefore } from './appointments.js';
 import { toMilliseconds } from './client.js';
 
 // Free/busy of an org (issue 13) in one statement: the busy time is the org's live appointments that
@@ -71,40 +71,27 @@ function overlapping(sql: Sql, q: AvailabilityQuery) {
         AND start_at < ${to} AND end_at > ${from}`;
   }
   const at = sql`${q.at}::timestamptz`;
-  // history through the timeline index: the versions whose period holds `at` are the points of the line
-  // x = at; the nearest below `from` on it bounds the walk up the start axis (listAppointmentsAt)
-  const lowest = sql`
-    (SELECT start_at FROM appointment_versions
-     WHERE org_id = ${q.orgId}
-       AND timeline_box(valid_from, valid_to, start_at)
-           && box(point(timeline_micros(${at}), -1e18), point(timeline_micros(${at}), timeline_micros(${from})))
-     ORDER BY timeline_box(valid_from, valid_to, start_at) <-> point(timeline_micros(${at}), timeline_micros(${from}))
-     LIMIT 1)`;
-  // The current rows recorded by `at`, as in listAppointmentsAt: when few were (`at` lies before most of the
-  // org was written), they are fetched through the recorded_at index and filtered; when many were, through the
-  // start index from the last one starting before `from`, a walk that would otherwise pass every row of the org.
-  const recorded = sql`
-    SELECT start_at, end_at, recorded_at FROM appointments
-    WHERE org_id = ${q.orgId} AND deleted_at IS NULL AND recorded_at <= ${at}`;
+  // as in listAppointmentsAt: history from the version starting last before `from` on the line x = at;
+  // the current rows recorded by `at` through the recorded_at index when few were, else through the
+  // start index from the last one starting before `from`
+  const recorded = recordedBy(sql, q.orgId, at);
   const few = FEW_RECORDED_ROWS;
+  const many = sql`(SELECT n FROM recorded_count) >= ${few}`;
   return sql`
-    WITH recorded_count AS MATERIALIZED (SELECT count(*) AS n FROM (${recorded} LIMIT ${few}) AS capped)
+    WITH ${recordedCount(sql, recorded, few)}
     SELECT start_at, end_at FROM appointment_versions
     WHERE org_id = ${q.orgId}
-      AND timeline_box(valid_from, valid_to, start_at)
-          && box(point(timeline_micros(${at}), coalesce(timeline_micros(${lowest}), -1e18)),
-                 point(timeline_micros(${at}), timeline_micros(${to})))
+      AND ${onTimeline(sql, at, sql`coalesce(timeline_micros(${versionStartingBefore(sql, q.orgId, at, from)}), -1e18)`, sql`timeline_micros(${to})`)}
       AND start_at < ${to} AND end_at > ${from}
     UNION ALL
     SELECT start_at, end_at FROM (${recorded} ORDER BY recorded_at OFFSET 0) AS few
-    WHERE (SELECT n FROM recorded_count) < ${few} AND start_at < ${to} AND end_at > ${from}
+    WHERE NOT ${many} AND start_at < ${to} AND end_at > ${from}
     UNION ALL
     SELECT start_at, end_at FROM (${recorded}) AS many
-    WHERE (SELECT n FROM recorded_count) >= ${few}
+    WHERE ${many}
       AND start_at >= coalesce(
-            CASE WHEN (SELECT n FROM recorded_count) >= ${few} THEN
-              (SELECT start_at FROM last_appointment_starting_before(${q.orgId}, ${from}, ${at}))
-            END, '-infinity')
+            CASE WHEN ${many} THEN (SELECT start_at FROM last_appointment_starting_before(${q.orgId}, ${from}, ${at})) END,
+            '-infinity')
       AND start_at < ${to} AND end_at > ${from}`;
 }
 

@@ -3,24 +3,16 @@
 // through PostgreSQL, and free time is found by testing every elementary piece between two boundaries
 // rather than by range arithmetic. Slow on purpose: plain enough to be checked by reading it.
 
+import type { OpeningRange, Period } from '../../src/db/availability.js';
+
+export type { OpeningRange, Period };
+
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
 
 export const WEEKDAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
 export type Weekday = (typeof WEEKDAYS)[number];
-
-/** A period `[start, end)` as the service answers it: UTC, `toISOString()`. */
-export interface Period {
-  start: string;
-  end: string;
-}
-
-/** Local opening hours of one day, in minutes after local midnight: 0 <= start < end <= 1440. */
-export interface OpeningRange {
-  start: number;
-  end: number;
-}
 
 export interface OracleQuery {
   /** Instants, any form `Date.parse` reads exactly (canonical UTC text is best). */
