@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { DURATION_PATTERN, DURATION_RULE } from './durations.js';
 
 /**
  * Every setting of the service, said once: its key in Config, the environment variable it is read from
@@ -128,6 +129,30 @@ export const Settings = Type.Object({
     default: 15_000,
     description: 'An idle event stream (/api/changes/stream) gets a comment line this often, in ms.',
   }),
+  webhookSecretKey: Type.Optional(
+    Type.String({
+      env: 'WEBHOOK_SECRET_KEY',
+      pattern: '^[A-Za-z0-9+/]{43}=$',
+      hint: 'must be the base64 of 32 bytes, such as `openssl rand -base64 32` prints',
+      description:
+        'Encrypts the webhook signing secrets stored in the database (AES-256-GCM); the base64 of 32 bytes, ' +
+        'the same on every instance. Unset: they are stored in plain text, with a warning at start-up.',
+    }),
+  ),
+  webhookAllowPrivateUrls: Type.Boolean({
+    env: 'WEBHOOK_ALLOW_PRIVATE_URLS',
+    default: false,
+    description:
+      '`true`: webhook URLs may be http:// and point at loopback, private and link-local addresses ' +
+      '(tests, private networks). `false`: https:// to public addresses only.',
+  }),
+  webhookSecretOverlap: Type.String({
+    env: 'WEBHOOK_SECRET_OVERLAP',
+    pattern: DURATION_PATTERN,
+    hint: `must be ${DURATION_RULE}`,
+    default: '24h',
+    description: 'After a rotation, deliveries are signed with the previous secret too for this long.',
+  }),
   nodeEnv: Type.Optional(
     Type.String({
       env: 'NODE_ENV',
@@ -145,6 +170,9 @@ export const ENV_NAMES = Object.fromEntries(
 ) as Record<keyof Config, string>;
 
 export class ConfigError extends Error {}
+
+/** Settings whose value never appears in a message. */
+const SECRET_SETTINGS = new Set(['syncTokenSecret', 'webhookSecretKey']);
 
 /** Why the service refuses to start in production without DATABASE_URL. */
 export const PRODUCTION_NEEDS_DATABASE_URL =
@@ -174,8 +202,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const key = e.path.slice(1);
     const name = ENV_NAMES[key as keyof Config] ?? (key || '(environment)');
     const value =
-      key === 'databaseUrl' ? withoutPassword(String(raw[key])) : key === 'syncTokenSecret' ? '***' : raw[key];
-    return `  ${name}=${JSON.stringify(value ?? '')}: ${e.message}`;
+      key === 'databaseUrl' ? withoutPassword(String(raw[key])) : SECRET_SETTINGS.has(key) ? '***' : raw[key];
+    // a pattern's own words, where the schema's message would only quote the regular expression
+    const hint = (Settings.properties[key as keyof Config] as { hint?: string } | undefined)?.hint;
+    return `  ${name}=${JSON.stringify(value ?? '')}: ${hint ?? e.message}`;
   });
   if (converted.nodeEnv === 'production' && converted.databaseUrl === undefined)
     lines.push(`  ${ENV_NAMES.databaseUrl}="": ${PRODUCTION_NEEDS_DATABASE_URL}`);
