@@ -196,6 +196,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const value = raw[key];
     if ((schema as { type?: string }).type === 'integer' && typeof value === 'string' && !/^\d{1,10}$/.test(value))
       input[key] = Number.NaN;
+    // and it reads "1", "0" and "TRUE" as booleans: a boolean is written `true` or `false`
+    if ((schema as { type?: string }).type === 'boolean' && typeof value === 'string' && !/^(true|false)$/.test(value))
+      input[key] = Number.NaN;
   }
   const converted = Value.Default(Settings, Value.Convert(Settings, input)) as Record<string, unknown>;
   const lines = [...Value.Errors(Settings, converted)].map((e) => {

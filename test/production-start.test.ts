@@ -88,6 +88,9 @@ describe('the settings', () => {
       syncTokenSecret: undefined,
       feedPollIntervalMs: 25,
       feedHeartbeatMs: 15_000,
+      webhookSecretKey: undefined,
+      webhookAllowPrivateUrls: false,
+      webhookSecretOverlap: '24h',
       nodeEnv: undefined,
     });
   });

@@ -130,6 +130,14 @@ describe('the webhook settings', () => {
     ).toMatchObject({ webhookAllowPrivateUrls: true, webhookSecretOverlap: '90s', webhookSecretKey: KEY_TEXT });
   });
 
+  it('take a boolean written true or false only', () => {
+    expect(loadConfig({ WEBHOOK_ALLOW_PRIVATE_URLS: 'false' }).webhookAllowPrivateUrls).toBe(false);
+    for (const value of ['1', '0', 'TRUE', 'yes'])
+      expect(() => loadConfig({ WEBHOOK_ALLOW_PRIVATE_URLS: value }), value).toThrow(
+        `Invalid configuration in the environment:\n  WEBHOOK_ALLOW_PRIVATE_URLS="${value}": Expected boolean`,
+      );
+  });
+
   it('name the variable in each error, and never show the key', () => {
     expect(() =>
       loadConfig({
