@@ -224,6 +224,17 @@ describe('webhook endpoints', () => {
       expect(malformed.status).toBe(400);
       expect(malformed.body.message).toBe('params/id must be 1 to 128 characters from A-Z a-z 0-9 . _ : -');
     }
+    // the paths have no trailing slash, and an empty id names nothing
+    for (const [method, path] of [
+      ['GET', '/api/webhooks/'],
+      ['DELETE', '/api/webhooks/'],
+      ['POST', '/api/webhooks//enable'],
+      ['POST', '/api/webhooks//rotate-secret'],
+    ] as const) {
+      const res = await http(server.baseUrl, method, path);
+      expect(res.status, `${method} ${path}`).toBe(404);
+      expect(res.body.message, `${method} ${path}`).toMatch(/^Route .* not found/);
+    }
     // the same endpoint, by the id in capitals
     expect((await http(server.baseUrl, 'GET', `/api/webhooks/${id.toUpperCase()}?orgId=${orgId}`)).body.id).toBe(id);
     // not even the rotation of another org's request changed it

@@ -10,6 +10,7 @@ import {
 } from '../db/webhooks.js';
 import { badRequest, notFound } from '../errors.js';
 import { DEFAULT_ORG_ID } from '../schemas/appointments.js';
+import { emptyIdIsNotFound } from './appointments.js';
 import { errorResponses } from '../schemas/errors.js';
 import { LocationHeader } from '../schemas/headers.js';
 import { withHeaders } from '../schemas/openapi.js';
@@ -130,6 +131,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookRouteOptions> = asy
   app.get(
     '/:id',
     {
+      onRequest: emptyIdIsNotFound,
       schema: {
         operationId: 'getWebhookEndpoint',
         tags,
@@ -154,6 +156,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookRouteOptions> = asy
   app.delete(
     '/:id',
     {
+      onRequest: emptyIdIsNotFound,
       schema: {
         operationId: 'deleteWebhookEndpoint',
         tags,
@@ -180,6 +183,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookRouteOptions> = asy
   app.post(
     '/:id/enable',
     {
+      onRequest: emptyIdIsNotFound,
       schema: {
         operationId: 'enableWebhookEndpoint',
         tags,
@@ -207,6 +211,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookRouteOptions> = asy
   app.post(
     '/:id/rotate-secret',
     {
+      onRequest: emptyIdIsNotFound,
       schema: {
         operationId: 'rotateWebhookSecret',
         tags,

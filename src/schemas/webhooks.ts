@@ -17,7 +17,7 @@ export const WebhookEndpointInput = Type.Object(
         'Where the events are POSTed: an absolute `https://` URL without user name or password, whose host ' +
         'resolves to public addresses only (with WEBHOOK_ALLOW_PRIVATE_URLS=true, also `http://` and private, ' +
         'loopback and link-local addresses). Redirects are never followed.',
-      examples: ['https://hooks.example.com/appointments'],
+      examples: ['https://example.com/hooks/appointments'],
     }),
     description: Type.Optional(
       Type.String({
@@ -32,7 +32,7 @@ export const WebhookEndpointInput = Type.Object(
     additionalProperties: false,
     examples: [
       {
-        url: 'https://hooks.example.com/appointments',
+        url: 'https://example.com/hooks/appointments',
         description: 'Calendar sync of the billing system',
         orgId: 'example',
       },
@@ -44,7 +44,7 @@ export type WebhookEndpointInput = Static<typeof WebhookEndpointInput>;
 const endpointProperties = {
   id: Type.String({ format: 'uuid', description: 'Unique across organizations.' }),
   orgId: Type.String({ examples: ['example'] }),
-  url: Type.String({ examples: ['https://hooks.example.com/appointments'] }),
+  url: Type.String({ examples: ['https://example.com/hooks/appointments'] }),
   description: Type.String({ examples: ['Calendar sync of the billing system'] }),
   state: Type.Union([Type.Literal('active'), Type.Literal('disabled')], {
     description: '`disabled`: no event is delivered until `POST /api/webhooks/{id}/enable`; its events wait.',
@@ -94,7 +94,7 @@ export type WebhookOrgQuery = Static<typeof WebhookOrgQuery>;
 export const EXAMPLE_ENDPOINT = {
   id: '0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e',
   orgId: 'example',
-  url: 'https://hooks.example.com/appointments',
+  url: 'https://example.com/hooks/appointments',
   description: 'Calendar sync of the billing system',
   state: 'active',
   disabledReason: null,

@@ -491,7 +491,7 @@ export interface components {
       id: string;
       /** @example example */
       orgId: string;
-      /** @example https://hooks.example.com/appointments */
+      /** @example https://example.com/hooks/appointments */
       url: string;
       /** @example Calendar sync of the billing system */
       description: string;
@@ -515,7 +515,7 @@ export interface components {
       id: string;
       /** @example example */
       orgId: string;
-      /** @example https://hooks.example.com/appointments */
+      /** @example https://example.com/hooks/appointments */
       url: string;
       /** @example Calendar sync of the billing system */
       description: string;
@@ -2936,7 +2936,7 @@ export interface operations {
            *       {
            *         "id": "0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e",
            *         "orgId": "example",
-           *         "url": "https://hooks.example.com/appointments",
+           *         "url": "https://example.com/hooks/appointments",
            *         "description": "Calendar sync of the billing system",
            *         "state": "active",
            *         "disabledReason": null,
@@ -3085,7 +3085,7 @@ export interface operations {
       content: {
         /**
          * @example {
-         *       "url": "https://hooks.example.com/appointments",
+         *       "url": "https://example.com/hooks/appointments",
          *       "description": "Calendar sync of the billing system",
          *       "orgId": "example"
          *     }
@@ -3093,7 +3093,7 @@ export interface operations {
         'application/json': {
           /**
            * @description Where the events are POSTed: an absolute `https://` URL without user name or password, whose host resolves to public addresses only (with WEBHOOK_ALLOW_PRIVATE_URLS=true, also `http://` and private, loopback and link-local addresses). Redirects are never followed.
-           * @example https://hooks.example.com/appointments
+           * @example https://example.com/hooks/appointments
            */
           url: string;
           /**
@@ -3131,7 +3131,7 @@ export interface operations {
            * @example {
            *       "id": "0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e",
            *       "orgId": "example",
-           *       "url": "https://hooks.example.com/appointments",
+           *       "url": "https://example.com/hooks/appointments",
            *       "description": "Calendar sync of the billing system",
            *       "state": "active",
            *       "disabledReason": null,
@@ -3355,7 +3355,7 @@ export interface operations {
            * @example {
            *       "id": "0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e",
            *       "orgId": "example",
-           *       "url": "https://hooks.example.com/appointments",
+           *       "url": "https://example.com/hooks/appointments",
            *       "description": "Calendar sync of the billing system",
            *       "state": "active",
            *       "disabledReason": null,
@@ -3738,7 +3738,7 @@ export interface operations {
            * @example {
            *       "id": "0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e",
            *       "orgId": "example",
-           *       "url": "https://hooks.example.com/appointments",
+           *       "url": "https://example.com/hooks/appointments",
            *       "description": "Calendar sync of the billing system",
            *       "state": "active",
            *       "disabledReason": null,
@@ -3936,7 +3936,7 @@ export interface operations {
            * @example {
            *       "id": "0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e",
            *       "orgId": "example",
-           *       "url": "https://hooks.example.com/appointments",
+           *       "url": "https://example.com/hooks/appointments",
            *       "description": "Calendar sync of the billing system",
            *       "state": "active",
            *       "disabledReason": null,
