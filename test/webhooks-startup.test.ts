@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createWebhookEndpoint } from '../src/db/webhooks.js';
 import { parseDuration, parseDurationList } from '../src/durations.js';
-import { generateSecret, parseSecretKey, sealSecret } from '../src/webhook-secrets.js';
+import { generateSecret, openSecret, parseSecretKey, sealSecret } from '../src/webhook-secrets.js';
 import { PLAIN_SECRETS_WARNING } from '../src/webhook-startup.js';
 import { runEntry, spawnServer, waitReady } from '../scripts/lib/processes.js';
 import { createTestDatabase } from './support/database.js';
@@ -42,6 +42,9 @@ describe('the server at start-up', () => {
   let sql: Sql;
   const secrets: string[] = [];
   let sealedId = '';
+  let plainId = '';
+  const storedSecret = async (id: string) =>
+    (await sql<{ secret: string }[]>`SELECT secret FROM webhook_endpoints WHERE id = ${id}`)[0]!.secret;
 
   const addEndpoint = async (keyText: string | undefined) => {
     const secret = generateSecret();
@@ -63,9 +66,10 @@ describe('the server at start-up', () => {
   afterAll(() => sql.end());
 
   it('warns that secrets are stored in plain text when WEBHOOK_SECRET_KEY is unset', async () => {
-    await addEndpoint(undefined);
+    plainId = await addEndpoint(undefined);
     const output = await start(databaseUrl, {});
     expect(output).toContain(PLAIN_SECRETS_WARNING);
+    expect(await storedSecret(plainId)).toBe(`plain:${secrets[0]}`);
   });
 
   it('refuses to start when a stored secret is sealed and WEBHOOK_SECRET_KEY is unset', async () => {
@@ -86,6 +90,8 @@ describe('the server at start-up', () => {
     expect(output).toContain(`a webhook secret cannot be decrypted with WEBHOOK_SECRET_KEY: 1 endpoint (${sealedId})`);
     expect(output).not.toContain(OTHER_KEY_TEXT);
     expect(output).not.toContain(KEY_TEXT);
+    // a wrong key seals nothing under itself
+    expect(await storedSecret(plainId)).toBe(`plain:${secrets[0]}`);
     for (const secret of secrets) expect(output).not.toContain(secret.slice('whsec_'.length, 20));
   });
 
@@ -100,10 +106,15 @@ describe('the server at start-up', () => {
     expect(output).toContain(`a webhook secret cannot be decrypted with WEBHOOK_SECRET_KEY: 1 endpoint (${sealedId})`);
 
     await sql`UPDATE webhook_endpoints SET previous_secret_until = clock_timestamp() WHERE id = ${sealedId}`;
-    // the right key opens the sealed secret and the plain one; no warning then
+    // the right key opens the sealed secret and the plain one, and encrypts the plain one; no warning then
     const started = await start(databaseUrl, { WEBHOOK_SECRET_KEY: KEY_TEXT });
     expect(started).not.toContain(PLAIN_SECRETS_WARNING);
     expect(started).not.toContain('cannot be');
+    const resealed = await storedSecret(plainId);
+    expect(resealed).toMatch(/^aes-256-gcm:/);
+    expect(openSecret(resealed, parseSecretKey(KEY_TEXT))).toBe(secrets[0]);
+    // and starts again under it
+    expect(await start(databaseUrl, { WEBHOOK_SECRET_KEY: KEY_TEXT })).not.toContain('cannot be');
   });
 
   it('refuses a WEBHOOK_SECRET_KEY that is not the base64 of 32 bytes, without showing it', async () => {

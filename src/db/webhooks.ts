@@ -138,3 +138,15 @@ export function listStoredSecrets(sql: Db): Promise<{ id: string; stored: string
     WHERE previous_secret IS NOT NULL AND previous_secret_until > clock_timestamp()
     ORDER BY id`;
 }
+
+/**
+ * Replaces a stored secret by another form of it (a plain one by its sealed form), only while it is
+ * still stored as `stored`: a rotation in between, or another instance that got there first, wins.
+ */
+export async function replaceStoredSecret(sql: Db, id: string, stored: string, replacement: string): Promise<void> {
+  await sql`
+    UPDATE webhook_endpoints
+    SET secret = CASE WHEN secret = ${stored} THEN ${replacement} ELSE secret END,
+        previous_secret = CASE WHEN previous_secret = ${stored} THEN ${replacement} ELSE previous_secret END
+    WHERE id = ${id} AND (secret = ${stored} OR previous_secret = ${stored})`;
+}
