@@ -18,13 +18,18 @@ import { appointmentRoutes } from './routes/appointments.js';
 import { availabilityRoutes } from './routes/availability.js';
 import { changeRoutes } from './routes/changes.js';
 import { healthRoutes } from './routes/health.js';
+import { webhookDeliveryRoutes } from './routes/webhook-deliveries.js';
 import { Appointment, HistoryEntry, WriteResult } from './schemas/appointments.js';
 import { ChangesPage, DeleteChange, UpsertChange } from './schemas/changes.js';
 import { ErrorCode, errorResponse, ErrorResponse } from './schemas/errors.js';
 import { RateLimitHeaders } from './schemas/headers.js';
 import { ID_SYNTAX } from './schemas/ids.js';
 import { declareHeaders, documentRoute } from './schemas/openapi.js';
+import { DeliveryAttempt, TestAttempt } from './schemas/webhook-deliveries.js';
 import { buildAjv } from './validation.js';
+import { parseDuration, parseDurationList } from './durations.js';
+import { webhookDeliveryPlugin } from './webhook-delivery.js';
+import { parseSecretKey } from './webhook-secrets.js';
 
 /** The settings (config.ts, defaults applied), the database to use and the logger. */
 export interface AppOptions extends Config {
@@ -164,6 +169,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     UpsertChange,
     DeleteChange,
     ChangesPage,
+    DeliveryAttempt,
+    TestAttempt,
   ]) {
     app.addSchema(schema);
     bodyAjv.addSchema(schema);
@@ -218,6 +225,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         { name: 'appointments', description: 'Create or update, list, read, history and delete; point-in-time reads' },
         { name: 'changes', description: 'The change feed: every change of an organization, exactly once, in order' },
         { name: 'availability', description: 'Free/busy and bookable slots, in opening hours of any time zone' },
+        { name: 'webhooks', description: 'Every change pushed to subscribers, signed by the Standard Webhooks spec' },
         { name: 'health', description: 'Probes for the orchestrator; no API key needed' },
       ],
       components: options.auth === 'required' ? { securitySchemes: { bearerAuth: bearerAuthScheme } } : {},
@@ -234,6 +242,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     syncTokenSecret: options.syncTokenSecret,
     feedPollIntervalMs: options.feedPollIntervalMs,
     feedHeartbeatMs: options.feedHeartbeatMs,
+  });
+  await app.register(webhookDeliveryPlugin, {
+    pollIntervalMs: options.feedPollIntervalMs,
+    concurrency: options.webhookConcurrency,
+    timeoutMs: options.webhookTimeoutMs,
+    retryScheduleMs: parseDurationList(options.webhookRetrySchedule),
+    disableAfterMs: parseDuration(options.webhookDisableAfter),
+    allowPrivate: options.webhookAllowPrivateUrls,
+    secretKey: options.webhookSecretKey === undefined ? undefined : parseSecretKey(options.webhookSecretKey),
   });
   await app.register(healthRoutes);
   // The API proper: keys and rate limits apply here only, not to /health, /ready or /api/docs.
@@ -265,6 +282,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await api.register(changeRoutes, { prefix: '/api/changes' });
     await api.register(appointmentBatchRoutes, { prefix: '/api/appointments' });
     await api.register(availabilityRoutes, { prefix: '/api/availability' });
+    await api.register(webhookDeliveryRoutes, { prefix: '/api/webhooks' });
   });
   return app;
 }

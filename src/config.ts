@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { DURATION_LIST_PATTERN, DURATION_PATTERN } from './durations.js';
 
 /**
  * Every setting of the service, said once: its key in Config, the environment variable it is read from
@@ -128,6 +129,45 @@ export const Settings = Type.Object({
     default: 15_000,
     description: 'An idle event stream (/api/changes/stream) gets a comment line this often, in ms.',
   }),
+  webhookAllowPrivateUrls: Type.Boolean({
+    env: 'WEBHOOK_ALLOW_PRIVATE_URLS',
+    default: false,
+    description:
+      '`true`: webhook URLs may be http:// and point at loopback, private and link-local addresses (tests, private networks).',
+  }),
+  webhookSecretKey: Type.Optional(
+    Type.String({
+      env: 'WEBHOOK_SECRET_KEY',
+      pattern: '^[A-Za-z0-9+/]{43}=$',
+      description: 'Encrypts webhook secrets (AES-256-GCM): base64 of 32 bytes. Unset: stored in plain text.',
+    }),
+  ),
+  webhookConcurrency: Type.Integer({
+    env: 'WEBHOOK_CONCURRENCY',
+    minimum: 1,
+    maximum: 1000,
+    default: 4,
+    description: 'Webhook attempts in flight per endpoint, counted across all instances.',
+  }),
+  webhookTimeoutMs: Type.Integer({
+    env: 'WEBHOOK_TIMEOUT_MS',
+    minimum: 1,
+    maximum: 600_000,
+    default: 10_000,
+    description: 'A webhook attempt that has no 2xx status line within this time has failed, in ms.',
+  }),
+  webhookRetrySchedule: Type.String({
+    env: 'WEBHOOK_RETRY_SCHEDULE',
+    pattern: DURATION_LIST_PATTERN,
+    default: '5s,5m,30m,2h,5h,10h,14h,20h,24h',
+    description: 'The delays before each retry of a failed webhook attempt (ms, s, m, h or d each).',
+  }),
+  webhookDisableAfter: Type.String({
+    env: 'WEBHOOK_DISABLE_AFTER',
+    pattern: DURATION_PATTERN,
+    default: '5d',
+    description: 'An endpoint whose attempts have all failed for this long is disabled.',
+  }),
   nodeEnv: Type.Optional(
     Type.String({
       env: 'NODE_ENV',
@@ -174,7 +214,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const key = e.path.slice(1);
     const name = ENV_NAMES[key as keyof Config] ?? (key || '(environment)');
     const value =
-      key === 'databaseUrl' ? withoutPassword(String(raw[key])) : key === 'syncTokenSecret' ? '***' : raw[key];
+      key === 'databaseUrl'
+        ? withoutPassword(String(raw[key]))
+        : key === 'syncTokenSecret' || key === 'webhookSecretKey'
+          ? '***'
+          : raw[key];
     return `  ${name}=${JSON.stringify(value ?? '')}: ${e.message}`;
   });
   if (converted.nodeEnv === 'production' && converted.databaseUrl === undefined)

@@ -50,6 +50,8 @@ describe('the OpenAPI document', () => {
       '/api/availability',
       '/api/changes',
       '/api/changes/stream',
+      '/api/webhooks/{id}/deliveries',
+      '/api/webhooks/{id}/test',
       '/health',
       '/ready',
     ]);
@@ -68,6 +70,8 @@ describe('the OpenAPI document', () => {
       'get /api/changes/stream streamChanges',
       'post /api/appointments/batch upsertAppointmentBatch',
       'get /api/availability getAvailability',
+      'post /api/webhooks/{id}/test testWebhookEndpoint',
+      'get /api/webhooks/{id}/deliveries listWebhookDeliveries',
     ]);
     for (const [, , op] of operations(plain)) expect(op.description, op.operationId).toMatch(/\S/);
     expect(plain.servers).toEqual([{ url: '/', description: expect.any(String) }]);
