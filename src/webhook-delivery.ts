@@ -69,6 +69,8 @@ export class WebhookDelivery {
   private current: Promise<void> | undefined;
   private closed = true;
   private readonly inFlight = new Set<Promise<void>>();
+  /** Attempts this instance has made since it started (tests excluded), for metrics and tests. */
+  attempted = 0;
 
   constructor(
     private readonly app: FastifyInstance,
@@ -157,6 +159,7 @@ export class WebhookDelivery {
   }
 
   private async attempt(message: ClaimedMessage) {
+    this.attempted++;
     try {
       const result = await sendWebhook(this.agent, {
         url: message.url,
