@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Sql, TransactionSql } from 'postgres';
+import type { Sql } from 'postgres';
 import { toChange } from '../change-feed.js';
 import { readChangesAfter, type ChangeRow } from './changes.js';
+import { transaction } from './transactions.js';
 
 // The SQL of webhook delivery (migrations/1764400000000_webhooks.sql): the dispatcher turns an
 // endpoint's feed into messages, workers claim due messages with a lease, send them and record the
@@ -36,7 +37,7 @@ export async function endpointsBehind(sql: Sql, limit: number): Promise<string[]
 }
 
 /** The ids (and versions) among upserts of version > 1 whose previous version ended in a delete. */
-async function recreations(tx: TransactionSql, orgId: string, upserts: ChangeRow[]): Promise<Set<string>> {
+async function recreations(tx: Sql, orgId: string, upserts: ChangeRow[]): Promise<Set<string>> {
   const later = upserts.filter((c) => c.type === 'upsert' && c.version > 1);
   if (later.length === 0) return new Set();
   const rows = await tx<{ id: string; version: number }[]>`
@@ -69,7 +70,7 @@ export async function dispatchEndpoint(
   endpointId: string,
   limit: number,
 ): Promise<{ made: number; more: boolean } | null> {
-  return sql.begin(async (tx) => {
+  return transaction(sql, async (tx) => {
     const [endpoint] = await tx<{ orgId: string; xid: string; seq: string }[]>`
       SELECT org_id AS "orgId", feed_xid::text AS xid, feed_seq::text AS seq FROM webhook_endpoints
       WHERE id = ${endpointId} AND state = 'active'
@@ -121,7 +122,7 @@ export async function claimDueMessages(
   sql: Sql,
   o: { concurrency: number; leaseMs: number; endpoints: number; perEndpoint: number },
 ): Promise<ClaimedMessage[]> {
-  return sql.begin(async (tx): Promise<ClaimedMessage[]> => {
+  return transaction(sql, async (tx): Promise<ClaimedMessage[]> => {
     const endpoints = await tx<{ id: string }[]>`
       SELECT e.id FROM webhook_endpoints e
       WHERE e.state = 'active' AND (e.paused_until IS NULL OR e.paused_until <= now())
@@ -189,7 +190,7 @@ export async function completeAttempt(
   effect: AttemptEffect,
   disableAfterMs: number,
 ): Promise<void> {
-  await sql.begin(async (tx) => {
+  await transaction(sql, async (tx) => {
     const [endpoint] = await tx<{ active: boolean; overdue: boolean }[]>`
       SELECT state = 'active' AS active,
              coalesce(failing_since, now()) <= now() - ${disableAfterMs} * interval '1 millisecond' AS overdue
