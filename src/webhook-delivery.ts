@@ -5,8 +5,8 @@ import {
   claimDueMessages,
   completeAttempt,
   dispatchEndpoint,
-  endpointsBehind,
   newEventId,
+  pollState,
   recordTestAttempt,
   type AttemptEffect,
   type ClaimedMessage,
@@ -111,8 +111,9 @@ export class WebhookDelivery {
     this.timer = undefined;
     this.running = true;
     try {
-      await this.dispatch();
-      await this.claim();
+      const state = await pollState(this.app.sql, ENDPOINTS_PER_POLL);
+      const made = await this.dispatch(state.behind);
+      if (state.due || made > 0) await this.claim();
     } catch (error) {
       // the database is away or busy: the next poll tries again, nothing is lost meanwhile
       this.app.log.debug({ err: error }, 'webhook delivery poll failed');
@@ -124,14 +125,18 @@ export class WebhookDelivery {
     }
   }
 
-  private async dispatch() {
-    for (const id of await endpointsBehind(this.app.sql, ENDPOINTS_PER_POLL)) {
+  /** Makes the messages of the endpoints behind their feed; returns how many. */
+  private async dispatch(behind: string[]): Promise<number> {
+    let made = 0;
+    for (const id of behind) {
       for (;;) {
-        if (this.closed) return;
+        if (this.closed) return made;
         const step = await dispatchEndpoint(this.app.sql, id, DISPATCH_BATCH);
+        made += step?.made ?? 0;
         if (!step?.more) break;
       }
     }
+    return made;
   }
 
   private async claim() {

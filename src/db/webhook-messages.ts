@@ -15,25 +15,31 @@ export type EventType = 'appointment.created' | 'appointment.updated' | 'appoint
 export const newEventId = () => `msg_${randomUUID().replaceAll('-', '')}`;
 
 /**
- * The active endpoints whose org has a change after the endpoint's position, below the feed's horizon
- * now: those the dispatcher has work for. No lock, no transaction: one read per poll, three index
- * probes per active endpoint.
+ * What a poll of the delivery engine has to do: the active endpoints whose org has a change after the
+ * endpoint's position below the feed's horizon now (the dispatcher's work), and whether any message
+ * is due (the workers'). One statement without locks: three index probes per active endpoint, and one
+ * for the due messages, which is all an idle poll costs.
  */
-export async function endpointsBehind(sql: Sql, limit: number): Promise<string[]> {
-  const rows = await sql<{ id: string }[]>`
+export async function pollState(sql: Sql, limit: number): Promise<{ behind: string[]; due: boolean }> {
+  const [row] = await sql<{ behind: string[]; due: boolean }[]>`
     WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
-    SELECT e.id FROM webhook_endpoints e CROSS JOIN horizon h
-    WHERE e.state = 'active' AND (
-      EXISTS (SELECT 1 FROM appointments a
-              WHERE a.org_id = e.org_id AND a.deleted_at IS NULL AND (a.feed_xid, a.feed_seq) > (e.feed_xid, e.feed_seq)
-                AND a.feed_xid < h.xmin)
-      OR EXISTS (SELECT 1 FROM appointment_versions v
-                 WHERE v.org_id = e.org_id AND (v.feed_xid, v.feed_seq) > (e.feed_xid, e.feed_seq) AND v.feed_xid < h.xmin)
-      OR EXISTS (SELECT 1 FROM appointment_versions v
-                 WHERE v.org_id = e.org_id AND v.deleted
-                   AND (v.deleted_feed_xid, v.deleted_feed_seq) > (e.feed_xid, e.feed_seq) AND v.deleted_feed_xid < h.xmin))
-    LIMIT ${limit}`;
-  return rows.map((r) => r.id);
+    SELECT
+      ARRAY(
+        SELECT e.id::text FROM webhook_endpoints e CROSS JOIN horizon h
+        WHERE e.state = 'active' AND (
+          EXISTS (SELECT 1 FROM appointments a
+                  WHERE a.org_id = e.org_id AND a.deleted_at IS NULL AND (a.feed_xid, a.feed_seq) > (e.feed_xid, e.feed_seq)
+                    AND a.feed_xid < h.xmin)
+          OR EXISTS (SELECT 1 FROM appointment_versions v
+                     WHERE v.org_id = e.org_id AND (v.feed_xid, v.feed_seq) > (e.feed_xid, e.feed_seq) AND v.feed_xid < h.xmin)
+          OR EXISTS (SELECT 1 FROM appointment_versions v
+                     WHERE v.org_id = e.org_id AND v.deleted
+                       AND (v.deleted_feed_xid, v.deleted_feed_seq) > (e.feed_xid, e.feed_seq) AND v.deleted_feed_xid < h.xmin))
+        LIMIT ${limit}) AS behind,
+      EXISTS (SELECT 1 FROM webhook_messages m
+              WHERE m.state = 'pending' AND m.next_attempt_at <= now()
+                AND (m.lease_until IS NULL OR m.lease_until <= now())) AS due`;
+  return row!;
 }
 
 /** The ids (and versions) among upserts of version > 1 whose previous version ended in a delete. */
