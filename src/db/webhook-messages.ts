@@ -197,45 +197,43 @@ export async function completeAttempt(
   disableAfterMs: number,
 ): Promise<void> {
   await transaction(sql, async (tx) => {
-    const [endpoint] = await tx<{ active: boolean; overdue: boolean }[]>`
-      SELECT state = 'active' AS active,
-             coalesce(failing_since, now()) <= now() - ${disableAfterMs} * interval '1 millisecond' AS overdue
-      FROM webhook_endpoints WHERE id = ${m.endpointId}
-      FOR NO KEY UPDATE`;
-    if (!endpoint) return; // deleted meanwhile: its messages and log went with it
-    const key = tx`m.endpoint_id = ${m.endpointId} AND m.feed_xid = ${m.feedXid}::xid8 AND m.feed_seq = ${m.feedSeq}::bigint
-      AND m.state = 'pending' AND m.lease_until = ${m.leaseUntil}`;
     const fromNow = (n: number) => tx`now() + ${Math.round(n)} * interval '1 millisecond'`;
-    let nextAttemptAt: string | null = null;
+    // the endpoint row first: its failing_since, a pause, disabling
+    let endpoint;
     if (effect.next === 'delivered') {
-      await tx`UPDATE webhook_messages m SET state = 'delivered', attempts = m.attempts + 1, next_attempt_at = NULL,
-               lease_until = NULL WHERE ${key}`;
-      await tx`UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ${m.endpointId}`;
+      [endpoint] = await tx`UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ${m.endpointId} RETURNING 1`;
     } else {
-      const next =
-        effect.next === null
-          ? tx`NULL::timestamptz`
-          : effect.pauseMs === null
-            ? fromNow(effect.next)
-            : tx`greatest(${fromNow(effect.next)}, ${fromNow(effect.pauseMs)})`;
-      const [row] = await tx<{ nextAttemptAt: string | null }[]>`
-        UPDATE webhook_messages m SET attempts = m.attempts + 1, next_attempt_at = ${next},
-               state = ${effect.next === null ? 'failed' : 'pending'}, lease_until = NULL
-        WHERE ${key}
-        RETURNING m.next_attempt_at AS "nextAttemptAt"`;
-      nextAttemptAt = row?.nextAttemptAt ?? null;
       const pause = effect.pauseMs === null ? tx`paused_until` : tx`greatest(paused_until, ${fromNow(effect.pauseMs)})`;
-      const disable = !endpoint.active ? null : effect.gone ? 'gone' : endpoint.overdue ? 'failing' : null;
-      const state =
-        disable === null ? tx`` : tx`, state = 'disabled', disabled_reason = ${disable}, disabled_at = now()`;
-      await tx`
-        UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, now()), paused_until = ${pause} ${state}
-        WHERE id = ${m.endpointId}`;
+      // SET reads the row as it was: failing_since here is the one before this attempt
+      const disable = tx`(state = 'active' AND (${effect.gone}
+        OR coalesce(failing_since, now()) <= now() - ${disableAfterMs} * interval '1 millisecond'))`;
+      [endpoint] = await tx`
+        UPDATE webhook_endpoints
+        SET failing_since = coalesce(failing_since, now()), paused_until = ${pause},
+            state = CASE WHEN ${disable} THEN 'disabled' ELSE state END,
+            disabled_reason = CASE WHEN ${disable} THEN ${effect.gone ? 'gone' : 'failing'} ELSE disabled_reason END,
+            disabled_at = CASE WHEN ${disable} THEN now() ELSE disabled_at END
+        WHERE id = ${m.endpointId}
+        RETURNING 1`;
     }
+    if (!endpoint) return; // deleted meanwhile: its messages and log went with it
+    // then the message, only while this claim's lease holds it, and the log
+    const next =
+      effect.next === 'delivered' || effect.next === null
+        ? tx`NULL::timestamptz`
+        : effect.pauseMs === null
+          ? fromNow(effect.next)
+          : tx`greatest(${fromNow(effect.next)}, ${fromNow(effect.pauseMs)})`;
+    const state = effect.next === 'delivered' ? 'delivered' : effect.next === null ? 'failed' : 'pending';
     await tx`
+      WITH message AS (
+        UPDATE webhook_messages m SET state = ${state}, attempts = m.attempts + 1, next_attempt_at = ${next}, lease_until = NULL
+        WHERE m.endpoint_id = ${m.endpointId} AND m.feed_xid = ${m.feedXid}::xid8 AND m.feed_seq = ${m.feedSeq}::bigint
+          AND m.state = 'pending' AND m.lease_until = ${m.leaseUntil}
+        RETURNING m.next_attempt_at)
       INSERT INTO webhook_attempts (endpoint_id, event_id, event_type, attempt, attempted_at, status_code, error, duration_ms, next_attempt_at)
       VALUES (${m.endpointId}, ${m.eventId}, ${m.eventType}, ${m.attempts + 1}, ${outcome.attemptedAt}, ${outcome.statusCode},
-              ${outcome.error}, ${outcome.durationMs}, ${nextAttemptAt})`;
+              ${outcome.error}, ${outcome.durationMs}, (SELECT next_attempt_at FROM message))`;
   });
 }
 
