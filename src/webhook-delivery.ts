@@ -67,6 +67,8 @@ export class WebhookDelivery {
   private running = false;
   private again = false;
   private current: Promise<void> | undefined;
+  /** When the last poll looked at the feed and the due messages. */
+  private lookedAt = 0;
   private closed = true;
   private readonly inFlight = new Set<Promise<void>>();
   /** Attempts this instance has made since it started (tests excluded), for metrics and tests. */
@@ -111,9 +113,15 @@ export class WebhookDelivery {
     this.timer = undefined;
     this.running = true;
     try {
-      const state = await pollState(this.app.sql, ENDPOINTS_PER_POLL);
-      const made = await this.dispatch(state.behind);
-      if (state.due || made > 0) await this.claim();
+      // a poll asked for by a finished attempt claims at once; the feed is looked at once an interval
+      if (Date.now() - this.lookedAt >= this.options.pollIntervalMs) {
+        this.lookedAt = Date.now();
+        const state = await pollState(this.app.sql, ENDPOINTS_PER_POLL);
+        const made = await this.dispatch(state.behind);
+        if (state.due || made > 0) await this.claim();
+      } else {
+        await this.claim();
+      }
     } catch (error) {
       // the database is away or busy: the next poll tries again, nothing is lost meanwhile
       this.app.log.debug({ err: error }, 'webhook delivery poll failed');
