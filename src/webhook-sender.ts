@@ -43,7 +43,12 @@ export function signatures(secrets: string[], eventId: string, at: Date, body: s
 export function retryAfterMs(value: string | string[] | undefined, nowMs: number): number | null {
   const text = (Array.isArray(value) ? value[0] : value)?.trim();
   if (!text) return null;
-  const ms = /^[0-9]+$/.test(text) ? Number(text) * 1000 : Date.parse(text) - nowMs;
+  // an HTTP date starts with the day's name (RFC 9110, 5.6.7); Date.parse alone would read "1.5" as a date
+  const ms = /^[0-9]+$/.test(text)
+    ? Number(text) * 1000
+    : /^[A-Za-z]{3}/.test(text)
+      ? Date.parse(text) - nowMs
+      : Number.NaN;
   if (Number.isNaN(ms)) return null;
   return Math.min(Math.max(ms, 0), MAX_RETRY_AFTER_MS);
 }

@@ -36,9 +36,10 @@ export async function pollState(sql: Sql, limit: number): Promise<{ behind: stri
                      WHERE v.org_id = e.org_id AND v.deleted
                        AND (v.deleted_feed_xid, v.deleted_feed_seq) > (e.feed_xid, e.feed_seq) AND v.deleted_feed_xid < h.xmin))
         LIMIT ${limit}) AS behind,
-      EXISTS (SELECT 1 FROM webhook_messages m
+      EXISTS (SELECT 1 FROM webhook_messages m JOIN webhook_endpoints e ON e.id = m.endpoint_id
               WHERE m.state = 'pending' AND m.next_attempt_at <= now()
-                AND (m.lease_until IS NULL OR m.lease_until <= now())) AS due`;
+                AND (m.lease_until IS NULL OR m.lease_until <= now())
+                AND e.state = 'active' AND (e.paused_until IS NULL OR e.paused_until <= now())) AS due`;
   return row!;
 }
 
