@@ -180,6 +180,7 @@ export class WebhookDelivery {
         body: message.body,
         secrets: this.secretsOf(message),
         timeoutMs: this.options.timeoutMs,
+        allowPrivate: this.options.allowPrivate,
       });
       const effect = effectOf(result, message.attempts, this.options.retryScheduleMs);
       await completeAttempt(this.app.sql, message, result, effect, this.options.disableAfterMs);
@@ -207,6 +208,7 @@ export class WebhookDelivery {
       body,
       secrets: this.secretsOf(endpoint),
       timeoutMs: this.options.timeoutMs,
+      allowPrivate: this.options.allowPrivate,
     });
     await recordTestAttempt(this.app.sql, { endpointId: endpoint.id, eventId, eventType, ...result });
     const success = result.statusCode !== null && result.statusCode >= 200 && result.statusCode < 300;

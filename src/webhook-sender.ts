@@ -1,6 +1,7 @@
 import { Webhook } from 'standardwebhooks';
 import { Agent, request } from 'undici';
-import { ADDRESS_NOT_ALLOWED, allowedLookup } from './webhook-urls.js';
+import { isIP } from 'node:net';
+import { ADDRESS_NOT_ALLOWED, allowedLookup, isPublicAddress } from './webhook-urls.js';
 
 // One webhook attempt over HTTP, by the Standard Webhooks spec: signed headers, a POST of the stored
 // body, no redirect followed (undici's request follows none without its redirect interceptor), an
@@ -83,9 +84,19 @@ export function attemptError(error: unknown, timedOut: boolean): string {
 /** One attempt: sends the body signed by each secret, reads the status line, drops the answer. */
 export async function sendWebhook(
   agent: Agent,
-  o: { url: string; eventId: string; body: string; secrets: string[]; timeoutMs: number },
+  o: { url: string; eventId: string; body: string; secrets: string[]; timeoutMs: number; allowPrivate: boolean },
 ): Promise<SendResult> {
   const started = Date.now();
+  // a host given as an address is connected to without a lookup, so allowedLookup never sees it
+  const host = new URL(o.url).hostname.replace(/^\[(.*)\]$/, '$1');
+  if (!o.allowPrivate && isIP(host) !== 0 && !isPublicAddress(host))
+    return {
+      attemptedAt: new Date(started).toISOString(),
+      statusCode: null,
+      error: 'address not allowed',
+      durationMs: 0,
+      retryAfterMs: null,
+    };
   // webhook-timestamp is in seconds, and so is the signed content
   const at = new Date(Math.floor(started / 1000) * 1000);
   const signal = AbortSignal.timeout(o.timeoutMs);

@@ -372,6 +372,23 @@ describe('POST /api/webhooks/{id}/test and GET /api/webhooks/{id}/deliveries', (
     expect(answer.body).toMatchObject({ success: false, statusCode: null, error: 'connection refused' });
   });
 
+  it('without WEBHOOK_ALLOW_PRIVATE_URLS, refuses to connect to a private address, given as a name or as an address', async () => {
+    const strict = await startTestServer({ webhookAllowPrivateUrls: false });
+    try {
+      const orgId = newOrg('wh');
+      const r = await receiver();
+      const port = new URL(r.url).port;
+      for (const url of [r.url, `http://localhost:${port}/hook`, `http://[::1]:${port}/hook`]) {
+        const endpoint = await createEndpoint(strict.sql, orgId, url);
+        const answer = await http(strict.baseUrl, 'POST', `/api/webhooks/${endpoint.id}/test?orgId=${orgId}`);
+        expect(answer.body, url).toMatchObject({ success: false, statusCode: null, error: 'address not allowed' });
+      }
+      expect(r.requests).toHaveLength(0);
+    } finally {
+      await strict.close();
+    }
+  });
+
   it('is 404 for another org’s endpoint, an unknown id and a malformed one', async () => {
     const orgId = newOrg('wh');
     const r = await receiver();
