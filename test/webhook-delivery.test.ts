@@ -268,6 +268,28 @@ describe('webhook delivery', () => {
     }
   });
 
+  it('after restart_change_feed (a restored database), endpoints resume with the changes made from then on', async () => {
+    const restored = await startTestServer({ webhookAllowPrivateUrls: true });
+    try {
+      const orgId = newOrg('wh');
+      const r = await receiver();
+      await createEndpoint(restored.sql, orgId, r.url);
+      await post(restored.baseUrl, { ...appointment('a', '2020-10-10 10:00', '2020-10-10 10:30'), orgId });
+      await r.waitFor((requests) => requests.length >= 1);
+      // a logical restore starts the transaction ids again lower than the positions stored: as if
+      // the endpoint had been made and moved on at transaction ids far above the database's
+      await restored.sql`
+        UPDATE webhook_endpoints SET feed_xid = '100000000', created_snapshot = '100000000:100000000:'`;
+      await restored.sql`SELECT restart_change_feed()`;
+      await post(restored.baseUrl, { ...appointment('b', '2020-10-10 11:00', '2020-10-10 11:30'), orgId });
+      await r.waitFor((requests) => requests.length >= 2);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(r.requests.map((q) => JSON.parse(q.body).data.id)).toEqual(['a', 'b']);
+    } finally {
+      await restored.close();
+    }
+  });
+
   it('signs with both secrets during a rotation’s overlap, then with the new one only', async () => {
     const orgId = newOrg('wh');
     const r = await receiver();

@@ -11,15 +11,21 @@ const statementError = (error: unknown) =>
   error instanceof postgres.PostgresError && error.severity !== 'FATAL' && error.severity !== 'PANIC';
 
 /**
- * Runs `fn` in a transaction on a connection of its own. After a lost connection the connection is
+ * Runs `fn` in a transaction on a connection of its own; with `synchronousCommit: false` its commit
+ * does not wait for the WAL to reach the disk (a crash may undo it, never half of it). After a lost connection the connection is
  * neither rolled back nor given back: postgres.js has moved it to its closed ones already (or will at
  * the socket's close), and the server has ended the transaction.
  */
-export async function transaction<T>(sql: Sql, fn: (tx: ReservedSql) => Promise<T>): Promise<T> {
+export async function transaction<T>(
+  sql: Sql,
+  fn: (tx: ReservedSql) => Promise<T>,
+  options: { synchronousCommit?: boolean } = {},
+): Promise<T> {
   const tx = await sql.reserve();
   let reusable = true;
   try {
-    await tx`BEGIN`;
+    if (options.synchronousCommit === false) await tx.unsafe('BEGIN; SET LOCAL synchronous_commit TO off');
+    else await tx`BEGIN`;
     const result = await fn(tx);
     await tx`COMMIT`;
     return result;

@@ -11,6 +11,12 @@ import { transaction } from './transactions.js';
 
 export type EventType = 'appointment.created' | 'appointment.updated' | 'appointment.deleted';
 
+// Claims and outcomes commit without waiting for the disk: a crash that undoes one loses a lease (the
+// message is claimed again) or an outcome (the message is attempted again, a duplicate after a
+// fault), never a change. The dispatcher's commits wait: a message undone after it was sent would be
+// made again with another event id.
+const ASYNC_COMMIT = { synchronousCommit: false };
+
 /** A new event id (the webhook-id header): `msg_` and a random UUID without dashes. */
 export const newEventId = () => `msg_${randomUUID().replaceAll('-', '')}`;
 
@@ -129,8 +135,10 @@ export async function claimDueMessages(
   sql: Sql,
   o: { concurrency: number; leaseMs: number; endpoints: number; perEndpoint: number },
 ): Promise<ClaimedMessage[]> {
-  return transaction(sql, async (tx): Promise<ClaimedMessage[]> => {
-    const endpoints = await tx<{ id: string }[]>`
+  return transaction(
+    sql,
+    async (tx): Promise<ClaimedMessage[]> => {
+      const endpoints = await tx<{ id: string }[]>`
       SELECT e.id FROM webhook_endpoints e
       WHERE e.state = 'active' AND (e.paused_until IS NULL OR e.paused_until <= now())
         AND EXISTS (SELECT 1 FROM webhook_messages m
@@ -141,8 +149,8 @@ export async function claimDueMessages(
       ORDER BY random()
       LIMIT ${o.endpoints}
       FOR NO KEY UPDATE OF e SKIP LOCKED`;
-    if (endpoints.length === 0) return [];
-    const claimed = await tx<ClaimedMessage[]>`
+      if (endpoints.length === 0) return [];
+      const claimed = await tx<ClaimedMessage[]>`
       WITH room AS (
         SELECT r.id, least(${o.perEndpoint}::int, ${o.concurrency}::int - (
           SELECT count(*)::int FROM webhook_messages m
@@ -165,8 +173,10 @@ export async function claimDueMessages(
                 CASE WHEN e.previous_secret_until > now() THEN e.previous_secret END AS "previousSecret",
                 m.event_id AS "eventId", m.event_type AS "eventType", m.body, m.attempts,
                 m.feed_xid::text AS "feedXid", m.feed_seq::text AS "feedSeq", m.lease_until AS "leaseUntil"`;
-    return [...claimed];
-  });
+      return [...claimed];
+    },
+    ASYNC_COMMIT,
+  );
 }
 
 export interface AttemptOutcome {
@@ -197,18 +207,21 @@ export async function completeAttempt(
   effect: AttemptEffect,
   disableAfterMs: number,
 ): Promise<void> {
-  await transaction(sql, async (tx) => {
-    const fromNow = (n: number) => tx`now() + ${Math.round(n)} * interval '1 millisecond'`;
-    // the endpoint row first: its failing_since, a pause, disabling
-    let endpoint;
-    if (effect.next === 'delivered') {
-      [endpoint] = await tx`UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ${m.endpointId} RETURNING 1`;
-    } else {
-      const pause = effect.pauseMs === null ? tx`paused_until` : tx`greatest(paused_until, ${fromNow(effect.pauseMs)})`;
-      // SET reads the row as it was: failing_since here is the one before this attempt
-      const disable = tx`(state = 'active' AND (${effect.gone}
+  await transaction(
+    sql,
+    async (tx) => {
+      const fromNow = (n: number) => tx`now() + ${Math.round(n)} * interval '1 millisecond'`;
+      // the endpoint row first: its failing_since, a pause, disabling
+      let endpoint;
+      if (effect.next === 'delivered') {
+        [endpoint] = await tx`UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ${m.endpointId} RETURNING 1`;
+      } else {
+        const pause =
+          effect.pauseMs === null ? tx`paused_until` : tx`greatest(paused_until, ${fromNow(effect.pauseMs)})`;
+        // SET reads the row as it was: failing_since here is the one before this attempt
+        const disable = tx`(state = 'active' AND (${effect.gone}
         OR coalesce(failing_since, now()) <= now() - ${disableAfterMs} * interval '1 millisecond'))`;
-      [endpoint] = await tx`
+        [endpoint] = await tx`
         UPDATE webhook_endpoints
         SET failing_since = coalesce(failing_since, now()), paused_until = ${pause},
             state = CASE WHEN ${disable} THEN 'disabled' ELSE state END,
@@ -216,17 +229,17 @@ export async function completeAttempt(
             disabled_at = CASE WHEN ${disable} THEN now() ELSE disabled_at END
         WHERE id = ${m.endpointId}
         RETURNING 1`;
-    }
-    if (!endpoint) return; // deleted meanwhile: its messages and log went with it
-    // then the message, only while this claim's lease holds it, and the log
-    const next =
-      effect.next === 'delivered' || effect.next === null
-        ? tx`NULL::timestamptz`
-        : effect.pauseMs === null
-          ? fromNow(effect.next)
-          : tx`greatest(${fromNow(effect.next)}, ${fromNow(effect.pauseMs)})`;
-    const state = effect.next === 'delivered' ? 'delivered' : effect.next === null ? 'failed' : 'pending';
-    await tx`
+      }
+      if (!endpoint) return; // deleted meanwhile: its messages and log went with it
+      // then the message, only while this claim's lease holds it, and the log
+      const next =
+        effect.next === 'delivered' || effect.next === null
+          ? tx`NULL::timestamptz`
+          : effect.pauseMs === null
+            ? fromNow(effect.next)
+            : tx`greatest(${fromNow(effect.next)}, ${fromNow(effect.pauseMs)})`;
+      const state = effect.next === 'delivered' ? 'delivered' : effect.next === null ? 'failed' : 'pending';
+      await tx`
       WITH message AS (
         UPDATE webhook_messages m SET state = ${state}, attempts = m.attempts + 1, next_attempt_at = ${next}, lease_until = NULL
         WHERE m.endpoint_id = ${m.endpointId} AND m.feed_xid = ${m.feedXid}::xid8 AND m.feed_seq = ${m.feedSeq}::bigint
@@ -235,7 +248,9 @@ export async function completeAttempt(
       INSERT INTO webhook_attempts (endpoint_id, event_id, event_type, attempt, attempted_at, status_code, error, duration_ms, next_attempt_at)
       VALUES (${m.endpointId}, ${m.eventId}, ${m.eventType}, ${m.attempts + 1}, ${outcome.attemptedAt}, ${outcome.statusCode},
               ${outcome.error}, ${outcome.durationMs}, (SELECT next_attempt_at FROM message))`;
-  });
+    },
+    ASYNC_COMMIT,
+  );
 }
 
 /** An endpoint of the org with its stored secrets, for a test attempt; null when there is none. */
