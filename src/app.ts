@@ -251,6 +251,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     disableAfterMs: parseDuration(options.webhookDisableAfter),
     allowPrivate: options.webhookAllowPrivateUrls,
     secretKey: options.webhookSecretKey === undefined ? undefined : parseSecretKey(options.webhookSecretKey),
+    poolMax: options.dbPoolMax,
   });
   await app.register(healthRoutes);
   // The API proper: keys and rate limits apply here only, not to /health, /ready or /api/docs.

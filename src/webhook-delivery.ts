@@ -31,6 +31,8 @@ export interface WebhookDeliveryOptions {
   disableAfterMs: number;
   allowPrivate: boolean;
   secretKey: Buffer | undefined;
+  /** The instance's pool size (DB_POOL_MAX): deliveries take at most a quarter of it. */
+  poolMax: number;
 }
 
 // A lease outlives its attempt by this much, so that recording the outcome (a statement under the
@@ -73,12 +75,30 @@ export class WebhookDelivery {
   private readonly inFlight = new Set<Promise<void>>();
   /** Attempts this instance has made since it started (tests excluded), for metrics and tests. */
   attempted = 0;
+  // The delivery transactions (dispatch, claim, outcome) of this instance hold at most this many of
+  // the pool's connections at once: a backlog must not take the connections the API's requests need.
+  private dbSlots: number;
+  private readonly dbWaiting: Array<() => void> = [];
 
   constructor(
     private readonly app: FastifyInstance,
     private readonly options: WebhookDeliveryOptions,
   ) {
     this.agent = webhookAgent({ allowPrivate: options.allowPrivate, timeoutMs: options.timeoutMs });
+    this.dbSlots = Math.max(1, Math.floor(options.poolMax / 4));
+  }
+
+  /** Runs a delivery transaction once one of the engine's connections is free. */
+  private async withDb<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.dbSlots > 0) this.dbSlots--;
+    else await new Promise<void>((resolve) => this.dbWaiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.dbWaiting.shift();
+      if (next) next();
+      else this.dbSlots++;
+    }
   }
 
   /** Attempts in flight on this instance now. */
@@ -139,7 +159,7 @@ export class WebhookDelivery {
     for (const id of behind) {
       for (;;) {
         if (this.closed) return made;
-        const step = await dispatchEndpoint(this.app.sql, id, DISPATCH_BATCH);
+        const step = await this.withDb(() => dispatchEndpoint(this.app.sql, id, DISPATCH_BATCH));
         made += step?.made ?? 0;
         if (!step?.more) break;
       }
@@ -150,12 +170,14 @@ export class WebhookDelivery {
   private async claim() {
     const room = MAX_IN_FLIGHT - this.inFlight.size;
     if (room <= 0 || this.closed) return;
-    const claimed = await claimDueMessages(this.app.sql, {
-      concurrency: this.options.concurrency,
-      leaseMs: this.options.timeoutMs + LEASE_MARGIN_MS,
-      endpoints: Math.min(ENDPOINTS_PER_POLL, room),
-      perEndpoint: Math.min(this.options.concurrency, room),
-    });
+    const claimed = await this.withDb(() =>
+      claimDueMessages(this.app.sql, {
+        concurrency: this.options.concurrency,
+        leaseMs: this.options.timeoutMs + LEASE_MARGIN_MS,
+        endpoints: Math.min(ENDPOINTS_PER_POLL, room),
+        perEndpoint: Math.min(this.options.concurrency, room),
+      }),
+    );
     for (const message of claimed) {
       const attempt = this.attempt(message).finally(() => {
         this.inFlight.delete(attempt);
@@ -183,7 +205,7 @@ export class WebhookDelivery {
         allowPrivate: this.options.allowPrivate,
       });
       const effect = effectOf(result, message.attempts, this.options.retryScheduleMs);
-      await completeAttempt(this.app.sql, message, result, effect, this.options.disableAfterMs);
+      await this.withDb(() => completeAttempt(this.app.sql, message, result, effect, this.options.disableAfterMs));
     } catch (error) {
       // the outcome could not be recorded: the lease expires and the message is attempted again
       this.app.log.warn(
