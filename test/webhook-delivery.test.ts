@@ -419,6 +419,7 @@ describe('POST /api/webhooks/{id}/test and GET /api/webhooks/{id}/deliveries', (
       `/api/webhooks/${endpoint.id}/test?orgId=someone-else`,
       `/api/webhooks/00000000-0000-4000-8000-000000000000/test?orgId=${orgId}`,
       `/api/webhooks/not-a-uuid/test?orgId=${orgId}`,
+      `/api/webhooks/${'a'.repeat(300)}/test?orgId=${orgId}`,
     ]) {
       const answer = await http(server.baseUrl, 'POST', path);
       expect(answer.status, path).toBe(404);

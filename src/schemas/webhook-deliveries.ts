@@ -5,7 +5,7 @@ import { systemTimeOutput } from './time.js';
 // The delivery log of a webhook endpoint and its test attempt (issue 14).
 
 export const WebhookIdParams = Type.Object(
-  { id: Type.String({ maxLength: 128, description: "The endpoint's id (a UUID)." }) },
+  { id: Type.String({ description: "The endpoint's id (a UUID); any other text names no endpoint (404)." }) },
   { additionalProperties: false },
 );
 export type WebhookIdParams = Static<typeof WebhookIdParams>;

@@ -2867,7 +2867,7 @@ export interface operations {
       };
       header?: never;
       path: {
-        /** @description The endpoint's id (a UUID). */
+        /** @description The endpoint's id (a UUID); any other text names no endpoint (404). */
         id: string;
       };
       cookie?: never;
@@ -3055,7 +3055,7 @@ export interface operations {
       };
       header?: never;
       path: {
-        /** @description The endpoint's id (a UUID). */
+        /** @description The endpoint's id (a UUID); any other text names no endpoint (404). */
         id: string;
       };
       cookie?: never;
