@@ -60,6 +60,8 @@ CREATE TABLE webhook_messages (
   CHECK ((state = 'pending') = (next_attempt_at IS NOT NULL))
 );
 CREATE INDEX webhook_messages_due ON webhook_messages (next_attempt_at) WHERE state = 'pending';
+-- a claim's per-endpoint pick (the most due first) and its count of leases in flight
+CREATE INDEX webhook_messages_endpoint_due ON webhook_messages (endpoint_id, next_attempt_at) WHERE state = 'pending';
 
 CREATE TABLE webhook_attempts (
   endpoint_id     uuid        NOT NULL REFERENCES webhook_endpoints ON DELETE CASCADE,

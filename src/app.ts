@@ -18,6 +18,7 @@ import { appointmentRoutes } from './routes/appointments.js';
 import { availabilityRoutes } from './routes/availability.js';
 import { changeRoutes } from './routes/changes.js';
 import { healthRoutes } from './routes/health.js';
+import { webhookDeliveryRoutes } from './routes/webhook-deliveries.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { Appointment, HistoryEntry, WriteResult } from './schemas/appointments.js';
 import { ChangesPage, DeleteChange, UpsertChange } from './schemas/changes.js';
@@ -26,8 +27,10 @@ import { ErrorCode, errorResponse, ErrorResponse } from './schemas/errors.js';
 import { RateLimitHeaders } from './schemas/headers.js';
 import { ID_SYNTAX } from './schemas/ids.js';
 import { declareHeaders, documentRoute } from './schemas/openapi.js';
+import { DeliveryAttempt, TestAttempt } from './schemas/webhook-deliveries.js';
 import { buildAjv } from './validation.js';
-import { durationMs } from './durations.js';
+import { durationListMs, durationMs } from './durations.js';
+import { webhookDeliveryPlugin } from './webhook-delivery.js';
 import { webhookSecretKeyOf } from './webhook-startup.js';
 
 /** The settings (config.ts, defaults applied), the database to use and the logger. */
@@ -170,6 +173,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ChangesPage,
     WebhookEndpoint,
     WebhookEndpointWithSecret,
+    DeliveryAttempt,
+    TestAttempt,
   ]) {
     app.addSchema(schema);
     bodyAjv.addSchema(schema);
@@ -247,6 +252,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     feedPollIntervalMs: options.feedPollIntervalMs,
     feedHeartbeatMs: options.feedHeartbeatMs,
   });
+  await app.register(webhookDeliveryPlugin, {
+    pollIntervalMs: options.feedPollIntervalMs,
+    concurrency: options.webhookConcurrency,
+    timeoutMs: options.webhookTimeoutMs,
+    retryScheduleMs: durationListMs(options.webhookRetrySchedule, 'WEBHOOK_RETRY_SCHEDULE'),
+    disableAfterMs: durationMs(options.webhookDisableAfter, 'WEBHOOK_DISABLE_AFTER'),
+    allowPrivate: options.webhookAllowPrivateUrls,
+    secretKey: webhookSecretKeyOf(options.webhookSecretKey),
+    poolMax: options.dbPoolMax,
+  });
   await app.register(healthRoutes);
   // The API proper: keys and rate limits apply here only, not to /health, /ready or /api/docs.
   await app.register(async (api) => {
@@ -283,6 +298,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       allowPrivateUrls: options.webhookAllowPrivateUrls,
       secretOverlapMs: durationMs(options.webhookSecretOverlap, 'WEBHOOK_SECRET_OVERLAP'),
     });
+    await api.register(webhookDeliveryRoutes, { prefix: '/api/webhooks' });
   });
   return app;
 }

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { DURATION_PATTERN, DURATION_RULE } from './durations.js';
+import { DURATION_LIST_PATTERN, DURATION_PATTERN, DURATION_RULE } from './durations.js';
 
 /**
  * Every setting of the service, said once: its key in Config, the environment variable it is read from
@@ -152,6 +152,34 @@ export const Settings = Type.Object({
     hint: `must be ${DURATION_RULE}`,
     default: '24h',
     description: 'After a rotation, deliveries are signed with the previous secret too for this long.',
+  }),
+  webhookConcurrency: Type.Integer({
+    env: 'WEBHOOK_CONCURRENCY',
+    minimum: 1,
+    maximum: 1000,
+    default: 4,
+    description: 'Webhook attempts in flight per endpoint, counted across all instances.',
+  }),
+  webhookTimeoutMs: Type.Integer({
+    env: 'WEBHOOK_TIMEOUT_MS',
+    minimum: 1,
+    maximum: 600_000,
+    default: 10_000,
+    description: 'A webhook attempt that has no 2xx status line within this time has failed, in ms.',
+  }),
+  webhookRetrySchedule: Type.String({
+    env: 'WEBHOOK_RETRY_SCHEDULE',
+    pattern: DURATION_LIST_PATTERN,
+    hint: `must be a comma-separated list of ${DURATION_RULE}`,
+    default: '5s,5m,30m,2h,5h,10h,14h,20h,24h',
+    description: 'The delays before each retry of a failed webhook attempt (ms, s, m, h or d each).',
+  }),
+  webhookDisableAfter: Type.String({
+    env: 'WEBHOOK_DISABLE_AFTER',
+    pattern: DURATION_PATTERN,
+    hint: `must be ${DURATION_RULE}`,
+    default: '5d',
+    description: 'An endpoint whose attempts have all failed for this long is disabled.',
   }),
   nodeEnv: Type.Optional(
     Type.String({

@@ -33,3 +33,11 @@ export function durationMs(text: string, setting: string): number {
   if (ms === undefined) throw new Error(`${setting} must be ${DURATION_RULE}, not ${JSON.stringify(text)}`);
   return ms;
 }
+
+/** parseDurationList for a value config.ts has checked; throws, naming the setting, for one it has not. */
+export function durationListMs(text: string, setting: string): number[] {
+  const list = parseDurationList(text);
+  if (list === undefined)
+    throw new Error(`${setting} must be a comma-separated list of ${DURATION_RULE}, not ${JSON.stringify(text)}`);
+  return list;
+}

@@ -52,8 +52,10 @@ describe('the OpenAPI document', () => {
       '/api/changes/stream',
       '/api/webhooks',
       '/api/webhooks/{id}',
+      '/api/webhooks/{id}/deliveries',
       '/api/webhooks/{id}/enable',
       '/api/webhooks/{id}/rotate-secret',
+      '/api/webhooks/{id}/test',
       '/health',
       '/ready',
     ]);
@@ -78,6 +80,8 @@ describe('the OpenAPI document', () => {
       'delete /api/webhooks/{id} deleteWebhookEndpoint',
       'post /api/webhooks/{id}/enable enableWebhookEndpoint',
       'post /api/webhooks/{id}/rotate-secret rotateWebhookSecret',
+      'post /api/webhooks/{id}/test testWebhookEndpoint',
+      'get /api/webhooks/{id}/deliveries listWebhookDeliveries',
     ]);
     for (const [, , op] of operations(plain)) expect(op.description, op.operationId).toMatch(/\S/);
     expect(plain.servers).toEqual([{ url: '/', description: expect.any(String) }]);
@@ -85,9 +89,15 @@ describe('the OpenAPI document', () => {
 
   it('tags the webhook operations, shows a secret only in the answers of create and rotate-secret', () => {
     const webhookOps = operations(plain).filter(([, path]) => path.startsWith('/api/webhooks'));
-    expect(webhookOps).toHaveLength(6);
+    expect(webhookOps).toHaveLength(8);
     for (const [method, path, op] of webhookOps) {
       expect(op.tags, `${method} ${path}`).toEqual(['webhooks']);
+      const ok200 = JSON.stringify(op.responses['200'] ?? {});
+      // the delivery log and the test attempt answer attempts, never an endpoint or its secret
+      if (['testWebhookEndpoint', 'listWebhookDeliveries'].includes(op.operationId)) {
+        expect(ok200, op.operationId).not.toMatch(/WebhookEndpoint|secret/);
+        continue;
+      }
       const ok = op.responses['201'] ?? op.responses['200'] ?? op.responses['204'];
       const schema = ok.content?.['application/json']?.schema ?? {};
       const withSecret = ['createWebhookEndpoint', 'rotateWebhookSecret'].includes(op.operationId);

@@ -280,6 +280,46 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/webhooks/{id}/test': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Send a webhook.test event to the endpoint now
+     * @description One attempt, signed like every delivery, of `{type: "webhook.test", timestamp, data: {endpointId}}`: never retried, no change of the endpoint’s state, also when it is disabled. The answer says what the receiver did, whatever it did; the attempt is in the deliveries.
+     */
+    post: operations['testWebhookEndpoint'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/webhooks/{id}/deliveries': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * The delivery attempts of an endpoint, newest first
+     * @description Every attempt (tests included), newest first by attemptedAt. When there is more, a `Link: <...>; rel="next"` header gives the next page.
+     */
+    get: operations['listWebhookDeliveries'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -531,6 +571,58 @@ export interface components {
       createdAt: string;
       /** @description The signing secret (Standard Webhooks: `whsec_` and the base64 of 32 random bytes). Shown only in this answer: keep it; a new one takes `POST /api/webhooks/{id}/rotate-secret`. */
       secret: string;
+    };
+    /** WebhookDeliveryAttempt */
+    WebhookDeliveryAttempt: {
+      /**
+       * @description The webhook-id header: unique per event, the same on every attempt of it.
+       * @example msg_2f0b1c9e7d214a4e9a575f0c6c1e8d5b
+       */
+      eventId: string;
+      /**
+       * @description `appointment.created`, `appointment.updated`, `appointment.deleted` or `webhook.test`.
+       * @example appointment.created
+       */
+      eventType: string;
+      /** @description Counts the attempts of this event, from 1. */
+      attempt: number;
+      /**
+       * Format: date-time
+       * @description When the attempt began. UTC, microsecond precision.
+       * @example 2026-11-22T14:05:00.123456Z
+       */
+      attemptedAt: string;
+      /** @description The receiver's status code; null without an answer. */
+      statusCode: number | null;
+      /** @description null when an answer came; otherwise `timeout`, `connection refused`, `connection reset`, `dns lookup failed`, `address not allowed` or `tls error: <message>`. */
+      error: string | null;
+      /** @description From the start of the attempt to its status line, in ms. */
+      durationMs: number;
+      /** @description When the event is attempted again after this attempt; null when none is due (delivered, given up, a test). */
+      nextAttemptAt: string | null;
+    };
+    /** WebhookTestAttempt */
+    WebhookTestAttempt: {
+      /**
+       * @description The webhook-id header: unique per event, the same on every attempt of it.
+       * @example msg_2f0b1c9e7d214a4e9a575f0c6c1e8d5b
+       */
+      eventId: string;
+      /** @enum {string} */
+      eventType: 'webhook.test';
+      /**
+       * Format: date-time
+       * @description When the attempt began, UTC.
+       */
+      attemptedAt: string;
+      /** @description The receiver answered 2xx within WEBHOOK_TIMEOUT_MS. */
+      success: boolean;
+      /** @description The receiver's status code; null without an answer. */
+      statusCode: number | null;
+      /** @description null when an answer came; otherwise `timeout`, `connection refused`, `connection reset`, `dns lookup failed`, `address not allowed` or `tls error: <message>`. */
+      error: string | null;
+      /** @description From the start of the attempt to its status line, in ms. */
+      durationMs: number;
     };
   };
   responses: never;
@@ -3945,6 +4037,380 @@ export interface operations {
            *     }
            */
           'application/json': components['schemas']['WebhookEndpointWithSecret'];
+        };
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description NOT_FOUND */
+      404: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 404,
+           *       "error": "Not Found",
+           *       "code": "NOT_FOUND",
+           *       "message": "There is no appointment 1 in the organization example"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  testWebhookEndpoint: {
+    parameters: {
+      query?: {
+        /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
+        orgId?: string;
+      };
+      header?: never;
+      path: {
+        /** @description The endpoint's id (a UUID); any other text names no endpoint (404). */
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The attempt and its outcome */
+      200: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WebhookTestAttempt'];
+        };
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description NOT_FOUND */
+      404: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 404,
+           *       "error": "Not Found",
+           *       "code": "NOT_FOUND",
+           *       "message": "There is no appointment 1 in the organization example"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  listWebhookDeliveries: {
+    parameters: {
+      query?: {
+        /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
+        orgId?: string;
+        /** @description The page size. */
+        limit?: number;
+        /** @description Opaque; taken from the `Link: <...>; rel="next"` header of the previous page. */
+        cursor?: string;
+      };
+      header?: never;
+      path: {
+        /** @description The endpoint's id (a UUID); any other text names no endpoint (404). */
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description A page of attempts */
+      200: {
+        headers: {
+          /** @description Only when there is a next page: `<URL of the next page>; rel="next"`. Follow it as it is. */
+          Link?: string;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WebhookDeliveryAttempt'][];
         };
       };
       /** @description VALIDATION_ERROR: a malformed body, query or path value */
