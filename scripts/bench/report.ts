@@ -37,6 +37,8 @@ export interface BenchResult {
     tableSizes: number[];
     history: { ids: number; versions: number };
     openStreams: { streams: number; writes: number };
+    /** The most appointments a scenario's bulkSeed writes. */
+    bulkSeedAppointments?: number;
   };
   scenarios: ScenarioResult[];
   /** Null when --scenarios left the measurement out. */
