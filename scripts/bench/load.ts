@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { Sql } from 'postgres';
 import { Pool } from 'undici';
 import { upsertAppointmentBatch } from '../../src/db/appointment-batch.js';
+import { getFreeBusy, loadTimeZoneNames, slotsOf, type AvailabilityQuery } from '../../src/db/availability.js';
 import {
   AppointmentOverlapError,
   type AppointmentWrite,
@@ -12,6 +13,7 @@ import {
   listAppointmentsAt,
   upsertAppointment,
 } from '../../src/db/appointments.js';
+import { MAX_SLOTS, WEEKDAY_NAMES } from '../../src/schemas/availability.js';
 import { parseTime } from '../../src/schemas/time.js';
 import type { ScenarioRequest } from './scenarios.js';
 
@@ -52,13 +54,47 @@ export function httpSender(baseUrl: string, connections: number): { send: Send; 
 
 const canonical = (text: unknown, precision: 3 | 6) => (typeof text === 'string' ? parseTime(text, precision) : null);
 
+const minutes = (clock: string) => Number(clock.slice(0, 2)) * 60 + Number(clock.slice(3, 5));
+
 /**
- * The limit: the SQL the route runs for the same request (the functions of src/db/appointments.ts),
- * straight through the driver, answered with the status the route would give.
+ * GET /api/availability as the route answers it: the one statement (getFreeBusy), then the slots cut in
+ * TypeScript (slotsOf). The zone names are read once, as the route does.
+ */
+async function availability(sql: Sql, zones: () => Promise<Map<string, string>>, url: URL): Promise<number> {
+  const p = url.searchParams;
+  const from = canonical(p.get('from'), 3);
+  const to = canonical(p.get('to'), 3);
+  const zone = (await zones()).get((p.get('timeZone') ?? 'UTC').toLowerCase());
+  if (!from || !to || from >= to || !zone) return 400;
+  const hours = p.get('hours');
+  const days = p.get('days');
+  const at = p.get('at');
+  const q: AvailabilityQuery = {
+    orgId: p.get('orgId') ?? 'default',
+    from,
+    to,
+    timeZone: zone,
+    ...(at ? { at: canonical(at, 6)! } : {}),
+    ...(hours ? { hours: hours.split(',').map((h) => ({ start: minutes(h), end: minutes(h.slice(6)) })) } : {}),
+    ...(days ? { days: days.split(',').map((d) => WEEKDAY_NAMES.indexOf(d as never) + 1) } : {}),
+  };
+  const { free } = await getFreeBusy(sql, q);
+  const duration = p.get('duration');
+  if (duration === null) return 200;
+  const step = Number(p.get('step') ?? duration);
+  return slotsOf(from, free, Number(duration) * 60_000, step * 60_000, MAX_SLOTS) === null ? 400 : 200;
+}
+
+/**
+ * The limit: the SQL the route runs for the same request (the functions of src/db/appointments.ts and
+ * src/db/availability.ts), straight through the driver, answered with the status the route would give.
  */
 export function directSender(sql: Sql): Send {
+  let zoneNames: Promise<Map<string, string>> | undefined;
+  const zones = () => (zoneNames ??= loadTimeZoneNames(sql));
   return async (r) => {
     const url = new URL(r.path, 'http://x');
+    if (url.pathname === '/api/availability') return availability(sql, zones, url);
     const orgId = url.searchParams.get('orgId') ?? 'default';
     if (r.method === 'POST' && url.pathname === '/api/appointments/batch') {
       const items = (r.body!.appointments as Array<Record<string, unknown>>).map((b, index) => ({

@@ -37,6 +37,8 @@ export interface BenchResult {
     tableSizes: number[];
     history: { ids: number; versions: number };
     openStreams: { streams: number; writes: number };
+    /** The most appointments a scenario's bulkSeed writes. */
+    bulkSeedAppointments?: number;
   };
   scenarios: ScenarioResult[];
   /** Null when --scenarios left the measurement out. */
@@ -90,7 +92,7 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
       `${r.machine.cpus} CPU (${r.machine.cpuModel}), load average at the end ${r.machine.loadAverage.join(' / ')}, Node ${r.machine.node}; ` +
         `${r.database}; pool of ${r.poolMax} connections for the service and the limit alike; ` +
         `${r.plan.warmupMs / 1000} s warm-up then ${r.plan.durationMs / 1000} s per measurement; the load generator runs on the same machine. ` +
-        `The limit is the same SQL (src/db/appointments.ts) sent straight through the postgres driver at the same concurrency. Total ${r.totalSeconds} s.`,
+        `The limit is the same SQL (src/db/appointments.ts, src/db/availability.ts) sent straight through the postgres driver at the same concurrency. Total ${r.totalSeconds} s.`,
       '',
       '![throughput and p99](chart.svg)',
       '',

@@ -28,7 +28,8 @@ import {
 import { measureOpenStreams } from './open-streams.js';
 import { measureCatchUp, measureLatency } from './feed.js';
 import { renderChart, renderMarkdown, type BenchResult, type ScenarioResult } from './report.js';
-import { instantAfterSeeding, SCENARIO_NAMES, scenarios, type ScenarioContext } from './scenarios.js';
+import { insertCalendar } from './calendar.js';
+import { instantAfterSeeding, SCENARIO_NAMES, scenarios, type Scenario, type ScenarioContext } from './scenarios.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PROJECT = path.resolve(HERE, '../..');
@@ -45,6 +46,7 @@ const plan = quick
       tableSizes: [1_000, 10_000],
       history: { ids: 1_000, versions: 10 },
       openStreams: { streams: 200, writes: 5 },
+      bulkSeedAppointments: 100_000,
     }
   : {
       connections: [1, 10, 50],
@@ -53,6 +55,7 @@ const plan = quick
       tableSizes: [10_000, 100_000, 1_000_000],
       history: { ids: 10_000, versions: 100 },
       openStreams: { streams: 1_000, writes: 20 },
+      bulkSeedAppointments: 1_000_000,
     };
 const MEASUREMENT_NAMES = ['open-streams', 'growth', 'feed'];
 const named = flag('scenarios')?.split(',');
@@ -190,10 +193,13 @@ async function main() {
   for (const name of chosen) {
     const scenario = scenarios[name as keyof typeof scenarios];
     const ctx: ScenarioContext = { run: `${run}-${name}` };
-    const seedRequests = scenario.seed(ctx);
-    if (seedRequests.length) {
-      log(`${name}: seeding ${seedRequests.length} requests`);
-      await seed(baseUrl, seedRequests);
+    if (scenario.bulkSeed) await bulkSeed(sql, scenario.bulkSeed, ctx, name);
+    else {
+      const seedRequests = scenario.seed(ctx);
+      if (seedRequests.length) {
+        log(`${name}: seeding ${seedRequests.length} requests`);
+        await seed(baseUrl, seedRequests);
+      }
     }
     ctx.at = instantAfterSeeding();
     const build = (vu: number, iter: number) => scenario.request(ctx, vu, iter);
@@ -314,6 +320,14 @@ async function bulk(sql: Sql, statement: (tx: postgres.TransactionSql) => Promis
     await tx`SET LOCAL statement_timeout = 0`;
     await statement(tx);
   });
+}
+
+/** A scenario's org of a large calendar, in one statement; sets ctx.appointments, which its requests read. */
+async function bulkSeed(sql: Sql, spec: NonNullable<Scenario['bulkSeed']>, ctx: ScenarioContext, name: string) {
+  ctx.appointments = Math.min(spec.appointments, plan.bulkSeedAppointments);
+  log(`${name}: seeding ${ctx.appointments} appointments in one statement`);
+  await bulk(sql, (tx) => insertCalendar(tx, spec.orgId(ctx), ctx.appointments!));
+  await vacuum(sql, 'appointments');
 }
 
 /** Create throughput by table size (seeded with generate_series), and point-in-time reads on a long history. */

@@ -4,8 +4,12 @@
 //
 // A request is { method, path, body?, expected }: `expected` lists the statuses a check accepts.
 // A scenario whose requests each write many appointments says how many (itemsPerRequest).
-// ctx is { run, at?, orgId? }: `run` makes ids and org ids unique to one run, so runs can share a
-// database; `at` is the instant of point-in-time reads (taken after seeding).
+// ctx is { run, at?, orgId?, appointments? }: `run` makes ids and org ids unique to one run, so runs can
+// share a database; `at` is the instant of point-in-time reads (taken after seeding); `appointments` the
+// size of the calendar of a scenario that seeds one (bulkSeed).
+// A scenario with `bulkSeed: { appointments, orgId(ctx) }` seeds an org with that many appointments of
+// calendarAppointment(0), calendarAppointment(1), ...: npm run bench in one SQL statement (run.ts), k6
+// and the tests through its seed() of batches, of ctx.appointments (default CALENDAR.httpSeed).
 
 const MINUTE = 60_000;
 const SLOT = 30 * MINUTE;
@@ -122,6 +126,62 @@ const freshWrite = (orgId, id, slot, updatedMs = BASE) => ({
   updatedAt: iso(updatedMs),
 });
 const uniqueSlot = (vu, iter) => iter * 1024 + vu; // up to 1024 VUs
+
+/**
+ * The calendar of a large org (the availability scenario): from Monday 2030-01-07, on working days
+ * (Monday to Friday), `perDay` periods of `periodMinutes` from `firstHourUtc` each hold one appointment
+ * of 30 to 60 minutes, at the start of its period, in the middle or at its end: non-overlapping by
+ * construction, sometimes touching the next, with gaps of up to an hour between them. run.ts writes
+ * the same calendar in SQL (calendar.ts). A million of them fill centuries of working weeks: an org
+ * never overlaps itself.
+ */
+export const CALENDAR = {
+  firstMonday: Date.UTC(2030, 0, 7),
+  workingDays: 5,
+  firstHourUtc: 7,
+  perDay: 8,
+  periodMinutes: 90,
+  /** The calendar seeded through HTTP (k6, tests) unless ctx.appointments says otherwise. */
+  httpSeed: 10_000,
+};
+const DAY = 24 * 60 * MINUTE;
+const WEEK = 7 * DAY;
+const perWeek = CALENDAR.workingDays * CALENDAR.perDay;
+
+/** Appointment g (from 0) of the calendar; calendar.ts computes the same in SQL with the same integers. */
+export function calendarAppointment(g) {
+  const { firstMonday, workingDays, firstHourUtc, perDay, periodMinutes } = CALENDAR;
+  const week = Math.floor(g / perWeek);
+  const day = Math.floor(g / perDay) % workingDays;
+  const minutes = 30 + 10 * (g % 4); // 30, 40, 50 or 60
+  const offset = (((g * 7) % 3) * (periodMinutes - minutes)) / 2; // at the start, in the middle or at the end
+  const start =
+    firstMonday + week * WEEK + day * DAY + (firstHourUtc * 60 + (g % perDay) * periodMinutes + offset) * MINUTE;
+  return { id: `a-${g}`, start: iso(start), end: iso(start + minutes * MINUTE) };
+}
+
+/**
+ * Local midnight in Europe/Berlin at the start of the UTC date `dayMs`, by the EU rule the zone follows
+ * (summer time from the last Sunday of March to the last Sunday of October, changing at 01:00 UTC):
+ * k6 has no time zone data. Only for Mondays, which no change falls on.
+ */
+function berlinMidnight(dayMs) {
+  const year = new Date(dayMs).getUTCFullYear();
+  const lastSunday = (month) => {
+    const last = Date.UTC(year, month + 1, 0);
+    return last - new Date(last).getUTCDay() * DAY;
+  };
+  const summer = dayMs > lastSunday(2) && dayMs < lastSunday(9);
+  return dayMs - (summer ? 2 : 1) * 60 * MINUTE;
+}
+
+const calendarSize = (ctx) => ctx.appointments ?? CALENDAR.httpSeed;
+const availabilityOrg = (ctx) => ctx.orgId ?? `availability-${ctx.run}`;
+/** The weeks the seeded calendar covers, from Monday to Monday in Europe/Berlin. */
+const calendarWeek = (ctx, vu, iter) => {
+  const monday = CALENDAR.firstMonday + pick(vu, iter, Math.ceil(calendarSize(ctx) / perWeek)) * WEEK;
+  return [berlinMidnight(monday), berlinMidnight(monday + WEEK)];
+};
 
 const readsOrg = (ctx) => `reads-${ctx.run}`;
 const mixOrg = (ctx, n) => `mix-${ctx.run}-${n}`;
@@ -244,6 +304,37 @@ export const scenarios = {
         default:
           return get(`/api/appointments/m-${seeded}?orgId=${q(org)}`);
       }
+    },
+  },
+  availability: {
+    title: 'availability of a week',
+    description:
+      'Free/busy and 30-minute slots of one week (from a Monday midnight in Europe/Berlin, opening hours 09:00-12:00 and ' +
+      '13:00-17:00 on working days) in an org of a large calendar; one request in four as recorded at an instant (?at=).',
+    bulkSeed: { appointments: 1_000_000, orgId: availabilityOrg },
+    seed(ctx) {
+      const size = calendarSize(ctx);
+      return Array.from({ length: Math.ceil(size / 1000) }, (_, b) => ({
+        method: 'POST',
+        path: '/api/appointments/batch',
+        body: {
+          appointments: Array.from({ length: Math.min(1000, size - b * 1000) }, (_, k) => ({
+            orgId: availabilityOrg(ctx),
+            ...calendarAppointment(b * 1000 + k),
+            createdAt: iso(BASE - MINUTE),
+            updatedAt: iso(BASE),
+          })),
+        },
+        expected: [200],
+      }));
+    },
+    request(ctx, vu, iter) {
+      const [from, to] = calendarWeek(ctx, vu, iter);
+      const at = iter % 4 === 3 ? `&at=${q(ctx.at)}` : '';
+      return get(
+        `/api/availability?orgId=${q(availabilityOrg(ctx))}&from=${iso(from)}&to=${iso(to)}&timeZone=Europe/Berlin` +
+          `&hours=09:00-12:00,13:00-17:00&days=mon,tue,wed,thu,fri&duration=30${at}`,
+      );
     },
   },
 };

@@ -1,7 +1,8 @@
 // Shared by the k6 scripts of this folder: options, setup and the request loop of one scenario from
 // scripts/bench/scenarios.js. Environment: BASE_URL (default http://127.0.0.1:3000), VUS (default 10),
 // RATE (requests per second; unset: each VU sends as fast as it gets answers), DURATION (default 30s),
-// P99_MS (the p99 latency threshold, default 500).
+// P99_MS (the p99 latency threshold, default 500), APPOINTMENTS (the size of the calendar a scenario seeds,
+// where it seeds one: availability).
 import http from 'k6/http';
 import { check } from 'k6';
 import { instantAfterSeeding, scenarios } from '../bench/scenarios.js';
@@ -11,6 +12,7 @@ const VUS = Number(__ENV.VUS || 10);
 const RATE = __ENV.RATE ? Number(__ENV.RATE) : undefined;
 const DURATION = __ENV.DURATION || '30s';
 const P99_MS = Number(__ENV.P99_MS || 500);
+const APPOINTMENTS = __ENV.APPOINTMENTS ? Number(__ENV.APPOINTMENTS) : undefined;
 
 const JSON_HEADERS = { headers: { 'content-type': 'application/json' } };
 
@@ -41,6 +43,8 @@ export function k6Scenario(name) {
   return {
     options: {
       scenarios: { [name]: executor },
+      // a calendar of a million appointments is a thousand batches: more than k6's default minute
+      setupTimeout: '15m',
       thresholds: {
         http_req_failed: ['rate<0.01'],
         http_req_duration: [`p(99)<${P99_MS}`],
@@ -48,7 +52,7 @@ export function k6Scenario(name) {
       },
     },
     setup() {
-      const ctx = { run: `k6${Date.now().toString(36)}` };
+      const ctx = { run: `k6${Date.now().toString(36)}`, ...(APPOINTMENTS ? { appointments: APPOINTMENTS } : {}) };
       for (const request of scenario.seed(ctx)) {
         const res = send(request);
         check(res, { 'seed accepted': (r) => request.expected.includes(r.status) });
