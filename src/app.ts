@@ -253,6 +253,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     feedHeartbeatMs: options.feedHeartbeatMs,
   });
   await app.register(webhookDeliveryPlugin, {
+    deliver: options.webhookDelivery,
     pollIntervalMs: options.feedPollIntervalMs,
     concurrency: options.webhookConcurrency,
     timeoutMs: options.webhookTimeoutMs,

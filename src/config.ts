@@ -153,6 +153,13 @@ export const Settings = Type.Object({
     default: '24h',
     description: 'After a rotation, deliveries are signed with the previous secret too for this long.',
   }),
+  webhookDelivery: Type.Boolean({
+    env: 'WEBHOOK_DELIVERY',
+    default: true,
+    description:
+      '`false`: this instance makes no webhook deliveries (an API-only instance; others deliver). ' +
+      'Test attempts (POST /api/webhooks/{id}/test) are still made.',
+  }),
   webhookConcurrency: Type.Integer({
     env: 'WEBHOOK_CONCURRENCY',
     minimum: 1,

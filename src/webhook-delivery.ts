@@ -21,6 +21,8 @@ declare module 'fastify' {
 }
 
 export interface WebhookDeliveryOptions {
+  /** WEBHOOK_DELIVERY: false, and this instance only makes test attempts. */
+  deliver: boolean;
   /** How often the instance looks for changes to dispatch and messages due (FEED_POLL_INTERVAL). */
   pollIntervalMs: number;
   /** Attempts in flight per endpoint, across instances. */
@@ -260,7 +262,7 @@ export const webhookDeliveryPlugin = fp<WebhookDeliveryOptions>(
   async (app, options) => {
     const delivery = new WebhookDelivery(app, options);
     app.decorate('webhookDelivery', delivery);
-    app.addHook('onReady', async () => delivery.start());
+    if (options.deliver) app.addHook('onReady', async () => delivery.start());
     // before the pool ends (onClose): attempts in flight record their outcome
     app.addHook('preClose', async () => delivery.close());
   },

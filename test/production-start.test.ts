@@ -91,6 +91,7 @@ describe('the settings', () => {
       webhookSecretKey: undefined,
       webhookAllowPrivateUrls: false,
       webhookSecretOverlap: '24h',
+      webhookDelivery: true,
       webhookConcurrency: 4,
       webhookTimeoutMs: 10_000,
       webhookRetrySchedule: '5s,5m,30m,2h,5h,10h,14h,20h,24h',
