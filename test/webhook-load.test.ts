@@ -116,4 +116,30 @@ describe('webhooks under a concurrent load', () => {
       await one.close();
     }
   });
+
+  it('an instance with WEBHOOK_DELIVERY=false serves writes and leaves every delivery to the others', async () => {
+    const apiOnly: FastifyInstance = await buildApp({
+      ...configWith({ dbPoolMax: 10, ...settings, webhookDelivery: false }),
+      databaseUrl: server.databaseUrl,
+      logger: pino({ level: 'silent' }),
+    });
+    await apiOnly.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const orgId = newOrg('whapi');
+      const r = await receiver();
+      await createEndpoint(server.sql, orgId, r.url);
+      const baseUrl = `http://127.0.0.1:${(apiOnly.server.address() as { port: number }).port}`;
+      const load = startLoad({ baseUrl, orgId, concurrency: 4, versionsPerId: 2, idPrefix: 'a' });
+      await sleep(1_000);
+      await load.stop();
+      const promised = promisedEvents(load.outcomes);
+      expect(promised.size).toBeGreaterThan(0);
+      await r.waitFor(() => checkDeliveries(promised, r.requests).lost.length === 0, 30_000);
+      expect(checkDeliveries(promised, r.requests)).toMatchObject({ lost: [], duplicates: [] });
+      expect(apiOnly.webhookDelivery.attempted).toBe(0);
+      expect(server.app.webhookDelivery.attempted).toBeGreaterThanOrEqual(promised.size);
+    } finally {
+      await apiOnly.close();
+    }
+  });
 });
