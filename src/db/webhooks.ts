@@ -1,4 +1,5 @@
-import type { Sql, TransactionSql } from 'postgres';
+import type { Sql } from 'postgres';
+import { transaction } from './transactions.js';
 
 // The SQL of webhook endpoints (migrations/1764400000000_webhooks.sql). Secrets are stored as
 // src/webhook-secrets.ts seals them; nothing here opens one.
@@ -23,7 +24,7 @@ export interface WebhookEndpointSecrets extends WebhookEndpoint {
   previousSecretUntil: string | null;
 }
 
-export const endpointColumns = (sql: Sql | TransactionSql) => sql`
+export const endpointColumns = (sql: Sql) => sql`
   id, org_id AS "orgId", url, description, state, disabled_reason AS "disabledReason", created_at AS "createdAt"`;
 
 /**
@@ -36,7 +37,7 @@ export async function createWebhookEndpoint(
   sql: Sql,
   e: { orgId: string; url: string; description: string; secret: string },
 ): Promise<WebhookEndpoint | null> {
-  return sql.begin(async (tx) => {
+  return transaction(sql, async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(hashtext('webhook_endpoints'), hashtext(${e.orgId}))`;
     const [row] = await tx<WebhookEndpoint[]>`
       INSERT INTO webhook_endpoints (org_id, url, description, secret, feed_xid, created_snapshot)
@@ -48,16 +49,14 @@ export async function createWebhookEndpoint(
   });
 }
 
-type Db = Sql | TransactionSql;
-
 /** The org's endpoints, oldest first. */
-export function listWebhookEndpoints(sql: Db, orgId: string): Promise<WebhookEndpoint[]> {
+export function listWebhookEndpoints(sql: Sql, orgId: string): Promise<WebhookEndpoint[]> {
   return sql<WebhookEndpoint[]>`
     SELECT ${endpointColumns(sql)} FROM webhook_endpoints WHERE org_id = ${orgId} ORDER BY created_at, id`;
 }
 
 /** The endpoint of this org with this id (a UUID), or null. */
-export async function getWebhookEndpoint(sql: Db, orgId: string, id: string): Promise<WebhookEndpoint | null> {
+export async function getWebhookEndpoint(sql: Sql, orgId: string, id: string): Promise<WebhookEndpoint | null> {
   const [row] = await sql<WebhookEndpoint[]>`
     SELECT ${endpointColumns(sql)} FROM webhook_endpoints
     WHERE org_id = ${orgId} AND id = ${id}`;
@@ -69,7 +68,7 @@ export async function getWebhookEndpoint(sql: Db, orgId: string, id: string): Pr
  * DELETE locks the endpoint row before its cascade reaches the messages, the lock order of every
  * path; a worker that claims a message after it finds no endpoint and starts no attempt.
  */
-export async function deleteWebhookEndpoint(sql: Db, orgId: string, id: string): Promise<boolean> {
+export async function deleteWebhookEndpoint(sql: Sql, orgId: string, id: string): Promise<boolean> {
   const rows = await sql`
     DELETE FROM webhook_endpoints WHERE org_id = ${orgId} AND id = ${id} RETURNING id`;
   return rows.length > 0;
@@ -85,7 +84,7 @@ export async function deleteWebhookEndpoint(sql: Db, orgId: string, id: string):
  * position, which stayed where it was. One transaction, the endpoint row locked before its messages.
  */
 export async function enableWebhookEndpoint(sql: Sql, orgId: string, id: string): Promise<WebhookEndpoint | null> {
-  return sql.begin(async (tx) => {
+  return transaction(sql, async (tx) => {
     const [endpoint] = await tx<WebhookEndpoint[]>`
       SELECT ${endpointColumns(tx)} FROM webhook_endpoints WHERE org_id = ${orgId} AND id = ${id} FOR UPDATE`;
     if (!endpoint) return null;
@@ -113,7 +112,7 @@ export async function enableWebhookEndpoint(sql: Sql, orgId: string, id: string)
  * signs for `overlapMs`, and the one before it is dropped. Null when the org has no such endpoint.
  */
 export async function rotateWebhookSecret(
-  sql: Db,
+  sql: Sql,
   orgId: string,
   id: string,
   sealedSecret: string,
@@ -130,7 +129,7 @@ export async function rotateWebhookSecret(
 }
 
 /** Every stored secret that may still sign: each endpoint's current one, and its previous one while it overlaps. */
-export function listStoredSecrets(sql: Db): Promise<{ id: string; stored: string }[]> {
+export function listStoredSecrets(sql: Sql): Promise<{ id: string; stored: string }[]> {
   return sql<{ id: string; stored: string }[]>`
     SELECT id, secret AS stored FROM webhook_endpoints
     UNION ALL
@@ -143,7 +142,7 @@ export function listStoredSecrets(sql: Db): Promise<{ id: string; stored: string
  * Replaces a stored secret by another form of it (a plain one by its sealed form), only while it is
  * still stored as `stored`: a rotation in between, or another instance that got there first, wins.
  */
-export async function replaceStoredSecret(sql: Db, id: string, stored: string, replacement: string): Promise<void> {
+export async function replaceStoredSecret(sql: Sql, id: string, stored: string, replacement: string): Promise<void> {
   await sql`
     UPDATE webhook_endpoints
     SET secret = CASE WHEN secret = ${stored} THEN ${replacement} ELSE secret END,
