@@ -18,13 +18,20 @@ import { appointmentRoutes } from './routes/appointments.js';
 import { availabilityRoutes } from './routes/availability.js';
 import { changeRoutes } from './routes/changes.js';
 import { healthRoutes } from './routes/health.js';
+import { webhookDeliveryRoutes } from './routes/webhook-deliveries.js';
+import { webhookRoutes } from './routes/webhooks.js';
 import { Appointment, HistoryEntry, WriteResult } from './schemas/appointments.js';
 import { ChangesPage, DeleteChange, UpsertChange } from './schemas/changes.js';
+import { WebhookEndpoint, WebhookEndpointWithSecret } from './schemas/webhooks.js';
 import { ErrorCode, errorResponse, ErrorResponse } from './schemas/errors.js';
 import { RateLimitHeaders } from './schemas/headers.js';
 import { ID_SYNTAX } from './schemas/ids.js';
 import { declareHeaders, documentRoute } from './schemas/openapi.js';
+import { DeliveryAttempt, TestAttempt } from './schemas/webhook-deliveries.js';
 import { buildAjv } from './validation.js';
+import { durationListMs, durationMs } from './durations.js';
+import { webhookDeliveryPlugin } from './webhook-delivery.js';
+import { webhookSecretKeyOf } from './webhook-startup.js';
 
 /** The settings (config.ts, defaults applied), the database to use and the logger. */
 export interface AppOptions extends Config {
@@ -164,6 +171,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     UpsertChange,
     DeleteChange,
     ChangesPage,
+    WebhookEndpoint,
+    WebhookEndpointWithSecret,
+    DeliveryAttempt,
+    TestAttempt,
   ]) {
     app.addSchema(schema);
     bodyAjv.addSchema(schema);
@@ -176,11 +187,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // JSON only: Fastify would otherwise also accept text/plain bodies.
   app.removeContentTypeParser('text/plain');
   // Some HTTP clients send `Content-Type: application/json` on every request, a DELETE with no body
-  // included: that is no body, not an empty JSON text. A POST with an empty body stays a 400.
+  // included: that is no body, not an empty JSON text. So is an empty POST to a route that takes no
+  // body (enable, rotate-secret); a POST with an empty body where one is expected stays a 400.
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if (body.length === 0 && request.method === 'DELETE') done(null, undefined);
+    if (body.length === 0 && (request.method === 'DELETE' || request.routeOptions.schema?.body === undefined))
+      done(null, undefined);
     // the default parser is synchronous: it has called done when it returns
     else void parseJson(request, body as string, done);
   });
@@ -218,6 +231,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         { name: 'appointments', description: 'Create or update, list, read, history and delete; point-in-time reads' },
         { name: 'changes', description: 'The change feed: every change of an organization, exactly once, in order' },
         { name: 'availability', description: 'Free/busy and bookable slots, in opening hours of any time zone' },
+        {
+          name: 'webhooks',
+          description: 'Every change pushed to subscribed URLs, signed by the Standard Webhooks spec',
+        },
         { name: 'health', description: 'Probes for the orchestrator; no API key needed' },
       ],
       components: options.auth === 'required' ? { securitySchemes: { bearerAuth: bearerAuthScheme } } : {},
@@ -234,6 +251,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     syncTokenSecret: options.syncTokenSecret,
     feedPollIntervalMs: options.feedPollIntervalMs,
     feedHeartbeatMs: options.feedHeartbeatMs,
+  });
+  await app.register(webhookDeliveryPlugin, {
+    deliver: options.webhookDelivery,
+    pollIntervalMs: options.feedPollIntervalMs,
+    concurrency: options.webhookConcurrency,
+    timeoutMs: options.webhookTimeoutMs,
+    retryScheduleMs: durationListMs(options.webhookRetrySchedule, 'WEBHOOK_RETRY_SCHEDULE'),
+    disableAfterMs: durationMs(options.webhookDisableAfter, 'WEBHOOK_DISABLE_AFTER'),
+    allowPrivate: options.webhookAllowPrivateUrls,
+    secretKey: webhookSecretKeyOf(options.webhookSecretKey),
+    poolMax: options.dbPoolMax,
   });
   await app.register(healthRoutes);
   // The API proper: keys and rate limits apply here only, not to /health, /ready or /api/docs.
@@ -265,6 +293,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await api.register(changeRoutes, { prefix: '/api/changes' });
     await api.register(appointmentBatchRoutes, { prefix: '/api/appointments' });
     await api.register(availabilityRoutes, { prefix: '/api/availability' });
+    await api.register(webhookRoutes, {
+      prefix: '/api/webhooks',
+      secretKey: webhookSecretKeyOf(options.webhookSecretKey),
+      allowPrivateUrls: options.webhookAllowPrivateUrls,
+      secretOverlapMs: durationMs(options.webhookSecretOverlap, 'WEBHOOK_SECRET_OVERLAP'),
+    });
+    await api.register(webhookDeliveryRoutes, { prefix: '/api/webhooks' });
   });
   return app;
 }

@@ -51,7 +51,7 @@ const before = (a: Position, b: Position) => a.xid < b.xid || (a.xid === b.xid &
 const positionOf = (place: FeedPlace) =>
   place.kind === 'changes' ? { xid: place.xid, seq: place.seq } : { xid: place.horizon, seq: '0' };
 
-function toChange(row: ChangeRow, snapshot: boolean): Change {
+export function toChange(row: ChangeRow, snapshot: boolean): Change {
   if (row.type === 'delete') return { type: 'delete', id: row.id, version: row.version, recordedAt: row.recordedAt };
   const change: Change = {
     type: 'upsert',

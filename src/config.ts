@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { DURATION_LIST_PATTERN, DURATION_PATTERN, DURATION_RULE } from './durations.js';
 
 /**
  * Every setting of the service, said once: its key in Config, the environment variable it is read from
@@ -128,6 +129,65 @@ export const Settings = Type.Object({
     default: 15_000,
     description: 'An idle event stream (/api/changes/stream) gets a comment line this often, in ms.',
   }),
+  webhookSecretKey: Type.Optional(
+    Type.String({
+      env: 'WEBHOOK_SECRET_KEY',
+      pattern: '^[A-Za-z0-9+/]{43}=$',
+      hint: 'must be the base64 of 32 bytes, such as `openssl rand -base64 32` prints',
+      description:
+        'Encrypts the webhook signing secrets stored in the database (AES-256-GCM); the base64 of 32 bytes, ' +
+        'the same on every instance. Unset: they are stored in plain text, with a warning at start-up.',
+    }),
+  ),
+  webhookAllowPrivateUrls: Type.Boolean({
+    env: 'WEBHOOK_ALLOW_PRIVATE_URLS',
+    default: false,
+    description:
+      '`true`: webhook URLs may be http:// and point at loopback, private and link-local addresses ' +
+      '(tests, private networks). `false`: https:// to public addresses only.',
+  }),
+  webhookSecretOverlap: Type.String({
+    env: 'WEBHOOK_SECRET_OVERLAP',
+    pattern: DURATION_PATTERN,
+    hint: `must be ${DURATION_RULE}`,
+    default: '24h',
+    description: 'After a rotation, deliveries are signed with the previous secret too for this long.',
+  }),
+  webhookDelivery: Type.Boolean({
+    env: 'WEBHOOK_DELIVERY',
+    default: true,
+    description:
+      '`false`: this instance makes no webhook deliveries (an API-only instance; others deliver). ' +
+      'Test attempts (POST /api/webhooks/{id}/test) are still made.',
+  }),
+  webhookConcurrency: Type.Integer({
+    env: 'WEBHOOK_CONCURRENCY',
+    minimum: 1,
+    maximum: 1000,
+    default: 4,
+    description: 'Webhook attempts in flight per endpoint, counted across all instances.',
+  }),
+  webhookTimeoutMs: Type.Integer({
+    env: 'WEBHOOK_TIMEOUT_MS',
+    minimum: 1,
+    maximum: 600_000,
+    default: 10_000,
+    description: 'A webhook attempt that has no 2xx status line within this time has failed, in ms.',
+  }),
+  webhookRetrySchedule: Type.String({
+    env: 'WEBHOOK_RETRY_SCHEDULE',
+    pattern: DURATION_LIST_PATTERN,
+    hint: `must be a comma-separated list of ${DURATION_RULE}`,
+    default: '5s,5m,30m,2h,5h,10h,14h,20h,24h',
+    description: 'The delays before each retry of a failed webhook attempt (ms, s, m, h or d each).',
+  }),
+  webhookDisableAfter: Type.String({
+    env: 'WEBHOOK_DISABLE_AFTER',
+    pattern: DURATION_PATTERN,
+    hint: `must be ${DURATION_RULE}`,
+    default: '5d',
+    description: 'An endpoint whose attempts have all failed for this long is disabled.',
+  }),
   nodeEnv: Type.Optional(
     Type.String({
       env: 'NODE_ENV',
@@ -145,6 +205,9 @@ export const ENV_NAMES = Object.fromEntries(
 ) as Record<keyof Config, string>;
 
 export class ConfigError extends Error {}
+
+/** Settings whose value never appears in a message. */
+const SECRET_SETTINGS = new Set(['syncTokenSecret', 'webhookSecretKey']);
 
 /** Why the service refuses to start in production without DATABASE_URL. */
 export const PRODUCTION_NEEDS_DATABASE_URL =
@@ -168,14 +231,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const value = raw[key];
     if ((schema as { type?: string }).type === 'integer' && typeof value === 'string' && !/^\d{1,10}$/.test(value))
       input[key] = Number.NaN;
+    // and it reads "1", "0" and "TRUE" as booleans: a boolean is written `true` or `false`
+    if ((schema as { type?: string }).type === 'boolean' && typeof value === 'string' && !/^(true|false)$/.test(value))
+      input[key] = Number.NaN;
   }
   const converted = Value.Default(Settings, Value.Convert(Settings, input)) as Record<string, unknown>;
   const lines = [...Value.Errors(Settings, converted)].map((e) => {
     const key = e.path.slice(1);
     const name = ENV_NAMES[key as keyof Config] ?? (key || '(environment)');
     const value =
-      key === 'databaseUrl' ? withoutPassword(String(raw[key])) : key === 'syncTokenSecret' ? '***' : raw[key];
-    return `  ${name}=${JSON.stringify(value ?? '')}: ${e.message}`;
+      key === 'databaseUrl' ? withoutPassword(String(raw[key])) : SECRET_SETTINGS.has(key) ? '***' : raw[key];
+    // a pattern's own words, where the schema's message would only quote the regular expression
+    const hint = (Settings.properties[key as keyof Config] as { hint?: string } | undefined)?.hint;
+    return `  ${name}=${JSON.stringify(value ?? '')}: ${hint ?? e.message}`;
   });
   if (converted.nodeEnv === 'production' && converted.databaseUrl === undefined)
     lines.push(`  ${ENV_NAMES.databaseUrl}="": ${PRODUCTION_NEEDS_DATABASE_URL}`);

@@ -3,6 +3,8 @@ import { loadConfigOrExit } from './config.js';
 import { openConfiguredDatabase } from './db/embedded-postgres.js';
 import { migrate } from './db/migrations.js';
 import { createLogger } from './logger.js';
+import { WebhookSecretError } from './webhook-secrets.js';
+import { checkWebhookSecrets, webhookSecretKeyOf } from './webhook-startup.js';
 
 const SHUTDOWN_TIMEOUT_MS = 30_000;
 
@@ -21,6 +23,15 @@ try {
 const app = await buildApp({ ...config, databaseUrl: database.url, logger });
 if (config.auth === 'off')
   logger.warn('AUTH=off: no API keys; anyone who reaches the port can use every organization (trusted networks only)');
+try {
+  await checkWebhookSecrets(app.sql, webhookSecretKeyOf(config.webhookSecretKey), logger);
+} catch (error) {
+  if (error instanceof WebhookSecretError) logger.fatal(error.message);
+  else logger.fatal({ err: error }, 'the webhook secrets could not be checked');
+  await app.close();
+  await database.stop();
+  process.exit(1);
+}
 
 let shuttingDown = false;
 async function shutdown(signal: string) {

@@ -25,6 +25,7 @@ describe('an unprivileged database role', () => {
     await owner`GRANT SELECT, INSERT, UPDATE ON appointments, appointment_versions TO ${owner(role)}`;
     await owner`GRANT SELECT ON pgmigrations, change_feed TO ${owner(role)}`;
     await owner`GRANT USAGE ON SEQUENCE change_feed_seq TO ${owner(role)}`;
+    await owner`GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_endpoints, webhook_messages, webhook_attempts TO ${owner(role)}`;
     const url = new URL(databaseUrl);
     url.username = role;
     url.password = password;
@@ -60,5 +61,26 @@ describe('an unprivileged database role', () => {
     expect((await http(base, 'GET', `/api/appointments/a/history?orgId=${orgId}`)).body).toHaveLength(2);
     expect((await http(base, 'DELETE', `/api/appointments/a?orgId=${orgId}`)).status).toBe(204);
     expect((await http(base, 'GET', `/api/appointments?orgId=${orgId}`)).body).toEqual([]);
+
+    // webhook endpoints: create, list, rotate, enable a disabled one (its messages start again), delete
+    const hook = await http(base, 'POST', '/api/webhooks', { url: 'https://93.184.215.14/hook', orgId });
+    expect(hook.status).toBe(201);
+    const path = `/api/webhooks/${hook.body.id}`;
+    expect((await http(base, 'GET', `/api/webhooks?orgId=${orgId}`)).body).toHaveLength(1);
+    expect((await http(base, 'POST', `${path}/rotate-secret?orgId=${orgId}`)).status).toBe(200);
+    await owner`
+      INSERT INTO webhook_messages (endpoint_id, event_id, event_type, body, feed_xid, feed_seq, state, next_attempt_at)
+      VALUES (${hook.body.id}, 'msg_role', 'appointment.created', '{}', '1', 1, 'failed', NULL)`;
+    await owner`
+      INSERT INTO webhook_attempts (endpoint_id, event_id, event_type, attempt, attempted_at, duration_ms)
+      VALUES (${hook.body.id}, 'msg_role', 'appointment.created', 1, clock_timestamp(), 5)`;
+    await owner`
+      UPDATE webhook_endpoints
+      SET state = 'disabled', disabled_reason = 'gone', failing_since = clock_timestamp() - interval '1 minute'
+      WHERE id = ${hook.body.id}`;
+    expect((await http(base, 'POST', `${path}/enable?orgId=${orgId}`)).body.state).toBe('active');
+    expect((await owner`SELECT state FROM webhook_messages WHERE event_id = 'msg_role'`)[0]!.state).toBe('pending');
+    expect((await http(base, 'DELETE', `${path}?orgId=${orgId}`)).status).toBe(204);
+    expect((await owner`SELECT FROM webhook_messages WHERE event_id = 'msg_role'`).length).toBe(0);
   });
 });

@@ -71,14 +71,12 @@ describe('migrations', () => {
     }
   });
 
-  it('roll the last migration back to the schema of the release before, and forward again', async () => {
+  it('roll the last migrations back to the schemas of the releases before, and forward again', async () => {
     const url = await emptyDatabase();
     const sql = postgres(url, { max: 1, onnotice: () => {} });
     const client = new pg.Client({ connectionString: url });
-    try {
-      await migrate(url, () => {});
-      await client.connect();
-      await runner({
+    const down = () =>
+      runner({
         dbClient: client,
         dir: MIGRATIONS_DIR,
         migrationsTable: 'pgmigrations',
@@ -86,6 +84,23 @@ describe('migrations', () => {
         count: 1,
         log: () => {},
       });
+    const webhookTables = async () =>
+      (
+        await sql<{ tablename: string }[]>`
+          SELECT tablename FROM pg_tables WHERE tablename LIKE 'webhook%' ORDER BY tablename`
+      ).map((t) => t.tablename);
+    try {
+      await migrate(url, () => {});
+      expect(await webhookTables()).toEqual(['webhook_attempts', 'webhook_endpoints', 'webhook_messages']);
+      await client.connect();
+      // the webhooks go, the change feed stays
+      await down();
+      expect(await webhookTables()).toEqual([]);
+      const [{ feedColumns }] = await sql<{ feedColumns: number }[]>`
+        SELECT count(*)::int AS "feedColumns" FROM information_schema.columns
+        WHERE table_name = 'appointments' AND column_name LIKE 'feed%'`;
+      expect(feedColumns).toBe(2);
+      await down();
       // the previous release's tables and trigger, as they were: an update still moves its version to history
       const [{ columns }] = await sql<{ columns: number }[]>`
         SELECT count(*)::int AS columns FROM information_schema.columns WHERE column_name LIKE '%feed%'`;

@@ -50,6 +50,12 @@ describe('the OpenAPI document', () => {
       '/api/availability',
       '/api/changes',
       '/api/changes/stream',
+      '/api/webhooks',
+      '/api/webhooks/{id}',
+      '/api/webhooks/{id}/deliveries',
+      '/api/webhooks/{id}/enable',
+      '/api/webhooks/{id}/rotate-secret',
+      '/api/webhooks/{id}/test',
       '/health',
       '/ready',
     ]);
@@ -68,9 +74,59 @@ describe('the OpenAPI document', () => {
       'get /api/changes/stream streamChanges',
       'post /api/appointments/batch upsertAppointmentBatch',
       'get /api/availability getAvailability',
+      'post /api/webhooks createWebhookEndpoint',
+      'get /api/webhooks listWebhookEndpoints',
+      'get /api/webhooks/{id} getWebhookEndpoint',
+      'delete /api/webhooks/{id} deleteWebhookEndpoint',
+      'post /api/webhooks/{id}/enable enableWebhookEndpoint',
+      'post /api/webhooks/{id}/rotate-secret rotateWebhookSecret',
+      'post /api/webhooks/{id}/test testWebhookEndpoint',
+      'get /api/webhooks/{id}/deliveries listWebhookDeliveries',
     ]);
     for (const [, , op] of operations(plain)) expect(op.description, op.operationId).toMatch(/\S/);
     expect(plain.servers).toEqual([{ url: '/', description: expect.any(String) }]);
+  });
+
+  it('tags the webhook operations, shows a secret only in the answers of create and rotate-secret', () => {
+    const webhookOps = operations(plain).filter(([, path]) => path.startsWith('/api/webhooks'));
+    expect(webhookOps).toHaveLength(8);
+    for (const [method, path, op] of webhookOps) {
+      expect(op.tags, `${method} ${path}`).toEqual(['webhooks']);
+      const ok200 = JSON.stringify(op.responses['200'] ?? {});
+      // the delivery log and the test attempt answer attempts, never an endpoint or its secret
+      if (['testWebhookEndpoint', 'listWebhookDeliveries'].includes(op.operationId)) {
+        expect(ok200, op.operationId).not.toMatch(/WebhookEndpoint|secret/);
+        continue;
+      }
+      const ok = op.responses['201'] ?? op.responses['200'] ?? op.responses['204'];
+      const schema = ok.content?.['application/json']?.schema ?? {};
+      const withSecret = ['createWebhookEndpoint', 'rotateWebhookSecret'].includes(op.operationId);
+      expect(JSON.stringify(schema), op.operationId).toContain(
+        withSecret ? 'WebhookEndpointWithSecret' : op.operationId === 'deleteWebhookEndpoint' ? '' : 'WebhookEndpoint',
+      );
+      if (!withSecret) expect(JSON.stringify(schema), op.operationId).not.toContain('WithSecret');
+      if (op.operationId !== 'deleteWebhookEndpoint')
+        expect([media(ok).example].flat()[0], op.operationId).toMatchObject({ orgId: 'example' });
+    }
+    expect(plain.tags.map((t: Doc) => t.name)).toContain('webhooks');
+    const create = plain.paths['/api/webhooks'].post;
+    expect(Object.keys(create.responses['201'].headers)).toContain('Location');
+    expect(media(create.responses['201']).example.secret).toMatch(/^whsec_/);
+    expect(media(create.requestBody).example).toMatchObject({ url: expect.stringMatching(/^https:\/\//) });
+    const { WebhookEndpoint, WebhookEndpointWithSecret } = plain.components.schemas;
+    expect(Object.keys(WebhookEndpoint.properties)).toEqual([
+      'id',
+      'orgId',
+      'url',
+      'description',
+      'state',
+      'disabledReason',
+      'createdAt',
+    ]);
+    expect(Object.keys(WebhookEndpointWithSecret.properties)).toEqual([
+      ...Object.keys(WebhookEndpoint.properties),
+      'secret',
+    ]);
   });
 
   it('has limit optional with its default', () => {

@@ -88,6 +88,14 @@ describe('the settings', () => {
       syncTokenSecret: undefined,
       feedPollIntervalMs: 25,
       feedHeartbeatMs: 15_000,
+      webhookSecretKey: undefined,
+      webhookAllowPrivateUrls: false,
+      webhookSecretOverlap: '24h',
+      webhookDelivery: true,
+      webhookConcurrency: 4,
+      webhookTimeoutMs: 10_000,
+      webhookRetrySchedule: '5s,5m,30m,2h,5h,10h,14h,20h,24h',
+      webhookDisableAfter: '5d',
       nodeEnv: undefined,
     });
   });
@@ -96,6 +104,27 @@ describe('the settings', () => {
     expect(() => loadConfig({ SYNC_TOKEN_SECRET: 'short-secret' })).toThrow(
       'Invalid configuration in the environment:\n  SYNC_TOKEN_SECRET="***": Expected string length greater or equal to 32',
     );
+  });
+
+  it('read webhook durations in ms, s, m, h or d, and refuse anything else', () => {
+    expect(loadConfig({ WEBHOOK_RETRY_SCHEDULE: '100ms,2s,5m,1h,1d', WEBHOOK_DISABLE_AFTER: '250ms' })).toMatchObject({
+      webhookRetrySchedule: '100ms,2s,5m,1h,1d',
+      webhookDisableAfter: '250ms',
+    });
+    for (const [name, value] of [
+      ['WEBHOOK_RETRY_SCHEDULE', '5s,'],
+      ['WEBHOOK_RETRY_SCHEDULE', '5s, 5m'],
+      ['WEBHOOK_RETRY_SCHEDULE', '1.5s'],
+      ['WEBHOOK_DISABLE_AFTER', '5'],
+      ['WEBHOOK_DISABLE_AFTER', '5w'],
+    ] as const)
+      expect(() => loadConfig({ [name]: value }), `${name}=${value}`).toThrow(
+        `${name}="${value}": must be ${name === 'WEBHOOK_RETRY_SCHEDULE' ? 'a comma-separated list of ' : ''}a whole number and a unit`,
+      );
+  });
+
+  it('never show WEBHOOK_SECRET_KEY in an error', () => {
+    expect(() => loadConfig({ WEBHOOK_SECRET_KEY: 'not-base64-of-32-bytes' })).toThrow('WEBHOOK_SECRET_KEY="***"');
   });
 
   it('name the environment variable and the value in each error', () => {

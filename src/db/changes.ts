@@ -1,4 +1,4 @@
-import type { Sql } from 'postgres';
+import type { Sql, TransactionSql } from 'postgres';
 import type { Appointment } from '../schemas/appointments.js';
 import { toMilliseconds } from './client.js';
 
@@ -71,7 +71,7 @@ function toChange(row: Row): ChangeRow {
   };
 }
 
-const versionColumns = (sql: Sql) => sql`
+const versionColumns = (sql: Sql | TransactionSql) => sql`
   id, org_id AS "orgId", version, start_at AS "start", end_at AS "end", created_at AS "createdAt",
   updated_at AS "updatedAt"`;
 
@@ -80,7 +80,7 @@ const versionColumns = (sql: Sql) => sql`
  * beginnings of current versions, of earlier versions, and the deletes, each one range scan of its index.
  */
 export async function readChangesAfter(
-  sql: Sql,
+  sql: Sql | TransactionSql,
   o: { orgId: string; xid: string; seq: string; limit: number },
 ): Promise<FeedPage> {
   const n = o.limit + 1;

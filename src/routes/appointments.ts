@@ -116,7 +116,7 @@ const appointmentLocation = (a: Appointment) =>
 
 // The routes answer at exactly the documented paths. `/api/appointments/` is no alias of the list: the
 // router reads it as an empty id, which names nothing, so it is a 404 for every method (and says why).
-const emptyIdIsNotFound: onRequestHookHandler = (request, reply, done) => {
+export const emptyIdIsNotFound: onRequestHookHandler = (request, reply, done) => {
   if ((request.params as { id?: string }).id === '') reply.callNotFound();
   else done();
 };

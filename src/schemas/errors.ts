@@ -27,7 +27,7 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 /** What each code means, for the OpenAPI document. */
 export const ERROR_CODE_DESCRIPTIONS: Record<ErrorCode, string> = {
   VALIDATION_ERROR: '400: a malformed body, query, path value or request',
-  NOT_FOUND: '404: no such appointment, or no such path',
+  NOT_FOUND: '404: no such appointment or webhook endpoint, or no such path',
   UNAUTHORIZED: '401: with AUTH=required, no API key, or an unknown or revoked one',
   FORBIDDEN: "403: with AUTH=required, an orgId that is not the API key's organization",
   RATE_LIMITED: '429: too many requests from this key or address; retry after Retry-After',

@@ -192,6 +192,134 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/webhooks': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * The webhook endpoints of an organization
+     * @description Oldest first; at most 20, so one page. Secrets are never shown.
+     */
+    get: operations['listWebhookEndpoints'];
+    put?: never;
+    /**
+     * Subscribe a URL to the changes of an organization
+     * @description Every change of the organization made after this request is answered is POSTed to the URL, signed by the Standard Webhooks spec with the `secret` of the answer, which is shown only here. At most 20 endpoints per organization (disabled ones count).
+     */
+    post: operations['createWebhookEndpoint'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/webhooks/{id}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * Read one webhook endpoint
+     * @description The endpoint without its secret; another organization's endpoint is 404.
+     */
+    get: operations['getWebhookEndpoint'];
+    put?: never;
+    post?: never;
+    /**
+     * Unsubscribe: delete a webhook endpoint
+     * @description With its events not delivered yet and its delivery log. No attempt starts after the answer; one in flight at that moment may still reach the receiver.
+     */
+    delete: operations['deleteWebhookEndpoint'];
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/webhooks/{id}/enable': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Deliver to a disabled endpoint again
+     * @description Nothing to do on an active endpoint. A disabled one becomes active and resumes from the oldest event it had not delivered since it began failing (the one answered 410 and those given up included), then every change made while it was disabled, each with a fresh retry schedule.
+     */
+    post: operations['enableWebhookEndpoint'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/webhooks/{id}/rotate-secret': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Give a webhook endpoint a new signing secret
+     * @description For WEBHOOK_SECRET_OVERLAP (24 h by default) every delivery carries signatures by both the new and the previous secret, then by the new one only. Rotating again drops the oldest: never more than two.
+     */
+    post: operations['rotateWebhookSecret'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/webhooks/{id}/test': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Send a webhook.test event to the endpoint now
+     * @description One attempt, signed like every delivery, of `{type: "webhook.test", timestamp, data: {endpointId}}`: never retried, no change of the endpoint’s state, also when it is disabled. The answer says what the receiver did, whatever it did; the attempt is in the deliveries.
+     */
+    post: operations['testWebhookEndpoint'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/webhooks/{id}/deliveries': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * The delivery attempts of an endpoint, newest first
+     * @description Every attempt (tests included), newest first by attemptedAt. When there is more, a `Link: <...>; rel="next"` header gives the next page.
+     */
+    get: operations['listWebhookDeliveries'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -293,7 +421,7 @@ export interface components {
       /**
        * @description Stable; clients may branch on it.
        *     - `VALIDATION_ERROR`: 400: a malformed body, query, path value or request
-       *     - `NOT_FOUND`: 404: no such appointment, or no such path
+       *     - `NOT_FOUND`: 404: no such appointment or webhook endpoint, or no such path
        *     - `UNAUTHORIZED`: 401: with AUTH=required, no API key, or an unknown or revoked one
        *     - `FORBIDDEN`: 403: with AUTH=required, an orgId that is not the API key's organization
        *     - `RATE_LIMITED`: 429: too many requests from this key or address; retry after Retry-After
@@ -393,6 +521,108 @@ export interface components {
       next: string;
       /** @description true: more changes are ready now; false: caught up (store `next`). */
       more: boolean;
+    };
+    /** WebhookEndpoint */
+    WebhookEndpoint: {
+      /**
+       * Format: uuid
+       * @description Unique across organizations.
+       */
+      id: string;
+      /** @example example */
+      orgId: string;
+      /** @example https://example.com/hooks/appointments */
+      url: string;
+      /** @example Calendar sync of the billing system */
+      description: string;
+      /** @description `disabled`: no event is delivered until `POST /api/webhooks/{id}/enable`; its events wait. */
+      state: 'active' | 'disabled';
+      /** @description `gone`: the receiver answered 410. `failing`: no attempt succeeded for WEBHOOK_DISABLE_AFTER. null when active. */
+      disabledReason: 'gone' | 'failing' | null;
+      /**
+       * Format: date-time
+       * @description When the endpoint was created. UTC, microsecond precision.
+       * @example 2026-11-22T14:05:00.123456Z
+       */
+      createdAt: string;
+    };
+    /** WebhookEndpointWithSecret */
+    WebhookEndpointWithSecret: {
+      /**
+       * Format: uuid
+       * @description Unique across organizations.
+       */
+      id: string;
+      /** @example example */
+      orgId: string;
+      /** @example https://example.com/hooks/appointments */
+      url: string;
+      /** @example Calendar sync of the billing system */
+      description: string;
+      /** @description `disabled`: no event is delivered until `POST /api/webhooks/{id}/enable`; its events wait. */
+      state: 'active' | 'disabled';
+      /** @description `gone`: the receiver answered 410. `failing`: no attempt succeeded for WEBHOOK_DISABLE_AFTER. null when active. */
+      disabledReason: 'gone' | 'failing' | null;
+      /**
+       * Format: date-time
+       * @description When the endpoint was created. UTC, microsecond precision.
+       * @example 2026-11-22T14:05:00.123456Z
+       */
+      createdAt: string;
+      /** @description The signing secret (Standard Webhooks: `whsec_` and the base64 of 32 random bytes). Shown only in this answer: keep it; a new one takes `POST /api/webhooks/{id}/rotate-secret`. */
+      secret: string;
+    };
+    /** WebhookDeliveryAttempt */
+    WebhookDeliveryAttempt: {
+      /**
+       * @description The webhook-id header: unique per event, the same on every attempt of it.
+       * @example msg_2f0b1c9e7d214a4e9a575f0c6c1e8d5b
+       */
+      eventId: string;
+      /**
+       * @description `appointment.created`, `appointment.updated`, `appointment.deleted` or `webhook.test`.
+       * @example appointment.created
+       */
+      eventType: string;
+      /** @description Counts the attempts of this event, from 1. */
+      attempt: number;
+      /**
+       * Format: date-time
+       * @description When the attempt began. UTC, microsecond precision.
+       * @example 2026-11-22T14:05:00.123456Z
+       */
+      attemptedAt: string;
+      /** @description The receiver's status code; null without an answer. */
+      statusCode: number | null;
+      /** @description null when an answer came; otherwise `timeout`, `connection refused`, `connection reset`, `dns lookup failed`, `address not allowed` or `tls error: <message>`. */
+      error: string | null;
+      /** @description From the start of the attempt to its status line, in ms. */
+      durationMs: number;
+      /** @description When the event is attempted again after this attempt; null when none is due (delivered, given up, a test). */
+      nextAttemptAt: string | null;
+    };
+    /** WebhookTestAttempt */
+    WebhookTestAttempt: {
+      /**
+       * @description The webhook-id header: unique per event, the same on every attempt of it.
+       * @example msg_2f0b1c9e7d214a4e9a575f0c6c1e8d5b
+       */
+      eventId: string;
+      /** @enum {string} */
+      eventType: 'webhook.test';
+      /**
+       * Format: date-time
+       * @description When the attempt began, UTC.
+       */
+      attemptedAt: string;
+      /** @description The receiver answered 2xx within WEBHOOK_TIMEOUT_MS. */
+      success: boolean;
+      /** @description The receiver's status code; null without an answer. */
+      statusCode: number | null;
+      /** @description null when an answer came; otherwise `timeout`, `connection refused`, `connection reset`, `dns lookup failed`, `address not allowed` or `tls error: <message>`. */
+      error: string | null;
+      /** @description From the start of the attempt to its status line, in ms. */
+      durationMs: number;
     };
   };
   responses: never;
@@ -2706,6 +2936,1574 @@ export interface operations {
            *       "error": "Forbidden",
            *       "code": "FORBIDDEN",
            *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  listWebhookEndpoints: {
+    parameters: {
+      query?: {
+        /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
+        orgId?: string;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The endpoints, oldest first */
+      200: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example [
+           *       {
+           *         "id": "0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e",
+           *         "orgId": "example",
+           *         "url": "https://example.com/hooks/appointments",
+           *         "description": "Calendar sync of the billing system",
+           *         "state": "active",
+           *         "disabledReason": null,
+           *         "createdAt": "2026-11-22T14:00:00.123456Z"
+           *       }
+           *     ]
+           */
+          'application/json': components['schemas']['WebhookEndpoint'][];
+        };
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  createWebhookEndpoint: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        /**
+         * @example {
+         *       "url": "https://example.com/hooks/appointments",
+         *       "description": "Calendar sync of the billing system",
+         *       "orgId": "example"
+         *     }
+         */
+        'application/json': {
+          /**
+           * @description Where the events are POSTed: an absolute `https://` URL without user name or password, whose host resolves to public addresses only (with WEBHOOK_ALLOW_PRIVATE_URLS=true, also `http://` and private, loopback and link-local addresses). Redirects are never followed.
+           * @example https://example.com/hooks/appointments
+           */
+          url: string;
+          /**
+           * @description Free text for people; empty when left out.
+           * @example Calendar sync of the billing system
+           */
+          description?: string;
+          /**
+           * @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one.
+           * @example example
+           * @example acme
+           */
+          orgId?: string;
+        };
+      };
+    };
+    responses: {
+      /** @description The endpoint, with its signing secret */
+      201: {
+        headers: {
+          /** @description The URL of the created endpoint. */
+          Location?: string;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "id": "0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e",
+           *       "orgId": "example",
+           *       "url": "https://example.com/hooks/appointments",
+           *       "description": "Calendar sync of the billing system",
+           *       "state": "active",
+           *       "disabledReason": null,
+           *       "createdAt": "2026-11-22T14:00:00.123456Z",
+           *       "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw+Ks1sW3dZ1E="
+           *     }
+           */
+          'application/json': components['schemas']['WebhookEndpointWithSecret'];
+        };
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description PAYLOAD_TOO_LARGE: the body is over 1 MiB */
+      413: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 413,
+           *       "error": "Payload Too Large",
+           *       "code": "PAYLOAD_TOO_LARGE",
+           *       "message": "The request body is larger than 1 MiB"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNSUPPORTED_MEDIA_TYPE: the body is not application/json */
+      415: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 415,
+           *       "error": "Unsupported Media Type",
+           *       "code": "UNSUPPORTED_MEDIA_TYPE",
+           *       "message": "The request body must be application/json"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  getWebhookEndpoint: {
+    parameters: {
+      query?: {
+        /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
+        orgId?: string;
+      };
+      header?: never;
+      path: {
+        /**
+         * @description The endpoint's id, as its create answered it.
+         * @example 0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e
+         */
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The endpoint */
+      200: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "id": "0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e",
+           *       "orgId": "example",
+           *       "url": "https://example.com/hooks/appointments",
+           *       "description": "Calendar sync of the billing system",
+           *       "state": "active",
+           *       "disabledReason": null,
+           *       "createdAt": "2026-11-22T14:00:00.123456Z"
+           *     }
+           */
+          'application/json': components['schemas']['WebhookEndpoint'];
+        };
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description NOT_FOUND */
+      404: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 404,
+           *       "error": "Not Found",
+           *       "code": "NOT_FOUND",
+           *       "message": "There is no appointment 1 in the organization example"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  deleteWebhookEndpoint: {
+    parameters: {
+      query?: {
+        /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
+        orgId?: string;
+      };
+      header?: never;
+      path: {
+        /**
+         * @description The endpoint's id, as its create answered it.
+         * @example 0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e
+         */
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Deleted */
+      204: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description NOT_FOUND */
+      404: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 404,
+           *       "error": "Not Found",
+           *       "code": "NOT_FOUND",
+           *       "message": "There is no appointment 1 in the organization example"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  enableWebhookEndpoint: {
+    parameters: {
+      query?: {
+        /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
+        orgId?: string;
+      };
+      header?: never;
+      path: {
+        /**
+         * @description The endpoint's id, as its create answered it.
+         * @example 0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e
+         */
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The endpoint, active */
+      200: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "id": "0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e",
+           *       "orgId": "example",
+           *       "url": "https://example.com/hooks/appointments",
+           *       "description": "Calendar sync of the billing system",
+           *       "state": "active",
+           *       "disabledReason": null,
+           *       "createdAt": "2026-11-22T14:00:00.123456Z"
+           *     }
+           */
+          'application/json': components['schemas']['WebhookEndpoint'];
+        };
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description NOT_FOUND */
+      404: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 404,
+           *       "error": "Not Found",
+           *       "code": "NOT_FOUND",
+           *       "message": "There is no appointment 1 in the organization example"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  rotateWebhookSecret: {
+    parameters: {
+      query?: {
+        /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
+        orgId?: string;
+      };
+      header?: never;
+      path: {
+        /**
+         * @description The endpoint's id, as its create answered it.
+         * @example 0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e
+         */
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The endpoint, with its new signing secret */
+      200: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "id": "0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e",
+           *       "orgId": "example",
+           *       "url": "https://example.com/hooks/appointments",
+           *       "description": "Calendar sync of the billing system",
+           *       "state": "active",
+           *       "disabledReason": null,
+           *       "createdAt": "2026-11-22T14:00:00.123456Z",
+           *       "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw+Ks1sW3dZ1E="
+           *     }
+           */
+          'application/json': components['schemas']['WebhookEndpointWithSecret'];
+        };
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description NOT_FOUND */
+      404: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 404,
+           *       "error": "Not Found",
+           *       "code": "NOT_FOUND",
+           *       "message": "There is no appointment 1 in the organization example"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  testWebhookEndpoint: {
+    parameters: {
+      query?: {
+        /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
+        orgId?: string;
+      };
+      header?: never;
+      path: {
+        /** @description The endpoint's id (a UUID); any other text names no endpoint (404). */
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The attempt and its outcome */
+      200: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WebhookTestAttempt'];
+        };
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description NOT_FOUND */
+      404: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 404,
+           *       "error": "Not Found",
+           *       "code": "NOT_FOUND",
+           *       "message": "There is no appointment 1 in the organization example"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description RATE_LIMITED: too many requests from this key or address; retry after the Retry-After header */
+      429: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 429,
+           *       "error": "Too Many Requests",
+           *       "code": "RATE_LIMITED",
+           *       "message": "Too many requests; retry in 1 s"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description SERVICE_UNAVAILABLE: the database cannot be reached; retry after the Retry-After header */
+      503: {
+        headers: {
+          /** @description Seconds to wait before trying again. */
+          'Retry-After'?: number;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 503,
+           *       "error": "Service Unavailable",
+           *       "code": "SERVICE_UNAVAILABLE",
+           *       "message": "The database is unavailable; retry later"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  listWebhookDeliveries: {
+    parameters: {
+      query?: {
+        /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
+        orgId?: string;
+        /** @description The page size. */
+        limit?: number;
+        /** @description Opaque; taken from the `Link: <...>; rel="next"` header of the previous page. */
+        cursor?: string;
+      };
+      header?: never;
+      path: {
+        /** @description The endpoint's id (a UUID); any other text names no endpoint (404). */
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description A page of attempts */
+      200: {
+        headers: {
+          /** @description Only when there is a next page: `<URL of the next page>; rel="next"`. Follow it as it is. */
+          Link?: string;
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WebhookDeliveryAttempt'][];
+        };
+      };
+      /** @description VALIDATION_ERROR: a malformed body, query or path value */
+      400: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 400,
+           *       "error": "Bad Request",
+           *       "code": "VALIDATION_ERROR",
+           *       "message": "body/end must be after body/start"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description UNAUTHORIZED: no API key, or an unknown or revoked one */
+      401: {
+        headers: {
+          /** @description The scheme to authenticate with. */
+          'WWW-Authenticate'?: string;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 401,
+           *       "error": "Unauthorized",
+           *       "code": "UNAUTHORIZED",
+           *       "message": "A valid API key is required: Authorization: Bearer <key>"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description FORBIDDEN: an orgId that is not the API key's organization */
+      403: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 403,
+           *       "error": "Forbidden",
+           *       "code": "FORBIDDEN",
+           *       "message": "The orgId is not the API key's organization"
+           *     }
+           */
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description NOT_FOUND */
+      404: {
+        headers: {
+          /** @description Requests allowed per window, per key or address. */
+          'X-RateLimit-Limit'?: number;
+          /** @description Requests left in the current window. */
+          'X-RateLimit-Remaining'?: number;
+          /** @description Seconds until the current window ends. */
+          'X-RateLimit-Reset'?: number;
+          /** @description The request's id, on every answer and every log line of the request: the client's `x-request-id` when it is 1 to 128 characters from A-Z a-z 0-9 . _ : -, otherwise a new UUID. */
+          'X-Request-Id'?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          /**
+           * @example {
+           *       "statusCode": 404,
+           *       "error": "Not Found",
+           *       "code": "NOT_FOUND",
+           *       "message": "There is no appointment 1 in the organization example"
            *     }
            */
           'application/json': components['schemas']['ErrorResponse'];
