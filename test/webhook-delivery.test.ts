@@ -104,6 +104,40 @@ describe('webhook delivery', () => {
     expect([...times].sort().reverse()).toEqual(times);
   });
 
+  it('skips a write answered before the create also while an older transaction holds the horizon back', async () => {
+    const orgId = newOrg('whsnap');
+    const r = await receiver();
+    // an open transaction with an id older than the writes below: the feed's horizon stays behind it,
+    // so the write answered before the create lies past the position the endpoint starts from
+    const holder = await server.sql.reserve();
+    try {
+      await holder`BEGIN`;
+      await holder`SELECT pg_current_xact_id()`;
+      const before = await post(server.baseUrl, {
+        ...appointment('before', '2020-10-10 08:00', '2020-10-10 08:30'),
+        orgId,
+      });
+      expect(before.status).toBe(201);
+      const created = await http(server.baseUrl, 'POST', '/api/webhooks', { url: r.url, orgId });
+      expect(created.status).toBe(201);
+      const after = await post(server.baseUrl, {
+        ...appointment('after', '2020-10-10 09:00', '2020-10-10 09:30'),
+        orgId,
+      });
+      expect(after.status).toBe(201);
+      const [stored] = await server.sql<{ behind: boolean }[]>`
+        SELECT feed_xid < (SELECT feed_xid FROM appointments WHERE org_id = ${orgId} AND id = 'before') AS behind
+        FROM webhook_endpoints WHERE id = ${created.body.id}`;
+      expect(stored!.behind).toBe(true);
+    } finally {
+      await holder`COMMIT`;
+      holder.release();
+    }
+    await r.waitFor((requests) => requests.length >= 1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(r.requests.map((q) => JSON.parse(q.body).data.id)).toEqual(['after']);
+  });
+
   it('the body of a delivery equals the change the feed serves for it', async () => {
     const orgId = newOrg('wh');
     const r = await receiver();
