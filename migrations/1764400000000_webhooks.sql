@@ -78,6 +78,10 @@ CREATE TABLE webhook_attempts (
 );
 CREATE INDEX webhook_attempts_newest ON webhook_attempts (endpoint_id, attempted_at DESC, seq DESC);
 
+-- what WEBHOOK_RETENTION deletes: finished messages and the delivery log, oldest first
+CREATE INDEX webhook_messages_finished ON webhook_messages (made_at) WHERE state <> 'pending';
+CREATE INDEX webhook_attempts_attempted ON webhook_attempts (attempted_at);
+
 -- Down Migration
 
 DROP TABLE webhook_attempts;

@@ -259,6 +259,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     timeoutMs: options.webhookTimeoutMs,
     retryScheduleMs: durationListMs(options.webhookRetrySchedule, 'WEBHOOK_RETRY_SCHEDULE'),
     disableAfterMs: durationMs(options.webhookDisableAfter, 'WEBHOOK_DISABLE_AFTER'),
+    retentionMs: durationMs(options.webhookRetention, 'WEBHOOK_RETENTION'),
     allowPrivate: options.webhookAllowPrivateUrls,
     secretKey: webhookSecretKeyOf(options.webhookSecretKey),
     poolMax: options.dbPoolMax,

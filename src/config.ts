@@ -188,6 +188,14 @@ export const Settings = Type.Object({
     default: '5d',
     description: 'An endpoint whose attempts have all failed for this long is disabled.',
   }),
+  webhookRetention: Type.String({
+    env: 'WEBHOOK_RETENTION',
+    pattern: DURATION_PATTERN,
+    hint: `must be ${DURATION_RULE}`,
+    default: '30d',
+    description:
+      'Delivered webhook events, events given up by active endpoints, and delivery-log entries older than this are deleted.',
+  }),
   nodeEnv: Type.Optional(
     Type.String({
       env: 'NODE_ENV',

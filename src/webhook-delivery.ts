@@ -7,6 +7,7 @@ import {
   dispatchEndpoint,
   newEventId,
   pollState,
+  purgeWebhookHistory,
   recordTestAttempt,
   type AttemptEffect,
   type ClaimedMessage,
@@ -31,6 +32,8 @@ export interface WebhookDeliveryOptions {
   /** The delays before each retry, in ms. */
   retryScheduleMs: number[];
   disableAfterMs: number;
+  /** WEBHOOK_RETENTION: finished events and delivery-log entries older than this are deleted. */
+  retentionMs: number;
   allowPrivate: boolean;
   secretKey: Buffer | undefined;
   /** The instance's pool size (DB_POOL_MAX): deliveries take at most a quarter of it. */
@@ -45,6 +48,10 @@ const DISPATCH_BATCH = 500;
 const ENDPOINTS_PER_POLL = 100;
 // The most attempts one instance keeps in flight, over all endpoints.
 const MAX_IN_FLIGHT = 256;
+// How often an instance deletes what is past WEBHOOK_RETENTION (or more often, for a shorter one),
+// and how many rows of each table one statement deletes.
+const PURGE_INTERVAL_MS = 10 * 60_000;
+const PURGE_BATCH = 1_000;
 
 /** The outcome of an attempt for its message and endpoint. */
 export function effectOf(result: SendResult, attemptsBefore: number, retryScheduleMs: number[]): AttemptEffect {
@@ -73,6 +80,7 @@ export class WebhookDelivery {
   private current: Promise<void> | undefined;
   /** When the last poll looked at the feed and the due messages. */
   private lookedAt = 0;
+  private purgedAt = 0;
   private closed = true;
   private readonly inFlight = new Set<Promise<void>>();
   /** Attempts this instance has made since it started (tests excluded), for metrics and tests. */
@@ -144,6 +152,7 @@ export class WebhookDelivery {
       } else {
         await this.claim();
       }
+      await this.purge();
     } catch (error) {
       // the database is away or busy: the next poll tries again, nothing is lost meanwhile
       this.app.log.debug({ err: error }, 'webhook delivery poll failed');
@@ -167,6 +176,16 @@ export class WebhookDelivery {
       }
     }
     return made;
+  }
+
+  /** Deletes what is past the retention, a batch at a time, once an interval. */
+  private async purge() {
+    if (Date.now() - this.purgedAt < Math.min(PURGE_INTERVAL_MS, this.options.retentionMs)) return;
+    this.purgedAt = Date.now();
+    while (!this.closed) {
+      const deleted = await this.withDb(() => purgeWebhookHistory(this.app.sql, this.options.retentionMs, PURGE_BATCH));
+      if (deleted < PURGE_BATCH) break;
+    }
   }
 
   private async claim() {

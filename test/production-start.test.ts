@@ -96,6 +96,7 @@ describe('the settings', () => {
       webhookTimeoutMs: 10_000,
       webhookRetrySchedule: '5s,5m,30m,2h,5h,10h,14h,20h,24h',
       webhookDisableAfter: '5d',
+      webhookRetention: '30d',
       nodeEnv: undefined,
     });
   });

@@ -310,3 +310,31 @@ export async function listAttempts(
     ORDER BY attempted_at DESC, seq DESC
     LIMIT ${o.limit + 1}`;
 }
+
+/**
+ * Deletes up to `limit` finished messages and up to `limit` delivery-log entries older than the
+ * retention; returns how many rows went. Given-up messages of a disabled endpoint stay, since enable
+ * may start them again. Rows another transaction holds are skipped (they go at a later purge), so
+ * this takes no lock that any other path waits for.
+ */
+export async function purgeWebhookHistory(sql: Sql, retentionMs: number, limit: number): Promise<number> {
+  const before = sql`now() - ${retentionMs} * interval '1 millisecond'`;
+  const [row] = await sql<{ n: number }[]>`
+    WITH old_messages AS (
+      SELECT m.endpoint_id, m.feed_xid, m.feed_seq FROM webhook_messages m
+      JOIN webhook_endpoints e ON e.id = m.endpoint_id
+      WHERE m.state <> 'pending' AND m.made_at < ${before} AND (m.state = 'delivered' OR e.state = 'active')
+      LIMIT ${limit}
+      FOR UPDATE OF m SKIP LOCKED
+    ), gone_messages AS (
+      DELETE FROM webhook_messages m USING old_messages o
+      WHERE (m.endpoint_id, m.feed_xid, m.feed_seq) = (o.endpoint_id, o.feed_xid, o.feed_seq)
+      RETURNING 1
+    ), old_attempts AS (
+      SELECT ctid FROM webhook_attempts WHERE attempted_at < ${before} LIMIT ${limit} FOR UPDATE SKIP LOCKED
+    ), gone_attempts AS (
+      DELETE FROM webhook_attempts a USING old_attempts o WHERE a.ctid = o.ctid RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM gone_messages)::int + (SELECT count(*) FROM gone_attempts)::int AS n`;
+  return row!.n;
+}
