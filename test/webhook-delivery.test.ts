@@ -453,12 +453,15 @@ describe('POST /api/webhooks/{id}/test and GET /api/webhooks/{id}/deliveries', (
       `/api/webhooks/${endpoint.id}/test?orgId=someone-else`,
       `/api/webhooks/00000000-0000-4000-8000-000000000000/test?orgId=${orgId}`,
       `/api/webhooks/not-a-uuid/test?orgId=${orgId}`,
-      `/api/webhooks/${'a'.repeat(300)}/test?orgId=${orgId}`,
     ]) {
       const answer = await http(server.baseUrl, 'POST', path);
       expect(answer.status, path).toBe(404);
       expect(answer.body.code).toBe('NOT_FOUND');
     }
+    // outside the id rule, as for every webhook route and the appointments
+    const tooLong = await http(server.baseUrl, 'POST', `/api/webhooks/${'a'.repeat(300)}/test?orgId=${orgId}`);
+    expect(tooLong.status).toBe(400);
+    expect(tooLong.body.code).toBe('VALIDATION_ERROR');
     for (const path of [
       `/api/webhooks/${endpoint.id}/deliveries?orgId=someone-else`,
       `/api/webhooks/00000000-0000-4000-8000-000000000000/deliveries?orgId=${orgId}`,

@@ -10,6 +10,7 @@ import {
   upsertAppointment,
   type WritePreconditions,
 } from '../db/appointments.js';
+import { decodeCursor, encodeCursor } from './cursors.js';
 import { badRequest, notFound } from '../errors.js';
 import {
   Appointment,
@@ -93,21 +94,11 @@ function writePreconditions(headers: { 'if-match'?: string; 'if-none-match'?: st
   return { ifMatch: ifMatch && ifMatchTags(ifMatch), ifNoneMatch: ifNoneMatch === '*' };
 }
 
-function encodeCursor(last: Appointment): string {
-  return Buffer.from(JSON.stringify([last.start, last.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { start: string; id: string } {
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    value = undefined;
-  }
-  if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
-    const start = parseTime(value[0], 3);
-    if (start !== null && ID_SYNTAX.test(value[1])) return { start, id: value[1] };
-  }
+/** The list's cursor: the last row's (start, id). */
+function afterOf(cursor: string): { start: string; id: string } {
+  const [start, id] = decodeCursor(cursor) ?? [];
+  const time = start === undefined ? null : parseTime(start, 3);
+  if (time !== null && id !== undefined && ID_SYNTAX.test(id)) return { start: time, id };
   throw badRequest('querystring/cursor is malformed; use the one from the Link header');
 }
 
@@ -200,7 +191,7 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         orgId: query.orgId ?? DEFAULT_ORG_ID,
         from,
         to,
-        after: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
+        after: query.cursor === undefined ? undefined : afterOf(query.cursor),
         limit,
       };
       const rows =
@@ -209,7 +200,11 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
           : await listAppointmentsAt(app.sql, { ...options, at: canonical(query.at, 6) });
       if (rows.length > limit) {
         rows.length = limit;
-        const next = new URLSearchParams({ ...query, limit: String(limit), cursor: encodeCursor(rows.at(-1)!) });
+        const next = new URLSearchParams({
+          ...query,
+          limit: String(limit),
+          cursor: encodeCursor([rows.at(-1)!.start, rows.at(-1)!.id]),
+        });
         reply.header('link', `</api/appointments?${next}>; rel="next"`);
       }
       return rows;

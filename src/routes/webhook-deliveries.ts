@@ -1,42 +1,24 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { endpointExists, endpointForTest, listAttempts } from '../db/webhook-messages.js';
-import { badRequest, notFound } from '../errors.js';
+import { badRequest } from '../errors.js';
+import { decodeCursor, encodeCursor } from './cursors.js';
+import { emptyIdIsNotFound } from './appointments.js';
+import { endpointId, endpointNotFound } from './webhooks.js';
 import { DEFAULT_LIST_LIMIT, DEFAULT_ORG_ID } from '../schemas/appointments.js';
 import { errorResponses } from '../schemas/errors.js';
 import { LinkHeader } from '../schemas/headers.js';
 import { withHeaders } from '../schemas/openapi.js';
 import { parseTime } from '../schemas/time.js';
-import {
-  DeliveriesQuery,
-  DeliveryAttempt,
-  TestAttempt,
-  WebhookIdParams,
-  WebhookOrgQuery,
-} from '../schemas/webhook-deliveries.js';
+import { DeliveriesQuery, DeliveryAttempt, TestAttempt } from '../schemas/webhook-deliveries.js';
+import { WebhookIdParams, WebhookOrgQuery } from '../schemas/webhooks.js';
 
 const tags = ['webhooks'];
 
-// Endpoint ids are UUIDs: any other text names no endpoint, so it is a 404 like an unknown id (an
-// appointment id of the wrong form is a 400 because any id of the right form may be created; no
-// endpoint id can be chosen by a client).
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const noEndpoint = () => notFound('No such webhook endpoint in this organization');
-
-function encodeCursor(last: { attemptedAt: string; seq: string }): string {
-  return Buffer.from(JSON.stringify([last.attemptedAt, last.seq])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { attemptedAt: string; seq: string } {
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    value = undefined;
-  }
-  if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
-    const attemptedAt = parseTime(value[0], 6);
-    if (attemptedAt !== null && /^[0-9]{1,18}$/.test(value[1])) return { attemptedAt, seq: value[1] };
-  }
+/** The deliveries' cursor: the last row's (attemptedAt, seq). */
+function afterOf(cursor: string): { attemptedAt: string; seq: string } {
+  const [at, seq] = decodeCursor(cursor) ?? [];
+  const attemptedAt = at === undefined ? null : parseTime(at, 6);
+  if (attemptedAt !== null && seq !== undefined && /^[0-9]{1,18}$/.test(seq)) return { attemptedAt, seq };
   throw badRequest('querystring/cursor is malformed; use the one from the Link header');
 }
 
@@ -45,6 +27,7 @@ export const webhookDeliveryRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/:id/test',
     {
+      onRequest: emptyIdIsNotFound,
       schema: {
         operationId: 'testWebhookEndpoint',
         tags,
@@ -62,10 +45,10 @@ export const webhookDeliveryRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const { id } = request.params;
       const orgId = request.query.orgId ?? DEFAULT_ORG_ID;
-      const endpoint = UUID.test(id) ? await endpointForTest(app.sql, orgId, id) : null;
-      if (!endpoint) throw noEndpoint();
+      const id = endpointId(request.params.id, orgId);
+      const endpoint = await endpointForTest(app.sql, orgId, id);
+      if (!endpoint) throw endpointNotFound(id, orgId);
       return app.webhookDelivery.test(endpoint);
     },
   );
@@ -73,6 +56,7 @@ export const webhookDeliveryRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/:id/deliveries',
     {
+      onRequest: emptyIdIsNotFound,
       schema: {
         operationId: 'listWebhookDeliveries',
         tags,
@@ -91,16 +75,20 @@ export const webhookDeliveryRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const { id } = request.params;
       const query = request.query;
       const orgId = query.orgId ?? DEFAULT_ORG_ID;
-      const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
-      if (!UUID.test(id) || !(await endpointExists(app.sql, orgId, id))) throw noEndpoint();
+      const id = endpointId(request.params.id, orgId);
+      const after = query.cursor === undefined ? undefined : afterOf(query.cursor);
+      if (!(await endpointExists(app.sql, orgId, id))) throw endpointNotFound(id, orgId);
       const limit = query.limit ?? DEFAULT_LIST_LIMIT;
       const rows = await listAttempts(app.sql, { endpointId: id, after, limit });
       if (rows.length > limit) {
         rows.length = limit;
-        const next = new URLSearchParams({ ...query, limit: String(limit), cursor: encodeCursor(rows.at(-1)!) });
+        const next = new URLSearchParams({
+          ...query,
+          limit: String(limit),
+          cursor: encodeCursor([rows.at(-1)!.attemptedAt, rows.at(-1)!.seq]),
+        });
         reply.header('link', `</api/webhooks/${encodeURIComponent(id)}/deliveries?${next}>; rel="next"`);
       }
       return rows.map(({ seq: _seq, ...attempt }) => attempt);

@@ -48,15 +48,15 @@ const WebhookLocationHeader = Type.String({
   examples: [endpointLocation(EXAMPLE_ENDPOINT)],
 });
 
-const notFoundIn = (id: string, orgId: string) =>
+export const endpointNotFound = (id: string, orgId: string) =>
   notFound(`There is no webhook endpoint ${id} in the organization ${orgId}`);
 
 /**
  * The endpoint id of a path: of the API's id syntax (the schema), and a UUID, or it names no endpoint.
  * Checked before any query, since PostgreSQL would refuse a malformed uuid parameter.
  */
-function endpointId(id: string, orgId: string): string {
-  if (!UUID.test(id)) throw notFoundIn(id, orgId);
+export function endpointId(id: string, orgId: string): string {
+  if (!UUID.test(id)) throw endpointNotFound(id, orgId);
   return id.toLowerCase();
 }
 
@@ -148,7 +148,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookRouteOptions> = asy
     async (request) => {
       const { orgId = DEFAULT_ORG_ID } = request.query;
       const endpoint = await getWebhookEndpoint(app.sql, orgId, endpointId(request.params.id, orgId));
-      if (!endpoint) throw notFoundIn(request.params.id, orgId);
+      if (!endpoint) throw endpointNotFound(request.params.id, orgId);
       return endpoint;
     },
   );
@@ -175,7 +175,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookRouteOptions> = asy
     async (request, reply) => {
       const { orgId = DEFAULT_ORG_ID } = request.query;
       const deleted = await deleteWebhookEndpoint(app.sql, orgId, endpointId(request.params.id, orgId));
-      if (!deleted) throw notFoundIn(request.params.id, orgId);
+      if (!deleted) throw endpointNotFound(request.params.id, orgId);
       return reply.code(204).send(null);
     },
   );
@@ -203,7 +203,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookRouteOptions> = asy
     async (request) => {
       const { orgId = DEFAULT_ORG_ID } = request.query;
       const endpoint = await enableWebhookEndpoint(app.sql, orgId, endpointId(request.params.id, orgId));
-      if (!endpoint) throw notFoundIn(request.params.id, orgId);
+      if (!endpoint) throw endpointNotFound(request.params.id, orgId);
       return endpoint;
     },
   );
@@ -235,7 +235,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookRouteOptions> = asy
       const id = endpointId(request.params.id, orgId);
       const secret = generateSecret();
       const endpoint = await rotateWebhookSecret(app.sql, orgId, id, sealSecret(secret, secretKey), secretOverlapMs);
-      if (!endpoint) throw notFoundIn(request.params.id, orgId);
+      if (!endpoint) throw endpointNotFound(request.params.id, orgId);
       return { ...endpoint, secret };
     },
   );

@@ -4,14 +4,6 @@ import { systemTimeOutput } from './time.js';
 
 // The delivery log of a webhook endpoint and its test attempt (issue 14).
 
-export const WebhookIdParams = Type.Object(
-  { id: Type.String({ description: "The endpoint's id (a UUID); any other text names no endpoint (404)." }) },
-  { additionalProperties: false },
-);
-export type WebhookIdParams = Static<typeof WebhookIdParams>;
-
-export const WebhookOrgQuery = Type.Object({ orgId: Type.Optional(OrgId) }, { additionalProperties: false });
-
 export const DeliveriesQuery = Type.Object(
   {
     orgId: Type.Optional(OrgId),

@@ -4199,7 +4199,10 @@ export interface operations {
       };
       header?: never;
       path: {
-        /** @description The endpoint's id (a UUID); any other text names no endpoint (404). */
+        /**
+         * @description The endpoint's id, as its create answered it.
+         * @example 0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e
+         */
         id: string;
       };
       cookie?: never;
@@ -4387,7 +4390,10 @@ export interface operations {
       };
       header?: never;
       path: {
-        /** @description The endpoint's id (a UUID); any other text names no endpoint (404). */
+        /**
+         * @description The endpoint's id, as its create answered it.
+         * @example 0b8f6b8e-3c1a-4d59-9a3e-6f1d2c3b4a5e
+         */
         id: string;
       };
       cookie?: never;
