@@ -367,6 +367,9 @@ describe('POST /api/appointments/batch: concurrency', () => {
         return { ...appointment(id, slot(k * 2), slot(k * 2 + 1), updatedAt), orgId };
       });
     const reversed = [...ids].reverse();
+    // every id exists before the first round, so that its DELETE finds one whatever it races with
+    const seeded = await batch(items(ids, -1, 0));
+    expect(seeded.body.results.map((r: { status: string }) => r.status)).toEqual(ids.map(() => 'created'));
     // round after round: each round's six writers meet on the same rows; all rounds at once would
     // only queue them behind each other's locks
     const answers = [];
