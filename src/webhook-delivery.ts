@@ -258,7 +258,8 @@ export class WebhookDelivery {
     return {
       eventId,
       eventType,
-      attemptedAt: result.attemptedAt,
+      // a system time, printed with six digits as the deliveries print it (the attempt's clock has milliseconds)
+      attemptedAt: result.attemptedAt.replace(/Z$/, '000Z'),
       success,
       statusCode: result.statusCode,
       error: result.error,

@@ -402,10 +402,10 @@ describe('POST /api/webhooks/{id}/test and GET /api/webhooks/{id}/deliveries', (
         eventId: answer.body.eventId,
         eventType: 'webhook.test',
         attempt: 1,
-        attemptedAt: log[0].attemptedAt,
+        attemptedAt: answer.body.attemptedAt,
         statusCode: 500,
         error: null,
-        durationMs: log[0].durationMs,
+        durationMs: answer.body.durationMs,
         nextAttemptAt: null,
       },
     ]);

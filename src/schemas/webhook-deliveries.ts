@@ -59,7 +59,7 @@ export const TestAttempt = Type.Object(
   {
     eventId: EventId,
     eventType: Type.Literal('webhook.test'),
-    attemptedAt: Type.String({ format: 'date-time', description: 'When the attempt began, UTC.' }),
+    attemptedAt: systemTimeOutput('When the attempt began, as in the deliveries.'),
     success: Type.Boolean({ description: 'The receiver answered 2xx within WEBHOOK_TIMEOUT_MS.' }),
     statusCode: StatusCode,
     error: AttemptError,

@@ -612,7 +612,8 @@ export interface components {
       eventType: 'webhook.test';
       /**
        * Format: date-time
-       * @description When the attempt began, UTC.
+       * @description When the attempt began, as in the deliveries. UTC, microsecond precision.
+       * @example 2026-11-22T14:05:00.123456Z
        */
       attemptedAt: string;
       /** @description The receiver answered 2xx within WEBHOOK_TIMEOUT_MS. */
