@@ -28,6 +28,7 @@ import { RateLimitHeaders } from './schemas/headers.js';
 import { ID_SYNTAX } from './schemas/ids.js';
 import { declareHeaders, documentRoute } from './schemas/openapi.js';
 import { DeliveryAttempt, TestAttempt } from './schemas/webhook-deliveries.js';
+import { metricsPlugin } from './metrics.js';
 import { buildAjv } from './validation.js';
 import { durationListMs, durationMs } from './durations.js';
 import { webhookDeliveryPlugin } from './webhook-delivery.js';
@@ -214,6 +215,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       exposedHeaders: CORS_EXPOSED_HEADERS,
     });
   }
+
+  // before swagger: /metrics is for the operators' Prometheus, no part of the API's document
+  await app.register(metricsPlugin, { token: options.metricsToken });
 
   await app.register(swagger, {
     openapi: {

@@ -196,6 +196,15 @@ export const Settings = Type.Object({
     description:
       'Delivered webhook events, events given up by active endpoints, and delivery-log entries older than this are deleted.',
   }),
+  metricsToken: Type.Optional(
+    Type.String({
+      env: 'METRICS_TOKEN',
+      minLength: 16,
+      description:
+        'GET /metrics then needs `Authorization: Bearer <this token>` (at least 16 characters). ' +
+        'Unset: /metrics answers anyone who reaches the port.',
+    }),
+  ),
   nodeEnv: Type.Optional(
     Type.String({
       env: 'NODE_ENV',
@@ -215,7 +224,7 @@ export const ENV_NAMES = Object.fromEntries(
 export class ConfigError extends Error {}
 
 /** Settings whose value never appears in a message. */
-const SECRET_SETTINGS = new Set(['syncTokenSecret', 'webhookSecretKey']);
+const SECRET_SETTINGS = new Set(['syncTokenSecret', 'webhookSecretKey', 'metricsToken']);
 
 /** Why the service refuses to start in production without DATABASE_URL. */
 export const PRODUCTION_NEEDS_DATABASE_URL =

@@ -65,6 +65,10 @@ export function effectOf(result: SendResult, attemptsBefore: number, retrySchedu
   return { next, pauseMs: result.retryAfterMs, gone };
 }
 
+/** An attempt's outcome as the metrics count it: `failed` is retried later, `given_up` and `gone` are not. */
+const attemptOutcome = (effect: AttemptEffect) =>
+  effect.next === 'delivered' ? 'delivered' : effect.gone ? 'gone' : effect.next === null ? 'given_up' : 'failed';
+
 /**
  * The delivery engine of one instance. One timer per instance, every poll interval: a read of the
  * active endpoints that are behind their org's feed (the dispatcher then makes their messages, one
@@ -227,7 +231,13 @@ export class WebhookDelivery {
       });
       const effect = effectOf(result, message.attempts, this.options.retryScheduleMs);
       await this.withDb(() => completeAttempt(this.app.sql, message, result, effect, this.options.disableAfterMs));
+      const { webhookAttempts, webhookDeliveryDelay } = this.app.metrics;
+      webhookAttempts.inc({ outcome: attemptOutcome(effect) });
+      // the database's clock made madeAt: a skew between the clocks is no negative delay
+      if (effect.next === 'delivered')
+        webhookDeliveryDelay.observe(Math.max(0, Date.now() - Date.parse(message.madeAt)) / 1000);
     } catch (error) {
+      this.app.metrics.webhookAttempts.inc({ outcome: 'unrecorded' });
       // the outcome could not be recorded: the lease expires and the message is attempted again
       this.app.log.warn(
         { err: error, endpointId: message.endpointId, eventId: message.eventId },
@@ -286,5 +296,5 @@ export const webhookDeliveryPlugin = fp<WebhookDeliveryOptions>(
     // before the pool ends (onClose): attempts in flight record their outcome
     app.addHook('preClose', async () => delivery.close());
   },
-  { name: 'webhook-delivery', dependencies: ['database'] },
+  { name: 'webhook-delivery', dependencies: ['database', 'metrics'] },
 );

@@ -50,7 +50,12 @@ type BatchRow = Appointment & {
  * precondition) leaves the others written. Atomic: the first refused item throws BatchItemRefusedError
  * and nothing is written. A deadlock is sent again, the whole batch, and never is an item's answer.
  */
-export async function upsertAppointmentBatch(sql: Sql, items: BatchWrite[], atomic: boolean): Promise<BatchOutcome[]> {
+export async function upsertAppointmentBatch(
+  sql: Sql,
+  items: BatchWrite[],
+  atomic: boolean,
+  onDeadlockResolved?: () => void,
+): Promise<BatchOutcome[]> {
   if (items.length === 0) return [];
   // as text: a string given for a jsonb parameter would be encoded as JSON once more
   const json = JSON.stringify(
@@ -72,6 +77,7 @@ export async function upsertAppointmentBatch(sql: Sql, items: BatchWrite[], atom
         SELECT item, status, id, org_id AS "orgId", start_at AS "start", end_at AS "end", created_at AS "createdAt",
                updated_at AS "updatedAt", version, recorded_at AS "recordedAt", deleted_at AS "deletedAt"
         FROM upsert_appointment_batch(${json}::text::jsonb, ${atomic}, ${attempt > 1})`;
+      if (attempt > 1) onDeadlockResolved?.();
     } catch (error) {
       if (error instanceof postgres.PostgresError && error.code === DEADLOCK_DETECTED && attempt < ATTEMPTS) continue;
       throw error;

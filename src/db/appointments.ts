@@ -91,6 +91,7 @@ export async function upsertAppointment(
   sql: Sql,
   a: AppointmentWrite,
   preconditions: WritePreconditions = {},
+  onDeadlockResolved?: () => void,
 ): Promise<{ status: WriteStatus; appointment: Appointment }> {
   const ifMatch = preconditions.ifMatch ?? null;
   const ifNoneMatch = preconditions.ifNoneMatch ?? false;
@@ -104,6 +105,7 @@ export async function upsertAppointment(
         FROM upsert_appointment(${a.orgId}, ${a.id}, ${a.start}::timestamptz, ${a.end}::timestamptz,
                                 ${a.createdAt}::timestamptz, ${a.updatedAt}::timestamptz, ${alone},
                                 ${ifMatch}::text[], ${ifNoneMatch}) AS u(status, a)`;
+      if (alone) onDeadlockResolved?.();
     } catch (error) {
       // races the function's own check cannot see: a writer that had not committed yet
       if (!(error instanceof postgres.PostgresError)) throw error;
@@ -314,6 +316,7 @@ export async function deleteAppointment(
   orgId: string,
   id: string,
   ifMatch?: string[],
+  onDeadlockResolved?: () => void,
 ): Promise<DeletedVersion | undefined> {
   const matches = ifMatch
     ? sql`AND ('*' = ANY (${ifMatch}::text[]) OR appointment_etag(version, recorded_at) = ANY (${ifMatch}::text[]))`
@@ -326,6 +329,7 @@ export async function deleteAppointment(
         UPDATE appointments SET deleted_at = greatest(clock_timestamp(), recorded_at + interval '1 microsecond')
         WHERE org_id = ${orgId} AND id = ${id} AND deleted_at IS NULL ${matches}
         RETURNING version, recorded_at AS "recordedAt"`;
+      if (attempt > 1) onDeadlockResolved?.();
       if (deleted || !ifMatch) return deleted;
       throw new PreconditionFailedError((await getAppointment(sql, orgId, id)) ?? null);
     } catch (error) {

@@ -66,6 +66,12 @@ export class DatabaseBusyError extends Error {
   readonly code = 'DATABASE_BUSY';
 }
 
+/** Told of each query's wait for a place (0 when one was free) and of each query refused. */
+export interface PoolObserver {
+  waited?(seconds: number): void;
+  refused?(reason: 'queue_full' | 'wait_timeout'): void;
+}
+
 type Handler = (query: PendingQuery) => unknown;
 interface PendingQuery extends Promise<unknown> {
   handler: Handler;
@@ -82,6 +88,7 @@ interface PendingQuery extends Promise<unknown> {
 export function boundedPool(
   sql: Sql,
   { max, maxWaiting, waitTimeoutMs }: { max: number; maxWaiting: number; waitTimeoutMs: number },
+  observer: PoolObserver = {},
 ): Sql {
   let running = 0;
   const waiting: Array<{ start(): void; timer: NodeJS.Timeout }> = [];
@@ -96,19 +103,26 @@ export function boundedPool(
   const gate = (query: PendingQuery) => {
     const run = query.handler;
     query.handler = (q) => {
-      const start = () => {
+      // `since`: when the query began to wait for a place, if it had to
+      const start = (since?: number) => {
         running++;
+        observer.waited?.(since === undefined ? 0 : (performance.now() - since) / 1000);
         // Promise.prototype.then: the Query's own then would start it again
         void Promise.prototype.then.call(q, release, release);
         run(q);
       };
       if (running < max) return start();
-      if (waiting.length >= maxWaiting)
+      if (waiting.length >= maxWaiting) {
+        observer.refused?.('queue_full');
         return q.reject(new DatabaseBusyError(`${waiting.length} queries wait for a database connection already`));
+      }
+      const since = performance.now();
       const entry = {
-        start,
+        start: () => start(since),
         timer: setTimeout(() => {
           waiting.splice(waiting.indexOf(entry), 1);
+          observer.refused?.('wait_timeout');
+          observer.waited?.((performance.now() - since) / 1000);
           q.reject(new DatabaseBusyError(`no database connection became free within ${waitTimeoutMs} ms`));
         }, waitTimeoutMs),
       };
@@ -116,14 +130,27 @@ export function boundedPool(
     };
     return query;
   };
-  return new Proxy(sql, {
+  const bounded = new Proxy(sql, {
     apply(target, thisArg, args) {
       const result = Reflect.apply(target, thisArg, args) as unknown;
       const isQuery = result instanceof Promise && typeof (result as Partial<PendingQuery>).handler === 'function';
       return isQuery ? gate(result as PendingQuery) : result;
     },
   });
+  loads.set(bounded, () => ({ max, running, waiting: waiting.length }));
+  return bounded;
 }
+
+/** How full a pool of boundedPool is now: its places, those running a query, the queries waiting. */
+export interface PoolLoad {
+  max: number;
+  running: number;
+  waiting: number;
+}
+const loads = new WeakMap<Sql, () => PoolLoad>();
+
+/** The load of a pool made by boundedPool (all zero for another). */
+export const poolLoad = (sql: Sql): PoolLoad => loads.get(sql)?.() ?? { max: 0, running: 0, waiting: 0 };
 
 export function createSql({ databaseUrl, poolMax }: DatabaseOptions, setDeadlockTimeout = false): Sql {
   return postgres(databaseUrl, {
@@ -178,15 +205,16 @@ export const databasePlugin = fp<DatabaseOptions>(
       app.log.warn({ err: error }, 'could not check the database role; deadlock_timeout stays as the server sets it');
     }
     const pool = createSql(options, setDeadlockTimeout);
-    const sql = boundedPool(pool, {
-      max: options.poolMax,
-      maxWaiting: POOL_MAX_WAITING,
-      waitTimeoutMs: POOL_WAIT_TIMEOUT_MS,
-    });
+    const { poolWait, poolRefused } = app.metrics;
+    const sql = boundedPool(
+      pool,
+      { max: options.poolMax, maxWaiting: POOL_MAX_WAITING, waitTimeoutMs: POOL_WAIT_TIMEOUT_MS },
+      { waited: (seconds) => poolWait.observe(seconds), refused: (reason) => poolRefused.inc({ reason }) },
+    );
     app.decorate('sql', sql);
     app.addHook('onClose', async () => {
       await sql.end({ timeout: 5 });
     });
   },
-  { name: 'database' },
+  { name: 'database', dependencies: ['metrics'] },
 );

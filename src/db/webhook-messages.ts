@@ -122,6 +122,8 @@ export interface ClaimedMessage {
   feedSeq: string;
   /** The lease this claim holds: only its holder completes the message. */
   leaseUntil: string;
+  /** When the change became this message: the delivery delay counts from here. */
+  madeAt: string;
 }
 
 /**
@@ -172,7 +174,8 @@ export async function claimDueMessages(
       RETURNING m.endpoint_id AS "endpointId", e.url, e.secret,
                 CASE WHEN e.previous_secret_until > now() THEN e.previous_secret END AS "previousSecret",
                 m.event_id AS "eventId", m.event_type AS "eventType", m.body, m.attempts,
-                m.feed_xid::text AS "feedXid", m.feed_seq::text AS "feedSeq", m.lease_until AS "leaseUntil"`;
+                m.feed_xid::text AS "feedXid", m.feed_seq::text AS "feedSeq", m.lease_until AS "leaseUntil",
+                m.made_at AS "madeAt"`;
       return [...claimed];
     },
     ASYNC_COMMIT,

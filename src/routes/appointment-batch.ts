@@ -3,6 +3,7 @@ import type { FastifySchemaCompiler } from 'fastify';
 import { upsertAppointmentBatch, type BatchOutcome, type BatchWrite } from '../db/appointment-batch.js';
 import { ApiError, badRequest, describeValidationError } from '../errors.js';
 import { appointmentEtag, ifMatchTags, parseEntityTags } from '../etags.js';
+import { countWrite, outcomeOf } from '../metrics.js';
 import { EXAMPLE_APPOINTMENT, type Appointment, type AppointmentInput } from '../schemas/appointments.js';
 import {
   BatchEnvelope,
@@ -160,7 +161,13 @@ export const appointmentBatchRoutes: FastifyPluginAsyncTypebox = async (app) => 
       });
       // the lowest index first: items are parsed in order
       if (atomic && malformed.size > 0) throw badRequest(malformed.values().next().value!);
-      const outcomes = await upsertAppointmentBatch(app.sql, writes, atomic);
+      const outcomes = await countWrite(
+        app.metrics,
+        upsertAppointmentBatch(app.sql, writes, atomic, () =>
+          app.metrics.deadlocksResolved.inc({ operation: 'batch' }),
+        ),
+        (items) => items.map((item) => outcomeOf(item.status)),
+      );
       const results: BatchResult[] = new Array(items.length);
       for (const [index, message] of malformed)
         results[index] = rejected({ statusCode: 400, code: ErrorCode.VALIDATION_ERROR, message });

@@ -12,6 +12,7 @@ import {
 } from '../db/appointments.js';
 import { decodeCursor, encodeCursor } from './cursors.js';
 import { badRequest, notFound } from '../errors.js';
+import { countWrite } from '../metrics.js';
 import {
   Appointment,
   AppointmentInput,
@@ -149,7 +150,13 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const preconditions = writePreconditions(request.headers);
-      const result = await upsertAppointment(app.sql, toWrite(request.body), preconditions);
+      const result = await countWrite(
+        app.metrics,
+        upsertAppointment(app.sql, toWrite(request.body), preconditions, () =>
+          app.metrics.deadlocksResolved.inc({ operation: 'upsert' }),
+        ),
+        (written) => [written.status],
+      );
       // unchanged and stale carry the stored version's tag (of a deleted one: the version it deleted)
       reply.header('etag', appointmentEtag(result.appointment));
       if (result.status === 'created') reply.code(201).header('location', appointmentLocation(result.appointment));
@@ -332,7 +339,13 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const { ifMatch, ifNoneMatch } = writePreconditions(request.headers);
       // refused, not ignored: a client that sends a precondition must not see a delete it did not ask for
       if (ifNoneMatch) throw badRequest('A DELETE takes If-Match only, not If-None-Match');
-      const deleted = await deleteAppointment(app.sql, orgId, id, ifMatch);
+      const deleted = await countWrite(
+        app.metrics,
+        deleteAppointment(app.sql, orgId, id, ifMatch, () =>
+          app.metrics.deadlocksResolved.inc({ operation: 'delete' }),
+        ),
+        (version) => (version ? ['deleted'] : []),
+      );
       if (!deleted) throw notFound(`There is no appointment ${id} in the organization ${orgId}`);
       return reply.code(204).header('etag', appointmentEtag(deleted)).send(null);
     },

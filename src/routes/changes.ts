@@ -69,10 +69,15 @@ export const changeRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const abort = new AbortController();
       // the client went away: stop waiting for it
       reply.raw.once('close', () => abort.abort());
-      while (page.entries.length === 0 && Date.now() < deadline && !feed.isClosed) {
-        const waitFrom = { token: page.next, place: page.place };
-        if (!(await feed.waitForChange(orgId, page.place, deadline - Date.now(), abort.signal))) break;
-        page = await feed.read(orgId, waitFrom, limit);
+      if (wait > 0) app.metrics.feedLongPolls.inc();
+      try {
+        while (page.entries.length === 0 && Date.now() < deadline && !feed.isClosed) {
+          const waitFrom = { token: page.next, place: page.place };
+          if (!(await feed.waitForChange(orgId, page.place, deadline - Date.now(), abort.signal))) break;
+          page = await feed.read(orgId, waitFrom, limit);
+        }
+      } finally {
+        if (wait > 0) app.metrics.feedLongPolls.dec();
       }
       return { changes: page.entries.map((e) => e.change), next: page.next, more: page.more };
     },
@@ -157,6 +162,7 @@ export const changeRoutes: FastifyPluginAsyncTypebox = async (app) => {
         });
       };
       let failures = 0;
+      app.metrics.feedStreams.inc();
       try {
         await write('retry: 1000\n\n');
         for (;;) {
@@ -194,6 +200,7 @@ export const changeRoutes: FastifyPluginAsyncTypebox = async (app) => {
         // the status line is sent: the stream can only end; the client reconnects with Last-Event-ID
         request.log.warn({ err: error }, 'change stream ended by an error');
       } finally {
+        app.metrics.feedStreams.dec();
         if (!raw.destroyed) raw.end();
       }
     },
