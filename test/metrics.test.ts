@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import parsePrometheusTextFormat, { type MetricFamily } from 'parse-prometheus-text-format';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openEventStream } from '../scripts/lib/sse.js';
 import { startReceiver, type Receiver } from '../scripts/lib/webhook-receiver.js';
 import { buildApp } from '../src/app.js';
 import { configWith, ConfigError, loadConfig } from '../src/config.js';
@@ -158,9 +159,8 @@ describe('GET /metrics', () => {
     const first = await http(server.baseUrl, 'GET', `/api/changes?orgId=${orgId}`);
     expect(first.status).toBe(200);
     const poll = http(server.baseUrl, 'GET', `/api/changes?orgId=${orgId}&since=${first.body.next}&wait=3`);
-    const controller = new AbortController();
-    const stream = fetch(`${server.baseUrl}/api/changes/stream?orgId=${orgId}`, { signal: controller.signal });
-    await (await stream).body!.getReader().read();
+    const stream = await openEventStream(`${server.baseUrl}/api/changes/stream?orgId=${orgId}`);
+    expect(stream.status).toBe(200);
     let families = await scrape();
     for (let i = 0; i < 50 && value(families, 'appointments_feed_readers_waiting') < 2; i++) {
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -170,9 +170,11 @@ describe('GET /metrics', () => {
     expect(value(families, 'appointments_feed_streams_open')).toBe(1);
     expect(value(families, 'appointments_feed_readers_waiting')).toBe(2);
 
-    expect((await post(server.baseUrl, { ...appointment('x', '2020-10-10 10:00', '2020-10-10 11:00'), orgId })).status);
+    expect(
+      (await post(server.baseUrl, { ...appointment('x', '2020-10-10 10:00', '2020-10-10 11:00'), orgId })).status,
+    ).toBe(201);
     expect((await poll).body.changes).toHaveLength(1);
-    controller.abort();
+    stream.close();
     for (let i = 0; i < 50 && value(families, 'appointments_feed_streams_open') > 0; i++) {
       await new Promise((resolve) => setTimeout(resolve, 20));
       families = await scrape();
@@ -207,7 +209,9 @@ describe('GET /metrics', () => {
       return { status };
     };
     const endpoint = await createEndpoint(server.sql, orgId, receiver.url);
-    expect((await post(server.baseUrl, { ...appointment('w', '2020-10-10 10:00', '2020-10-10 11:00'), orgId })).status);
+    expect(
+      (await post(server.baseUrl, { ...appointment('w', '2020-10-10 10:00', '2020-10-10 11:00'), orgId })).status,
+    ).toBe(201);
     await receiver.waitFor((requests) => requests.some((r) => r.status === 204));
     const delivered = { outcome: 'delivered' };
     let after = await scrape();
