@@ -131,8 +131,12 @@ describe('contention on one slot and one id', () => {
       for (let i = 0; i < 1_000 && (await waitOfB(orgId)) !== event; i++) await sleep(5);
       return waitOfB(orgId);
     };
+    const resolvedDeadlocks = async () =>
+      (await server.app.metrics.deadlocksResolved.get()).values.find((v) => v.labels.operation === 'upsert')?.value ??
+      0;
     for (let attempt = 1; ; attempt++) {
       const orgId = newOrg('deadlock');
+      const resolvedBefore = await resolvedDeadlocks();
       let answer: Promise<HttpResult> | undefined;
       let waitWhileHeld: string | null = null;
       try {
@@ -159,6 +163,8 @@ describe('contention on one slot and one id', () => {
         end: '2020-10-10T11:00:00.000Z',
       });
       expect((await list(orgId)).map((x) => x.id)).toEqual(['a', 'c']);
+      // the metrics count it as a deadlock the second try resolved (its answer: the overlap)
+      expect((await resolvedDeadlocks()) - resolvedBefore).toBe(1);
       return;
     }
   });
