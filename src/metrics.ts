@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { BatchItemRefusedError } from './db/appointment-batch.js';
@@ -46,6 +46,11 @@ function processMetrics(): Registry {
 /** The instruments other plugins and routes record into; one set per app, in the app's registry. */
 export interface Metrics {
   readonly registry: Registry;
+  /**
+   * Counts an answered request (the onResponse hook; a hijacked answer such as an event stream, which
+   * skips the hooks, when it ends).
+   */
+  answered(request: FastifyRequest, statusCode: number, seconds: number): void;
   readonly writes: Counter<'outcome'>;
   readonly deadlocksResolved: Counter<'operation'>;
   readonly poolWait: Histogram;
@@ -115,8 +120,32 @@ function createMetrics(app: FastifyInstance): Metrics {
     this.set(app.webhookDelivery.inFlightCount);
   });
 
+  const labelNames = ['method', 'route', 'status_code'] as const;
+  const requests = new Counter({
+    name: 'http_requests_total',
+    help: 'HTTP requests answered, by route pattern, method and status.',
+    labelNames,
+    registers,
+  });
+  const durations = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'From the request to the end of its answer, by route pattern, method and status.',
+    labelNames,
+    buckets: DURATION_BUCKETS,
+    registers,
+  });
+
   return {
     registry,
+    answered(request, statusCode, seconds) {
+      const labels = {
+        method: request.method,
+        route: request.routeOptions.url ?? UNMATCHED_ROUTE,
+        status_code: statusCode,
+      };
+      requests.inc(labels);
+      durations.observe(labels, seconds);
+    },
     writes: new Counter({
       name: 'appointments_writes_total',
       help: 'Appointment writes (single, batch items and deletes) by outcome.',
@@ -216,28 +245,8 @@ export const metricsPlugin = fp<{ token?: string }>(
   async (app, options) => {
     const metrics = createMetrics(app);
     app.decorate('metrics', metrics);
-    const labelNames = ['method', 'route', 'status_code'] as const;
-    const requests = new Counter({
-      name: 'http_requests_total',
-      help: 'HTTP requests answered, by route pattern, method and status.',
-      labelNames,
-      registers: [metrics.registry],
-    });
-    const durations = new Histogram({
-      name: 'http_request_duration_seconds',
-      help: 'From the request to the end of its answer, by route pattern, method and status.',
-      labelNames,
-      buckets: DURATION_BUCKETS,
-      registers: [metrics.registry],
-    });
     app.addHook('onResponse', (request, reply, done) => {
-      const labels = {
-        method: request.method,
-        route: request.routeOptions.url ?? UNMATCHED_ROUTE,
-        status_code: reply.statusCode,
-      };
-      requests.inc(labels);
-      durations.observe(labels, reply.elapsedTime / 1000);
+      metrics.answered(request, reply.statusCode, reply.elapsedTime / 1000);
       done();
     });
 

@@ -181,6 +181,11 @@ describe('GET /metrics', () => {
     }
     expect(value(families, 'appointments_feed_long_polls_open')).toBe(0);
     expect(value(families, 'appointments_feed_streams_open')).toBe(0);
+    // the stream, hijacked from Fastify, is counted when it ends; the long-poll as any request
+    const stream200 = { route: '/api/changes/stream', method: 'GET', status_code: '200' };
+    expect(value(families, 'http_requests_total', stream200)).toBe(1);
+    expect(histogramCount(families, 'http_request_duration_seconds', stream200)).toBe(1);
+    expect(value(families, 'http_requests_total', { route: '/api/changes', status_code: '200' })).toBe(2);
   });
 
   it("tells the age of the oldest open writing transaction, which holds the feed's horizon back", async () => {

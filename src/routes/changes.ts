@@ -201,6 +201,8 @@ export const changeRoutes: FastifyPluginAsyncTypebox = async (app) => {
         request.log.warn({ err: error }, 'change stream ended by an error');
       } finally {
         app.metrics.feedStreams.dec();
+        // hijacked: Fastify's onResponse hooks never see it
+        app.metrics.answered(request, 200, reply.elapsedTime / 1000);
         if (!raw.destroyed) raw.end();
       }
     },
