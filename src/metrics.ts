@@ -7,6 +7,7 @@ import { AppointmentOverlapError, PreconditionFailedError } from './db/appointme
 import { poolLoad } from './db/client.js';
 import { oldestWritingTransactionAge, webhookBacklog } from './db/metrics.js';
 import type { WriteStatus } from './schemas/appointments.js';
+import { ErrorCode } from './schemas/errors.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -17,9 +18,6 @@ declare module 'fastify' {
 /** What a write did; overlap and precondition_failed wrote nothing. */
 export type WriteOutcome =
   'created' | 'updated' | 'unchanged' | 'stale' | 'deleted' | 'overlap' | 'precondition_failed';
-
-/** The write paths that send a statement again after a deadlock. */
-export type DeadlockRetrier = 'upsert' | 'batch' | 'delete';
 
 /** The label of every request no route matched: the raw URL would make a series per path a scanner tries. */
 export const UNMATCHED_ROUTE = '(unmatched)';
@@ -252,10 +250,12 @@ export const metricsPlugin = fp<{ token?: string }>(
 
     app.get('/metrics', { logLevel: 'silent' }, async (request, reply) => {
       if (options.token !== undefined && !hasMetricsToken(request.headers.authorization, options.token)) {
-        return reply
-          .code(401)
-          .header('www-authenticate', 'Bearer realm="metrics"')
-          .send({ statusCode: 401, error: 'Unauthorized', code: 'UNAUTHORIZED', message: 'A metrics token is needed' });
+        return reply.code(401).header('www-authenticate', 'Bearer realm="metrics"').send({
+          statusCode: 401,
+          error: 'Unauthorized',
+          code: ErrorCode.UNAUTHORIZED,
+          message: 'A metrics token is needed',
+        });
       }
       const text = await metrics.exposition();
       return reply.header('content-type', metrics.registry.contentType).header('cache-control', 'no-store').send(text);
