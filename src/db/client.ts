@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin';
-import postgres, { type Sql } from 'postgres';
+import postgres, { type Options, type Sql } from 'postgres';
+import { hostLocator, locatedSocket, parseDatabaseUrl } from './database-url.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -125,8 +126,30 @@ export function boundedPool(
   });
 }
 
+/**
+ * The URL and postgres.js options that reach the database of `databaseUrl`. A URL of one host is
+ * postgres.js's as it is. With several hosts, every new connection goes to the host that answers as
+ * target_session_attrs asks, found by trying them in order (db/database-url.ts), and postgres.js
+ * checks that host again as it connects: after a failover, connections find the new primary alone.
+ */
+export function connectionTo(databaseUrl: string): { url: string; options: Options<Record<string, never>> } {
+  // postgres.js reads a `socket` function (its hook for custom transports) that its types leave out
+  const url = parseDatabaseUrl(databaseUrl);
+  if (url.hosts.length <= 1) return { url: databaseUrl, options: {} };
+  const target = url.target === 'any' ? undefined : url.target;
+  return {
+    url: url.forHost(0),
+    options: {
+      socket: locatedSocket(url, hostLocator(url)),
+      ...(target ? { target_session_attrs: target } : {}),
+    } as Options<Record<string, never>>,
+  };
+}
+
 export function createSql({ databaseUrl, poolMax }: DatabaseOptions, setDeadlockTimeout = false): Sql {
-  return postgres(databaseUrl, {
+  const { url, options } = connectionTo(databaseUrl);
+  return postgres(url, {
+    ...options,
     max: poolMax,
     prepare: true,
     connect_timeout: 5,
@@ -151,7 +174,8 @@ export function createSql({ databaseUrl, poolMax }: DatabaseOptions, setDeadlock
 
 /** Whether this role may set deadlock_timeout; a connection asking for a setting it may not have fails. */
 async function maySetDeadlockTimeout(databaseUrl: string): Promise<boolean> {
-  const probe = postgres(databaseUrl, { max: 1, connect_timeout: 5, onnotice: () => {} });
+  const { url, options } = connectionTo(databaseUrl);
+  const probe = postgres(url, { ...options, max: 1, connect_timeout: 5, onnotice: () => {} });
   try {
     const [{ superuser, version }] = await probe<{ superuser: boolean; version: number }[]>`
       SELECT current_setting('is_superuser') = 'on' AS superuser, current_setting('server_version_num')::int AS version`;
