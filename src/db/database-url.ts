@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { Duplex } from 'node:stream';
 import postgres from 'postgres';
 
 // A DATABASE_URL may name several hosts, as libpq reads it: postgres://user:pw@h1:5432,h2:5432/db
@@ -182,28 +183,58 @@ async function probe(singleHostUrl: string, target: TargetSessionAttrs): Promise
 }
 
 /**
- * postgres.js options that connect every connection of a pool to the host `locator` finds (its
- * `socket` hook): a new connection after a failover goes to the new primary. A socket that does not
- * connect makes the locator ask all hosts again.
+ * postgres.js's `socket` hook for a pool: every new connection goes to the host `locator` finds, so a
+ * connection opened after a failover reaches the new primary. A socket that does not connect makes
+ * the locator ask all hosts again.
  */
 export function locatedSocket(url: DatabaseUrl, locator: HostLocator): () => Promise<net.Socket> {
   return async () => {
-    const index = await locator.locate();
+    let index: number;
+    try {
+      index = await locator.locate();
+    } catch (error) {
+      return failedSocket(error as Error);
+    }
     const { host, port } = url.hosts[index]!;
-    return new Promise<net.Socket>((resolve, reject) => {
+    return new Promise<net.Socket>((resolve) => {
       const socket = net.connect({ host, port });
-      const timer = setTimeout(() => socket.destroy(new Error(`connecting to ${host}:${port} timed out`)), 5_000);
+      const timer = setTimeout(() => socket.destroy(new ConnectTimeoutError(`${host}:${port}`)), CONNECT_TIMEOUT_MS);
+      const failed = (error: Error) => {
+        clearTimeout(timer);
+        locator.forget();
+        resolve(failedSocket(error));
+      };
+      socket.once('error', failed);
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.removeListener('error', failed);
         resolve(socket);
       });
-      const failed = (error: Error) => {
-        clearTimeout(timer);
-        locator.forget();
-        reject(error);
-      };
-      socket.once('error', failed);
     });
   };
+}
+
+const CONNECT_TIMEOUT_MS = 5_000;
+
+class ConnectTimeoutError extends Error {
+  readonly code = 'CONNECT_TIMEOUT';
+}
+
+/**
+ * A stand-in for a socket that could not be had, which fails with `error` as soon as postgres.js
+ * listens to it. The hook must not throw: postgres.js 3.4.9 then rejects the query but leaves the
+ * connection "connecting" for ever, and a pool whose connections all failed so would hang every query.
+ * Through the socket's own error and close, the connection goes back to its closed ones and is tried
+ * again later, as after a refused connection.
+ */
+function failedSocket(error: Error): net.Socket {
+  const stream = new Duplex({
+    read() {},
+    write(_chunk, _encoding, _callback) {
+      // never written: the stream is destroyed first
+    },
+  });
+  // after postgres.js has added its listeners, which it does once the hook's promise has resolved
+  setImmediate(() => stream.destroy(error));
+  return stream as unknown as net.Socket;
 }
