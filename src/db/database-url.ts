@@ -122,7 +122,7 @@ export interface HostLocator {
 const LOCATE_CACHE_MS = 1_000;
 // Each host gets this long to accept a connection and answer: one that is black-holed must not hold
 // the others back past the bound within which requests are answered.
-const PROBE_TIMEOUT_SECONDS = 2;
+const PROBE_TIMEOUT_SECONDS = 1;
 
 /** Finds the host to connect to by asking each in turn (libpq's order), as the URL's target says. */
 export function hostLocator(url: DatabaseUrl): HostLocator {
