@@ -53,14 +53,17 @@ export async function startReplicatedPair(dir: string, databases: string[]): Pro
   });
   const primaryPort = Number(new URL(primary.adminUrl).port);
   const password = decodeURIComponent(new URL(primary.adminUrl).password);
-  await withSql(primary.adminUrl, async (sql) => {
-    for (const database of databases) await sql`CREATE DATABASE ${sql(database)}`;
-    // ALTER SYSTEM takes no parameters; the name is a constant of this file
-    await sql.unsafe(`ALTER SYSTEM SET synchronous_standby_names = '${STANDBY_NAME}'`);
-    await sql`ALTER SYSTEM SET synchronous_commit = 'on'`;
-    await sql`ALTER SYSTEM SET wal_level = 'replica'`;
-  });
-  await primary.stop(); // a clean shutdown: the copy is consistent without any WAL from elsewhere
+  try {
+    await withSql(primary.adminUrl, async (sql) => {
+      for (const database of databases) await sql`CREATE DATABASE ${sql(database)}`;
+      // ALTER SYSTEM takes no parameters; the name is a constant of this file
+      await sql.unsafe(`ALTER SYSTEM SET synchronous_standby_names = '${STANDBY_NAME}'`);
+      await sql`ALTER SYSTEM SET synchronous_commit = 'on'`;
+      await sql`ALTER SYSTEM SET wal_level = 'replica'`;
+    });
+  } finally {
+    await primary.stop(); // a clean shutdown: the copy is consistent without any WAL from elsewhere
+  }
 
   const copied = spawnSync('cp', ['-a', primaryDir, standbyDir], { encoding: 'utf8' });
   if (copied.status !== 0) throw new Error(`copying the data folder failed: ${copied.stderr}`);
@@ -85,7 +88,7 @@ export async function startReplicatedPair(dir: string, databases: string[]): Pro
   const standby = await startEmbeddedPostgres({ dir: standbyDir, database: 'postgres', persistent: true, log });
   const standbyPort = Number(new URL(standby.adminUrl).port);
   // streaming and synchronous before anyone writes
-  await waitFor(
+  const streaming = waitFor(
     () =>
       withSql(primary.adminUrl, async (sql) => {
         const rows = await sql`SELECT 1 FROM pg_stat_replication WHERE application_name = ${STANDBY_NAME}
@@ -95,6 +98,10 @@ export async function startReplicatedPair(dir: string, databases: string[]): Pro
     30_000,
     'the standby did not stream synchronously',
   );
+  await streaming.catch(async (error: unknown) => {
+    await Promise.all([primary.stop(), standby.stop()]);
+    throw error;
+  });
   const adminUrl = primary.adminUrl;
   return {
     primaryPort,

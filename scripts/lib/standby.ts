@@ -30,12 +30,15 @@ export async function startHotStandby(dir: string, database: string, password: s
     unsafeFast: true,
     log() {},
   });
-  // ALTER ROLE takes no parameters: the password travels as a setting's value, quoted by format()
-  await withSql(source.adminUrl, async (sql) => {
-    await sql`SELECT set_config('standby.password', ${password}, false)`;
-    await sql`DO $$ BEGIN EXECUTE format('ALTER ROLE postgres PASSWORD %L', current_setting('standby.password')); END $$`;
-  });
-  await source.stop(); // a clean shutdown: the copy needs no WAL from elsewhere to be consistent
+  try {
+    // ALTER ROLE takes no parameters: the password travels as a setting's value, quoted by format()
+    await withSql(source.adminUrl, async (sql) => {
+      await sql`SELECT set_config('standby.password', ${password}, false)`;
+      await sql`DO $$ BEGIN EXECUTE format('ALTER ROLE postgres PASSWORD %L', current_setting('standby.password')); END $$`;
+    });
+  } finally {
+    await source.stop(); // a clean shutdown: the copy needs no WAL from elsewhere to be consistent
+  }
   const standbyDir = path.join(dir, 'standby');
   // cp -a keeps the owner (the postgres user when run as root) and the modes PostgreSQL insists on
   const copied = spawnSync('cp', ['-a', sourceDir, standbyDir], { encoding: 'utf8' });
