@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { DatabaseUrlError, parseDatabaseUrl, withoutPassword } from './db/database-url.js';
 import { DURATION_LIST_PATTERN, DURATION_PATTERN, DURATION_RULE } from './durations.js';
 
 /**
@@ -13,7 +14,9 @@ export const Settings = Type.Object({
     Type.String({
       env: 'DATABASE_URL',
       pattern: '^postgres(ql)?://',
-      description: 'The PostgreSQL database. Unset: an embedded PostgreSQL is started, except in production.',
+      description:
+        'The PostgreSQL database; several hosts (`postgres://h1:5432,h2:5432/db?target_session_attrs=read-write`) ' +
+        'are tried in order for the one that answers read-write. Unset: an embedded PostgreSQL is started, except in production.',
     }),
   ),
   port: Type.Integer({ env: 'PORT', minimum: 0, maximum: 65535, default: 3000, description: 'The HTTP port.' }),
@@ -231,9 +234,6 @@ export const PRODUCTION_NEEDS_DATABASE_URL =
   'required when NODE_ENV=production: set it to the PostgreSQL database to use ' +
   '(postgres://user:password@host:5432/database); an embedded PostgreSQL is started only outside production';
 
-/** A URL as it may be shown in a message or a log: a password in it replaced by `***`. */
-const withoutPassword = (url: string) => url.replace(/^([^/]*\/\/[^:@/]*):[^@/]*@/, '$1:***@');
-
 /** Reads and validates the environment; the only reader of process.env for the service's settings. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const raw: Record<string, unknown> = {};
@@ -262,6 +262,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const hint = (Settings.properties[key as keyof Config] as { hint?: string } | undefined)?.hint;
     return `  ${name}=${JSON.stringify(value ?? '')}: ${hint ?? e.message}`;
   });
+  if (typeof converted.databaseUrl === 'string' && /^postgres(ql)?:\/\//.test(converted.databaseUrl)) {
+    try {
+      parseDatabaseUrl(converted.databaseUrl);
+    } catch (error) {
+      if (!(error instanceof DatabaseUrlError)) throw error;
+      lines.push(
+        `  ${ENV_NAMES.databaseUrl}=${JSON.stringify(withoutPassword(converted.databaseUrl))}: ${error.message}`,
+      );
+    }
+  }
   if (converted.nodeEnv === 'production' && converted.databaseUrl === undefined)
     lines.push(`  ${ENV_NAMES.databaseUrl}="": ${PRODUCTION_NEEDS_DATABASE_URL}`);
   if (lines.length > 0)

@@ -57,7 +57,9 @@ const UNAVAILABLE_ERRNOS = new Set([
 // connection exception, operator intervention (57014 query_canceled: statement_timeout), insufficient
 // resources, transaction rollback (a deadlock or serialization failure the service did not resolve)
 const UNAVAILABLE_SQLSTATE_CLASSES = ['08', '57', '53', '40'];
-const UNAVAILABLE_SQLSTATES = new Set(['55P03']); // lock_not_available: lock_timeout
+// lock_not_available: lock_timeout; read_only_sql_transaction: the host became a standby under a
+// pooled connection (a failover back), and the next connection finds the primary
+const UNAVAILABLE_SQLSTATES = new Set(['55P03', '25006']);
 
 // Input the database refused although the schemas let it through: a value out of range, a failed CHECK.
 const INVALID_INPUT_SQLSTATE_CLASSES = ['22', '23'];

@@ -440,6 +440,12 @@ interface Writer {
 export interface FeedCheckOptions {
   /** Answers a consumer may get and retry: 503 always; network errors only in the fault scenarios. */
   allowNetworkErrors?: boolean;
+  /**
+   * A write answered 503 may have committed: the primary killed after its commit reached the standby
+   * but before the acknowledgement reached the service (the failover scenario). Such a write counts
+   * as one whose answer was lost.
+   */
+  unavailableMayHaveWritten?: boolean;
 }
 
 /**
@@ -466,7 +472,7 @@ export function checkFeed(
   for (const e of events) {
     const op = e.op;
     if (op.kind !== 'write' && op.kind !== 'delete') continue;
-    if (e.status === 0) lost.push(e);
+    if (e.status === 0 || (e.status === 503 && options.unavailableMayHaveWritten)) lost.push(e);
     const answer = answerOf(e.body);
     if (op.kind === 'write' && (answer.status === 'created' || answer.status === 'updated')) {
       const k = changeKey(op.orgId, op.id, 'upsert', Number(answer.appointment?.version));

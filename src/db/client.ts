@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin';
-import postgres, { type Sql } from 'postgres';
+import postgres, { type Options, type Sql } from 'postgres';
+import { hostLocator, locatedSocket, parseDatabaseUrl } from './database-url.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -152,11 +153,39 @@ const loads = new WeakMap<Sql, () => PoolLoad>();
 /** The load of a pool made by boundedPool (all zero for another). */
 export const poolLoad = (sql: Sql): PoolLoad => loads.get(sql)?.() ?? { max: 0, running: 0, waiting: 0 };
 
+/**
+ * The URL and postgres.js options that reach the database of `databaseUrl`. A URL of one host is
+ * postgres.js's as it is. With several hosts, every new connection goes to the host that answers as
+ * target_session_attrs asks, found by trying them in order (db/database-url.ts): after a failover,
+ * connections find the new primary alone. postgres.js's own target_session_attrs is not used: from
+ * PostgreSQL 14 it takes a hot standby for read-write (the standby reports
+ * default_transaction_read_only off), and with several hosts it hangs while all are down.
+ */
+export function connectionTo(databaseUrl: string): { url: string; options: Options<Record<string, never>> } {
+  // postgres.js reads a `socket` function (its hook for custom transports) that its types leave out
+  const url = parseDatabaseUrl(databaseUrl);
+  if (url.hosts.length <= 1) return { url: databaseUrl, options: {} };
+  return {
+    url: url.forHost(0),
+    options: {
+      socket: locatedSocket(url, hostLocator(url)),
+      connect_timeout: FAILOVER_CONNECT_TIMEOUT_SECONDS,
+    } as Options<Record<string, never>>,
+  };
+}
+
+// A connection begun while a standby is being promoted can stall in its start-up until the connect
+// timeout (seen in test/failover.test.ts): failing it sooner keeps a request that waits for it within
+// the 5 s answer bound, and the next attempt finds the promoted standby.
+const FAILOVER_CONNECT_TIMEOUT_SECONDS = 2;
+
 export function createSql({ databaseUrl, poolMax }: DatabaseOptions, setDeadlockTimeout = false): Sql {
-  return postgres(databaseUrl, {
+  const { url, options } = connectionTo(databaseUrl);
+  return postgres(url, {
     max: poolMax,
     prepare: true,
     connect_timeout: 5,
+    ...options,
     backoff: reconnectBackoff,
     onnotice: () => {},
     types: { timeAsText },
@@ -178,7 +207,8 @@ export function createSql({ databaseUrl, poolMax }: DatabaseOptions, setDeadlock
 
 /** Whether this role may set deadlock_timeout; a connection asking for a setting it may not have fails. */
 async function maySetDeadlockTimeout(databaseUrl: string): Promise<boolean> {
-  const probe = postgres(databaseUrl, { max: 1, connect_timeout: 5, onnotice: () => {} });
+  const { url, options } = connectionTo(databaseUrl);
+  const probe = postgres(url, { max: 1, connect_timeout: 5, onnotice: () => {}, ...options });
   try {
     const [{ superuser, version }] = await probe<{ superuser: boolean; version: number }[]>`
       SELECT current_setting('is_superuser') = 'on' AS superuser, current_setting('server_version_num')::int AS version`;

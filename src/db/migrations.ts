@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { runner } from 'node-pg-migrate';
 import pg from 'pg';
 import type { Sql } from 'postgres';
+import { hostLocator, parseDatabaseUrl } from './database-url.js';
 
 // Both folders are found from the project root, two levels above this module: src/db/ when run from
 // the sources, dist/db/ when compiled (tsc does not copy .sql files, so the service reads them in src/).
@@ -66,7 +67,10 @@ export async function migrate(
   { functionsDir = FUNCTIONS_DIR, migrationsDir = MIGRATIONS_DIR }: MigrateOptions = {},
 ): Promise<void> {
   const functions = readFunctionFiles(functionsDir);
-  const client = new pg.Client({ connectionString: databaseUrl, application_name: 'appointments-migrate' });
+  // pg reads one host only: with several, the one that answers as target_session_attrs asks
+  const url = parseDatabaseUrl(databaseUrl);
+  const connectionString = url.hosts.length <= 1 ? databaseUrl : url.forHost(await hostLocator(url).locate());
+  const client = new pg.Client({ connectionString, application_name: 'appointments-migrate' });
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
