@@ -3,16 +3,15 @@
 // as a child process, runs each scenario of scenarios.js through HTTP and straight through the driver
 // (the limit), then the measurements (open-streams, growth, feed), and writes result.json, report.md and
 // chart.svg. --scenarios names scenarios and measurements; naming no measurement runs all of them.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, copyFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, copyFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import postgres, { type Sql } from 'postgres';
 import { configWith } from '../../src/config.js';
 import { createSql } from '../../src/db/client.js';
-import { freePort } from '../../src/db/embedded-postgres.js';
 import { startBenchPostgres } from './postgres.js';
 import { migrate } from '../../src/db/migrations.js';
 import {
@@ -27,6 +26,7 @@ import {
 } from './load.js';
 import { measureOpenStreams } from './open-streams.js';
 import { measureCatchUp, measureLatency } from './feed.js';
+import { startService } from './service.js';
 import { renderChart, renderMarkdown, type BenchResult, type ScenarioResult } from './report.js';
 import { insertCalendar } from './calendar.js';
 import { instantAfterSeeding, SCENARIO_NAMES, scenarios, type Scenario, type ScenarioContext } from './scenarios.js';
@@ -109,52 +109,6 @@ async function openDatabase(): Promise<{ url: string; kind: string }> {
   return { url: pg.url, kind: 'embedded PostgreSQL (durable settings: fsync on)' };
 }
 
-async function startService(databaseUrl: string): Promise<{ baseUrl: string; child: ChildProcess }> {
-  const port = await freePort();
-  const logFile = path.join(outDir, 'service.log');
-  // the service writes its log to the file itself: relayed through a pipe, each line would also wake
-  // the load generator, which shares the cores with the service
-  const logFd = openSync(logFile, 'a');
-  // the service as `npm start` and the Docker image run it: compiled, through the one start command,
-  // which execs node (so the child's pid is the service's, for its CPU and memory figures)
-  const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: PROJECT, stdio: 'inherit' });
-  if (build.status !== 0) throw new Error('npm run build failed');
-  const child = spawn(path.join(PROJECT, 'bin', 'start'), [], {
-    cwd: PROJECT,
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      DB_POOL_MAX: String(POOL_MAX),
-    },
-    stdio: ['ignore', logFd, logFd],
-  });
-  closeSync(logFd);
-  cleanups.push(async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  });
-  const baseUrl = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`the service exited before it was ready; see ${logFile}`);
-    try {
-      const res = await fetch(`${baseUrl}/ready`);
-      if (res.ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`the service was not ready within 60 s; see ${logFile}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return { baseUrl, child };
-}
-
 /** Sends the seed requests, 10 at a time, and fails when one is not answered as expected. */
 async function seed(baseUrl: string, requests: ScenarioRequest[]) {
   const http = httpSender(baseUrl, 10);
@@ -180,7 +134,16 @@ async function main() {
   const db = await openDatabase();
   log(`database: ${db.kind}`);
   await migrate(db.url, () => {});
-  const { baseUrl, child } = await startService(db.url);
+  // compiled, through the one start command, which execs node (so the child's pid is the service's,
+  // for its CPU and memory figures)
+  const service = await startService({
+    dir: PROJECT,
+    databaseUrl: db.url,
+    logFile: path.join(outDir, 'service.log'),
+    env: { DB_POOL_MAX: String(POOL_MAX) },
+  });
+  cleanups.push(service.stop);
+  const { baseUrl, child } = service;
   const pid = child.pid!;
   log(`service pid ${pid} at ${baseUrl}`);
   const sql = createSql({ databaseUrl: db.url, poolMax: POOL_MAX }, true);
