@@ -77,7 +77,7 @@ describe('database functions', () => {
       SELECT prosrc AS source FROM pg_proc WHERE proname = 'upsert_appointment'`;
     expect(source).toContain("status := 'in the way';");
     expect(await refusedStatus(sql, 'changed')).toBe('in the way');
-    expect((await schemaState(sql)).functionsCurrent).toBe(false);
+    expect((await schemaState(sql)).functions).toBe('adjacent');
 
     // the same files again: nothing to do
     log.length = 0;
@@ -85,26 +85,37 @@ describe('database functions', () => {
     expect(log.filter((line) => line.includes('Applying'))).toEqual([]);
     expect(await applications(sql)).toHaveLength(2);
 
-    // and this code's own files bring its functions back
-    await migrate(url, silent);
+    // this code starting again, as an instance of the release before does during a rolling upgrade,
+    // leaves the later release's functions in place
+    log.length = 0;
+    expect(await migrate(url, (message) => log.push(message))).toEqual({ functions: 'left-to-a-later-release' });
+    expect(log.filter((line) => line.includes('Applying'))).toEqual([]);
+    expect(await refusedStatus(sql, 'restarted')).toBe('in the way');
+    expect((await schemaState(sql)).functions).toBe('adjacent');
+
+    // and `npm run migrate` of this code brings its own functions back (a rollback)
+    expect(await migrate(url, silent, { restoreFunctions: true })).toEqual({ functions: 'applied' });
     expect((await applications(sql)).map((a) => a.hash)).toEqual([
       EXPECTED_FUNCTIONS_HASH,
       changed!.hash,
       EXPECTED_FUNCTIONS_HASH,
     ]);
     expect(await refusedStatus(sql, 'after')).toBe('overlap');
-    expect((await schemaState(sql)).functionsCurrent).toBe(true);
+    expect((await schemaState(sql)).functions).toBe('current');
+    expect(await migrate(url, silent, { restoreFunctions: true })).toEqual({ functions: 'unchanged' });
+    expect(await migrate(url, silent)).toEqual({ functions: 'unchanged' });
   });
 
   it('are applied once when two instances start together with changed files', async () => {
     const before = (await applications(sql)).length;
-    const dir = await renamedOverlap();
+    // files never applied before: a start applies only those
+    const dir = await changedFunctions('lock-org-writes.sql', (text) => `${text}\n-- two instances\n`);
     await Promise.all([migrate(url, silent, { functionsDir: dir }), migrate(url, silent, { functionsDir: dir })]);
     const after = await applications(sql);
     expect(after).toHaveLength(before + 1);
-    await migrate(url, silent);
+    await migrate(url, silent, { restoreFunctions: true });
     expect(await applications(sql)).toHaveLength(before + 2);
-    expect((await schemaState(sql)).functionsCurrent).toBe(true);
+    expect((await schemaState(sql)).functions).toBe('current');
   });
 
   it('are applied in one transaction: a file that fails leaves every function as it was', async () => {
@@ -162,18 +173,25 @@ describe('/ready and the database functions', () => {
   const differ = { status: 503, body: { status: 'unavailable', reason: 'database functions differ' } };
   const isReady = { status: 200, body: { status: 'ready' } };
 
-  it('answers 503 while another release’s functions are applied, and 200 once these are again', async () => {
+  it('answers 200 beside the release just after or before, 503 beside any other release', async () => {
     expect(await ready()).toEqual(isReady);
+    // a rolling upgrade: the next release applies its functions; this one keeps serving
     await migrate(url, silent, { functionsDir: await renamedOverlap() });
+    expect(await ready()).toEqual(isReady);
+    // and the one after it: two releases ahead
+    await migrate(url, silent, {
+      functionsDir: await changedFunctions('lock-org-writes.sql', (text) => `${text}\n-- a later release\n`),
+    });
     expect(await ready()).toEqual(differ);
-    await migrate(url, silent);
+    // a rollback to this release: the next one's instances would be ready beside it, and this one is
+    await migrate(url, silent, { restoreFunctions: true });
     expect(await ready()).toEqual(isReady);
   });
 
   it('answers 503 while the recorded hash is not the files’ one, and 200 after they are applied', async () => {
     await sql`UPDATE database_functions SET hash = repeat('0', 64) WHERE id = (SELECT max(id) FROM database_functions)`;
     expect(await ready()).toEqual(differ);
-    await migrate(url, silent);
+    await migrate(url, silent, { restoreFunctions: true });
     expect(await ready()).toEqual(isReady);
     await sql`DELETE FROM database_functions`;
     expect(await ready()).toEqual(differ);

@@ -46,7 +46,7 @@ function hashOf(files: readonly FunctionFile[]): string {
   return hash.digest('hex');
 }
 
-/** The hash of the database functions this code expects (see functionsCurrent). */
+/** The hash of the database functions this code expects (see schemaState). */
 export const EXPECTED_FUNCTIONS_HASH = hashOf(readFunctionFiles(FUNCTIONS_DIR));
 
 export interface MigrateOptions {
@@ -54,6 +54,16 @@ export interface MigrateOptions {
   functionsDir?: string;
   /** The folder of the migrations; a test adds one to a copy. */
   migrationsDir?: string;
+  /**
+   * Apply these function files even when a later application replaced them: a rollback to this
+   * release, asked for by `npm run migrate`. The server's start never does (see applyFunctions).
+   */
+  restoreFunctions?: boolean;
+}
+
+export interface MigrateResult {
+  /** What became of this code's function files; left: the database runs those of another release. */
+  functions: 'applied' | 'unchanged' | 'left-to-a-later-release';
 }
 
 /**
@@ -64,8 +74,8 @@ export interface MigrateOptions {
 export async function migrate(
   databaseUrl: string,
   log: (message: string) => void,
-  { functionsDir = FUNCTIONS_DIR, migrationsDir = MIGRATIONS_DIR }: MigrateOptions = {},
-): Promise<void> {
+  { functionsDir = FUNCTIONS_DIR, migrationsDir = MIGRATIONS_DIR, restoreFunctions = false }: MigrateOptions = {},
+): Promise<MigrateResult> {
   const functions = readFunctionFiles(functionsDir);
   // pg reads one host only: with several, the one that answers as target_session_attrs asks
   const url = parseDatabaseUrl(databaseUrl);
@@ -91,29 +101,41 @@ export async function migrate(
     const newer = rows.map((row) => row.name).filter((name) => !known.has(name));
     if (newer.length > 0) {
       log(`the database has migrations this code does not know (${newer.join(', ')}): functions left as they are`);
-      return;
+      return { functions: 'left-to-a-later-release' };
     }
     // After a migration the files are applied whatever the recorded hash says: it may have dropped or
     // replaced a function they define (a migration's Down and Up again, a table dropped with CASCADE).
-    await applyFunctions(client, functions, ran.length > 0, log);
+    const when = ran.length > 0 ? 'always' : restoreFunctions ? 'unless-last' : 'if-new';
+    return { functions: await applyFunctions(client, functions, when, log) };
   } finally {
     await client.end(); // ending the session releases the lock
   }
 }
 
 /**
- * Applies every function file in one transaction and logs the application with the files' hash, unless
- * that hash is the one last recorded. Called under the migration lock, so two instances never both apply.
+ * When the function files are applied, in one transaction, and logged with their hash:
+ * - `always`: after a migration, whatever the log says (it may have dropped or replaced a function);
+ * - `unless-last`: unless their hash is the last one logged (`npm run migrate`, also a rollback);
+ * - `if-new`: only when their hash was never logged (the server's start). An instance of the release
+ *   before, restarting during a rolling upgrade, then leaves the newer release's functions in place
+ *   instead of taking them back from every instance of that release; its /ready accepts them.
+ * Called under the migration lock, so two instances never both apply.
  */
 async function applyFunctions(
   client: pg.Client,
   files: readonly FunctionFile[],
-  always: boolean,
+  when: 'always' | 'unless-last' | 'if-new',
   log: (message: string) => void,
-): Promise<void> {
+): Promise<MigrateResult['functions']> {
   const hash = hashOf(files);
-  const { rows } = await client.query<{ hash: string }>(`SELECT hash FROM ${FUNCTIONS_TABLE} ORDER BY id DESC LIMIT 1`);
-  if (!always && rows[0]?.hash === hash) return;
+  const { rows } = await client.query<{ last: string | null; logged: boolean }>(
+    `SELECT (SELECT hash FROM ${FUNCTIONS_TABLE} ORDER BY id DESC LIMIT 1) AS last,
+            EXISTS (SELECT FROM ${FUNCTIONS_TABLE} WHERE hash = $1) AS logged`,
+    [hash],
+  );
+  const { last, logged } = rows[0]!;
+  if (when === 'unless-last' && last === hash) return 'unchanged';
+  if (when === 'if-new' && logged) return last === hash ? 'unchanged' : 'left-to-a-later-release';
   await client.query('BEGIN');
   try {
     for (const file of files) {
@@ -129,6 +151,7 @@ async function applyFunctions(
       files.map((file) => file.name),
     ]);
     await client.query('COMMIT');
+    return 'applied';
   } catch (error) {
     await client.query('ROLLBACK');
     throw error;
@@ -138,8 +161,12 @@ async function applyFunctions(
 export interface SchemaState {
   /** The expected migrations that the database has not applied. */
   pendingMigrations: string[];
-  /** The functions last applied to the database are those of this code's files. */
-  functionsCurrent: boolean;
+  /**
+   * Whose functions the database runs: this code's files (`current`), those of the release just after
+   * or before it, applied last while this code's were the ones before (`adjacent`: a rolling upgrade
+   * or a rollback, which function files keep compatible for one release), or others.
+   */
+  functions: 'current' | 'adjacent' | 'other';
 }
 
 /** What /ready asks of the database, in two short queries. */
@@ -147,15 +174,20 @@ export async function schemaState(sql: Sql): Promise<SchemaState> {
   const [tables] = await sql<{ migrations: boolean; functions: boolean }[]>`
     SELECT to_regclass(${MIGRATIONS_TABLE}) IS NOT NULL AS migrations,
            to_regclass(${FUNCTIONS_TABLE}) IS NOT NULL AS functions`;
-  if (!tables.migrations) return { pendingMigrations: [...EXPECTED_MIGRATIONS], functionsCurrent: false };
-  const lastHash = tables.functions
-    ? sql`(SELECT hash FROM ${sql(FUNCTIONS_TABLE)} ORDER BY id DESC LIMIT 1)`
-    : sql`NULL::text`;
-  const [state] = await sql<{ applied: string[]; hash: string | null }[]>`
-    SELECT array(SELECT name FROM ${sql(MIGRATIONS_TABLE)}) AS applied, ${lastHash} AS hash`;
+  if (!tables.migrations) return { pendingMigrations: [...EXPECTED_MIGRATIONS], functions: 'other' };
+  // the last hash logged, and the last one logged before it that differs from it
+  const hashes = tables.functions
+    ? sql`(WITH last AS (SELECT hash FROM ${sql(FUNCTIONS_TABLE)} ORDER BY id DESC LIMIT 1)
+           SELECT ARRAY[(SELECT hash FROM last),
+                        (SELECT hash FROM ${sql(FUNCTIONS_TABLE)} WHERE hash <> (SELECT hash FROM last)
+                          ORDER BY id DESC LIMIT 1)])`
+    : sql`ARRAY[]::text[]`;
+  const [state] = await sql<{ applied: string[]; hashes: Array<string | null> }[]>`
+    SELECT array(SELECT name FROM ${sql(MIGRATIONS_TABLE)}) AS applied, ${hashes} AS hashes`;
   const applied = new Set(state.applied);
+  const [last, before] = state.hashes;
   return {
     pendingMigrations: EXPECTED_MIGRATIONS.filter((name) => !applied.has(name)),
-    functionsCurrent: state.hash === EXPECTED_FUNCTIONS_HASH,
+    functions: last === EXPECTED_FUNCTIONS_HASH ? 'current' : before === EXPECTED_FUNCTIONS_HASH ? 'adjacent' : 'other',
   };
 }

@@ -50,8 +50,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         const state = await Promise.race([schemaState(app.sql), timeout]);
         if (state.pendingMigrations.length > 0)
           return reply.code(503).send({ status: 'unavailable', reason: 'migrations pending' });
-        // another release's functions (applied by a newer instance, or not yet by this one's migrate)
-        if (!state.functionsCurrent)
+        // neither this release's functions nor those of the release just before or after it
+        if (state.functions === 'other')
           return reply.code(503).send({ status: 'unavailable', reason: 'database functions differ' });
         return { status: 'ready' };
       } catch (error) {
