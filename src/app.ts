@@ -11,6 +11,7 @@ import helmet from 'helmet';
 import { authPlugin, bearerAuthScheme } from './auth.js';
 import type { Config } from './config.js';
 import { databasePlugin } from './db/client.js';
+import { drainingPlugin } from './draining.js';
 import { answerClientError, answerFrameworkError, ApiError, registerErrorHandlers } from './errors.js';
 import { changeFeedPlugin } from './change-feed.js';
 import { appointmentBatchRoutes } from './routes/appointment-batch.js';
@@ -157,6 +158,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     connectionTimeout: options.connectionTimeoutMs,
     requestTimeout: options.requestTimeoutMs,
     keepAliveTimeout: options.keepAliveTimeoutMs,
+    // the draining plugin answers such requests with the service's own 503
+    return503OnClosing: false,
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.server.headersTimeout = options.headersTimeoutMs;
 
@@ -206,6 +209,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     reply.headers(securityHeaders).header('x-request-id', request.id);
     done();
   });
+  await app.register(drainingPlugin);
   if (options.corsOrigin !== undefined) {
     const origins = options.corsOrigin.split(',').map((origin) => origin.trim());
     await app.register(cors, {

@@ -98,6 +98,15 @@ export const Settings = Type.Object({
     default: 72_000,
     description: 'Idle keep-alive connections close after this time, in ms.',
   }),
+  // a load balancer that polls /ready takes the instance out before it stops accepting
+  shutdownDelayMs: Type.Integer({
+    env: 'SHUTDOWN_DELAY',
+    minimum: 0,
+    maximum: 600_000,
+    default: 0,
+    description:
+      'After SIGTERM, /ready answers 503 for this long while requests are still served, then the close begins, in ms.',
+  }),
   headersTimeoutMs: Type.Integer({
     env: 'HEADERS_TIMEOUT',
     minimum: 1,

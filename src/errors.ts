@@ -23,6 +23,9 @@ export class ApiError extends Error {
 
 export const badRequest = (message: string) => new ApiError(400, ErrorCode.VALIDATION_ERROR, message);
 export const notFound = (message: string) => new ApiError(404, ErrorCode.NOT_FOUND, message);
+/** A request that arrives once the instance has begun to stop: another instance can take it. */
+export const serviceStopping = () =>
+  new ApiError(503, ErrorCode.SERVICE_UNAVAILABLE, 'This instance is shutting down; retry the request');
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
@@ -198,7 +201,10 @@ export function registerErrorHandlers(app: FastifyInstance) {
     }
     // an atomic batch: the refusal of the item that ended it, and its index
     if (error instanceof BatchItemRefusedError) return sendRefusal(reply, error.refusal, { index: error.index });
-    if (error instanceof ApiError) return send(reply, error.statusCode, error.code, error.message);
+    if (error instanceof ApiError) {
+      if (error.statusCode === 503) reply.header('retry-after', '1');
+      return send(reply, error.statusCode, error.code, error.message);
+    }
     if ('validation' in error && error.validation) {
       return send(
         reply,

@@ -42,6 +42,10 @@ let shuttingDown = false;
 async function shutdown(signal: string) {
   if (shuttingDown) return;
   shuttingDown = true;
+  if (config.shutdownDelayMs > 0) {
+    logger.info(`${signal}: /ready answers 503; stopping in ${config.shutdownDelayMs} ms`);
+    await app.drain(config.shutdownDelayMs);
+  }
   logger.info(`${signal}: finishing requests in flight, then stopping`);
   const force = setTimeout(() => {
     logger.error('shutdown took too long; exiting');

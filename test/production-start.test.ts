@@ -84,6 +84,7 @@ describe('the settings', () => {
       connectionTimeoutMs: 120_000,
       requestTimeoutMs: 30_000,
       keepAliveTimeoutMs: 72_000,
+      shutdownDelayMs: 0,
       headersTimeoutMs: 10_000,
       syncTokenSecret: undefined,
       feedPollIntervalMs: 25,

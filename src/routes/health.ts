@@ -42,6 +42,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
+      if (app.isDraining()) return reply.code(503).send({ status: 'unavailable', reason: 'shutting down' });
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error('the database did not answer in time')), READY_TIMEOUT_MS);
