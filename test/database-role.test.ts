@@ -16,6 +16,27 @@ const password = randomBytes(12).toString('hex');
 let cleanup: () => Promise<void> = async () => {};
 afterAll(() => cleanup());
 
+const role2 = `${role}_b`;
+
+/** A role with table privileges only, on a database of its own; dropped after the tests. */
+async function newRole() {
+  const databaseUrl = await createTestDatabase();
+  const owner = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  await owner`CREATE ROLE ${owner(role2)} LOGIN PASSWORD ${owner.unsafe(`'${password}'`)} NOSUPERUSER`;
+  await owner`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${owner(role2)}`;
+  const previous = cleanup;
+  cleanup = async () => {
+    await previous();
+    await owner`DROP OWNED BY ${owner(role2)}`;
+    await owner`DROP ROLE ${owner(role2)}`;
+    await owner.end();
+  };
+  const url = new URL(databaseUrl);
+  url.username = role2;
+  url.password = password;
+  return { owner, url: url.toString() };
+}
+
 describe('an unprivileged database role', () => {
   it('creates, updates, reads, deletes and is ready', async () => {
     const databaseUrl = await createTestDatabase();
@@ -82,5 +103,21 @@ describe('an unprivileged database role', () => {
     expect((await owner`SELECT state FROM webhook_messages WHERE event_id = 'msg_role'`)[0]!.state).toBe('pending');
     expect((await http(base, 'DELETE', `${path}?orgId=${orgId}`)).status).toBe(204);
     expect((await owner`SELECT FROM webhook_messages WHERE event_id = 'msg_role'`).length).toBe(0);
+  });
+
+  it('warns that it may not set deadlock_timeout only while the role has no short one of its own', async () => {
+    const { owner, url } = await newRole();
+    const warnings = async () => {
+      const lines: string[] = [];
+      const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
+      const app = await buildApp({ ...configWith({ dbPoolMax: 2 }), databaseUrl: url, logger });
+      const [{ setting }] = await app.sql<{ setting: string }[]>`SELECT current_setting('deadlock_timeout') AS setting`;
+      await app.close();
+      return { setting, deadlockWarnings: lines.filter((line) => line.includes('deadlock_timeout')).length };
+    };
+    expect(await warnings()).toEqual({ setting: '1s', deadlockWarnings: 1 });
+    // what operations.md tells an administrator to do for such a role
+    await owner`ALTER ROLE ${owner(role2)} SET deadlock_timeout = '50ms'`;
+    expect(await warnings()).toEqual({ setting: '50ms', deadlockWarnings: 0 });
   });
 });

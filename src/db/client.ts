@@ -205,19 +205,26 @@ export function createSql({ databaseUrl, poolMax }: DatabaseOptions, setDeadlock
   });
 }
 
-/** Whether this role may set deadlock_timeout; a connection asking for a setting it may not have fails. */
-async function maySetDeadlockTimeout(databaseUrl: string): Promise<boolean> {
+/**
+ * Whether the pool's connections set deadlock_timeout: `set` when this role may, `given` when the
+ * role's or server's own setting is already as short, `refused` otherwise (a connection asking for a
+ * setting it may not have fails).
+ */
+async function deadlockTimeoutPlan(databaseUrl: string): Promise<'set' | 'given' | 'refused'> {
   const { url, options } = connectionTo(databaseUrl);
   const probe = postgres(url, { max: 1, connect_timeout: 5, onnotice: () => {}, ...options });
   try {
-    const [{ superuser, version }] = await probe<{ superuser: boolean; version: number }[]>`
-      SELECT current_setting('is_superuser') = 'on' AS superuser, current_setting('server_version_num')::int AS version`;
-    if (superuser) return true;
-    if (version < 150000) return false;
+    const [{ superuser, version, given }] = await probe<{ superuser: boolean; version: number; given: boolean }[]>`
+      SELECT current_setting('is_superuser') = 'on' AS superuser,
+             current_setting('server_version_num')::int AS version,
+             current_setting('deadlock_timeout')::interval <= ${DEADLOCK_TIMEOUT}::interval AS given`;
+    if (superuser) return 'set';
+    if (given) return 'given';
+    if (version < 150000) return 'refused';
     const [{ granted }] = await probe<
       { granted: boolean }[]
     >`SELECT has_parameter_privilege('deadlock_timeout', 'SET') AS granted`;
-    return granted;
+    return granted ? 'set' : 'refused';
   } finally {
     await probe.end();
   }
@@ -228,8 +235,9 @@ export const databasePlugin = fp<DatabaseOptions>(
   async (app, options) => {
     let setDeadlockTimeout = false;
     try {
-      setDeadlockTimeout = await maySetDeadlockTimeout(options.databaseUrl);
-      if (!setDeadlockTimeout)
+      const plan = await deadlockTimeoutPlan(options.databaseUrl);
+      setDeadlockTimeout = plan === 'set';
+      if (plan === 'refused')
         app.log.warn("this role may not set deadlock_timeout: writers that deadlock wait for the server's setting");
     } catch (error) {
       app.log.warn({ err: error }, 'could not check the database role; deadlock_timeout stays as the server sets it');
