@@ -1,4 +1,5 @@
 import { mkdtemp } from 'node:fs/promises';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -103,6 +104,43 @@ describe('a multi-host DATABASE_URL', () => {
       (sql) => sql<{ name: string }[]>`SELECT name FROM pgmigrations ORDER BY name`,
     );
     expect(applied.map((row) => row.name)).toEqual([...EXPECTED_MIGRATIONS]);
+  });
+
+  it('with a host first that accepts and never answers: the second serves every request', async () => {
+    // a black hole: the TCP connection opens, and nothing ever comes back (a hung host, a dead
+    // PostgreSQL behind a proxy), unlike a refused port
+    const held: Socket[] = [];
+    const hole = createServer((socket) => void held.push(socket));
+    await new Promise<void>((resolve) => hole.listen(0, '127.0.0.1', resolve));
+    const databaseUrl = multiHost(await createTestDatabase(), `127.0.0.1:${(hole.address() as AddressInfo).port}`);
+    const app = await buildApp({
+      ...configWith({ dbPoolMax: 4 }),
+      databaseUrl,
+      logger: pino({ level: 'silent' }),
+    });
+    try {
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+      const orgId = newOrg('black-hole');
+      const answers = await Promise.all(
+        Array.from({ length: 8 }, async (_, i) => {
+          const started = performance.now();
+          const answer = await post(baseUrl, {
+            orgId,
+            ...appointment(`a${i}`, `2031-01-0${i + 1} 10:00`, `2031-01-0${i + 1} 11:00`),
+          });
+          return { status: answer.status, ms: performance.now() - started };
+        }),
+      );
+      // the hosts are asked at once: the hole, still being waited for, holds no connection back
+      expect(answers.map((answer) => answer.status)).toEqual(Array(8).fill(201));
+      for (const answer of answers) expect(answer.ms).toBeLessThan(5_000); // the answer bound of every request
+      expect(held.length).toBeGreaterThan(0); // the hole was tried
+    } finally {
+      await app.close();
+      for (const socket of held) socket.destroy();
+      hole.close();
+    }
   });
 
   describe('with a hot standby first', () => {

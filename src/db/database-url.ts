@@ -128,15 +128,34 @@ const PROBE_TIMEOUT_SECONDS = 1;
 export function hostLocator(url: DatabaseUrl): HostLocator {
   let found: { index: number; at: number } | undefined;
   let inFlight: Promise<number> | undefined;
-  const probeAll = async () => {
+  const noneFound = (reasons: string[]) =>
+    new NoSuitableHostError(`no database host answered ${url.target}: ${reasons.join('; ')}`);
+  const probeInOrder = async () => {
     const reasons: string[] = [];
     for (let index = 0; index < url.hosts.length; index++) {
       const reason = await probe(url.forHost(index), url.target);
       if (reason === undefined) return index;
       reasons.push(`${formatHost(url.hosts[index]!)} ${reason}`);
     }
-    throw new NoSuitableHostError(`no database host answered ${url.target}: ${reasons.join('; ')}`);
+    throw noneFound(reasons);
   };
+  // Only one host is read-write (fencing an old primary is the failover tool's job), so all are asked
+  // at once and the first that qualifies is taken: a hung host ahead of the primary costs nothing,
+  // where asking in order would cost its whole probe timeout at every new connection.
+  const probeAtOnce = () =>
+    new Promise<number>((resolve, reject) => {
+      const reasons: string[] = [];
+      let answered = 0;
+      url.hosts.forEach((host, index) => {
+        void probe(url.forHost(index), url.target).then((reason) => {
+          answered++;
+          if (reason === undefined) resolve(index);
+          else reasons[index] = `${formatHost(host)} ${reason}`;
+          if (answered === url.hosts.length) reject(noneFound(reasons.filter(Boolean)));
+        });
+      });
+    });
+  const probeAll = url.target === 'any' ? probeInOrder : probeAtOnce;
   return {
     locate() {
       if (found && Date.now() - found.at < LOCATE_CACHE_MS) return Promise.resolve(found.index);
