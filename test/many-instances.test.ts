@@ -1,5 +1,11 @@
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
 import postgres, { type Sql } from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/app.js';
+import { generateApiKey } from '../src/auth.js';
+import { configWith } from '../src/config.js';
+import { insertApiKey, revokeApiKey } from '../src/db/api-keys.js';
 import { EXPECTED_FUNCTIONS_HASH, EXPECTED_MIGRATIONS, MIGRATION_LOCK_ID } from '../src/db/migrations.js';
 import {
   checkFeed,
@@ -34,6 +40,7 @@ import { createTestDatabase } from './support/database.js';
 const INSTANCES = 3;
 const ENV = { WEBHOOK_ALLOW_PRIVATE_URLS: 'true', DB_POOL_MAX: '8' };
 const LOAD_MS = 6_000;
+const CONTENT = { createdAt: '2031-01-01T00:00:00Z', updatedAt: '2031-01-01T00:00:00Z' };
 
 /** Per client (or consumer), the instances in turn, starting at its own: each request goes to the next. */
 function rotation(urls: string[]): (client: number) => string {
@@ -92,38 +99,38 @@ async function lockWaiters(): Promise<number> {
   return row!.n;
 }
 
-beforeAll(async () => {
-  databaseUrl = await createTestDatabase({ empty: true });
-  sql = postgres(databaseUrl, { max: 3, onnotice: () => {} });
-  // The processes load their code at different speeds: the migration lock is held here until all three
-  // wait for it, so that they reach the empty database at the same moment, as after a deploy whose
-  // instances were held up by the same slow start.
-  const holder = await sql.reserve();
-  await holder`SELECT pg_advisory_lock(${MIGRATION_LOCK_ID}::bigint)`;
-  const start = performance.now();
-  try {
-    servers = await Promise.all(Array.from({ length: INSTANCES }, () => spawnServer(databaseUrl, ENV)));
-    const deadline = Date.now() + 60_000;
-    while ((await lockWaiters()) < INSTANCES) {
-      const exited = servers.find((server) => server.child.exitCode !== null);
-      if (exited) throw new Error(`an instance exited before it migrated:\n${exited.output()}`);
-      if (Date.now() > deadline) throw new Error('the instances did not all reach the migrations within 60 s');
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  } finally {
-    await holder`SELECT pg_advisory_unlock(${MIGRATION_LOCK_ID}::bigint)`;
-    holder.release();
-  }
-  await Promise.all(servers.map((server) => waitReady(server)));
-  startedMs = performance.now() - start;
-});
-
-afterAll(async () => {
-  await Promise.all(servers.map((server) => server.kill()));
-  await sql?.end();
-});
-
 describe('three instances on one database', () => {
+  beforeAll(async () => {
+    databaseUrl = await createTestDatabase({ empty: true });
+    sql = postgres(databaseUrl, { max: 3, onnotice: () => {} });
+    // The processes load their code at different speeds: the migration lock is held here until all three
+    // wait for it, so that they reach the empty database at the same moment, as after a deploy whose
+    // instances were held up by the same slow start.
+    const holder = await sql.reserve();
+    await holder`SELECT pg_advisory_lock(${MIGRATION_LOCK_ID}::bigint)`;
+    const start = performance.now();
+    try {
+      servers = await Promise.all(Array.from({ length: INSTANCES }, () => spawnServer(databaseUrl, ENV)));
+      const deadline = Date.now() + 60_000;
+      while ((await lockWaiters()) < INSTANCES) {
+        const exited = servers.find((server) => server.child.exitCode !== null);
+        if (exited) throw new Error(`an instance exited before it migrated:\n${exited.output()}`);
+        if (Date.now() > deadline) throw new Error('the instances did not all reach the migrations within 60 s');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } finally {
+      await holder`SELECT pg_advisory_unlock(${MIGRATION_LOCK_ID}::bigint)`;
+      holder.release();
+    }
+    await Promise.all(servers.map((server) => waitReady(server)));
+    startedMs = performance.now() - start;
+  });
+
+  afterAll(async () => {
+    await Promise.all(servers.map((server) => server.kill()));
+    await sql?.end();
+  });
+
   it('started together, apply the migrations and the function files once, without an error', async () => {
     const migrations = await sql<{ name: string }[]>`SELECT name FROM pgmigrations ORDER BY run_on, id`;
     expect(migrations.map((row) => row.name)).toEqual([...EXPECTED_MIGRATIONS]);
@@ -252,6 +259,81 @@ describe('three instances on one database', () => {
       expect(JSON.parse((event as { data: string }).data)).toMatchObject({ type: 'upsert', id: 'y', version: 1 });
     } finally {
       stream.close();
+    }
+  });
+});
+
+describe('two instances with API keys, one of them delivering the webhooks', () => {
+  let apps: FastifyInstance[] = [];
+  let urls: string[];
+  let keys: Sql;
+  beforeAll(async () => {
+    const url = await createTestDatabase();
+    keys = postgres(url, { max: 2, onnotice: () => {} });
+    for (const webhookDelivery of [false, true]) {
+      const app = await buildApp({
+        ...configWith({ auth: 'required', webhookAllowPrivateUrls: true, webhookDelivery, dbPoolMax: 4 }),
+        databaseUrl: url,
+        logger: pino({ level: 'silent' }),
+      });
+      apps.push(app);
+      await app.listen({ port: 0, host: '127.0.0.1' });
+    }
+    urls = apps.map((app) => `http://127.0.0.1:${(app.server.address() as { port: number }).port}`);
+  });
+  afterAll(async () => {
+    await Promise.all(apps.map((app) => app.close()));
+    apps = [];
+    await keys?.end();
+  });
+
+  const newKey = async (orgId: string) => {
+    const key = generateApiKey();
+    await insertApiKey(keys, { keyId: key.keyId, orgId, secretHash: key.secretHash });
+    return { keyId: key.keyId, headers: { authorization: `Bearer ${key.key}` } };
+  };
+
+  it('refuse a revoked key on both at the next request, though both had just accepted it', async () => {
+    const orgId = newOrg('keys');
+    const { keyId, headers } = await newKey(orgId);
+    for (const url of urls) expect((await http(url, 'GET', '/api/appointments', undefined, headers)).status).toBe(200);
+    expect(await revokeApiKey(keys, keyId)).toBe(true);
+    for (const url of urls) expect((await http(url, 'GET', '/api/appointments', undefined, headers)).status).toBe(401);
+  });
+
+  it('sign with a secret rotated through the other instance, and stop delivering to an endpoint it deleted', async () => {
+    const orgId = newOrg('hooks');
+    const { headers } = await newKey(orgId);
+    const api = urls[0]!;
+    const receiver = await startReceiver();
+    try {
+      const write = async (id: string, hour: number) => {
+        const body = { id, start: `2031-02-01T${hour}:00:00Z`, end: `2031-02-01T${hour}:30:00Z` };
+        const res = await http(api, 'POST', '/api/appointments', { ...body, ...CONTENT }, headers);
+        expect(res.status).toBe(201);
+      };
+      // made, rotated and deleted through the instance that does not deliver
+      const created = await http(api, 'POST', '/api/webhooks', { url: receiver.url }, headers);
+      expect(created.status).toBe(201);
+      await write('a', 10);
+      await receiver.waitFor((requests) => requests.length === 1, 5_000);
+      expect(verifies(created.body.secret, receiver.requests[0]!)).toBe(true);
+      const rotated = await http(api, 'POST', `/api/webhooks/${created.body.id}/rotate-secret`, undefined, headers);
+      expect(rotated.status).toBe(200);
+      expect(rotated.body.secret).not.toBe(created.body.secret);
+      await write('b', 11);
+      await receiver.waitFor((requests) => requests.length === 2, 5_000);
+      expect(verifies(rotated.body.secret, receiver.requests[1]!)).toBe(true);
+      const deleted = await http(api, 'DELETE', `/api/webhooks/${created.body.id}`, undefined, headers);
+      expect(deleted.status).toBe(204);
+      await write('c', 12);
+      // many poll intervals of the delivering instance: nothing more arrives
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(receiver.requests).toHaveLength(2);
+      expect(apps[0]!.webhookDelivery.attempted).toBe(0);
+      expect(apps[1]!.webhookDelivery.attempted).toBe(2);
+    } finally {
+      await receiver.close();
     }
   });
 });
