@@ -4,9 +4,12 @@
 // `--consumers` follow the change feed (scripts/lib/feed-checker.ts; 0: none), checks each round's
 // whole history and every consumer's sequence, prints operations checked per second and the
 // anomalies, and exits 1 on any. `--slow-commits yes` makes one write in five commit late (a trigger;
-// the default in its own database, never in DATABASE_URL's unless asked).
+// the default in its own database, never in DATABASE_URL's unless asked). `--instances N` starts N
+// instances of the service on the database (in this process, each with its pool, feed and webhook
+// delivery) and sends each client's and consumer's requests to the next one in turn.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp } from '../src/app.js';
 import { configWith } from '../src/config.js';
@@ -32,6 +35,7 @@ const { values } = parseArgs({
     ids: { type: 'string', default: '8' },
     consumers: { type: 'string', default: '18' },
     'slow-commits': { type: 'string' },
+    instances: { type: 'string', default: '1' },
   },
 });
 const consumerCount = Number(values.consumers);
@@ -41,6 +45,11 @@ if (!Number.isInteger(consumerCount) || consumerCount < 0) {
 }
 if (values['slow-commits'] !== undefined && !['yes', 'no'].includes(values['slow-commits'])) {
   console.error('--slow-commits must be yes or no');
+  process.exit(2);
+}
+const instanceCount = Number(values.instances);
+if (!Number.isInteger(instanceCount) || instanceCount < 1 || instanceCount > 16) {
+  console.error('--instances must be a whole number from 1 to 16');
   process.exit(2);
 }
 const clients = Number(values.clients);
@@ -86,13 +95,30 @@ try {
   await migrate(databaseUrl, () => {});
   const slowCommits = (values['slow-commits'] ?? (process.env.DATABASE_URL ? 'no' : 'yes')) === 'yes';
   if (slowCommits) await withSql(databaseUrl, (sql) => sql.unsafe(SLOW_COMMITS_SQL));
-  const app = await buildApp({ ...configWith({ dbPoolMax: 20 }), databaseUrl, logger: pino({ level: 'silent' }) });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const { port } = app.server.address() as { port: number };
-  const baseUrl = `http://127.0.0.1:${port}`;
+  const apps: FastifyInstance[] = [];
+  const baseUrls: string[] = [];
+  for (let i = 0; i < instanceCount; i++) {
+    const app = await buildApp({
+      ...configWith({ dbPoolMax: Math.max(4, Math.ceil(20 / instanceCount)) }),
+      databaseUrl,
+      logger: pino({ level: 'silent' }),
+    });
+    apps.push(app);
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    baseUrls.push(`http://127.0.0.1:${(app.server.address() as { port: number }).port}`);
+  }
+  // each client (or consumer) goes to the next instance at each request, starting at its own
+  const spread = () => {
+    const turns = new Map<number, number>();
+    return (client: number) => {
+      const turn = turns.get(client) ?? client;
+      turns.set(client, turn + 1);
+      return baseUrls[turn % baseUrls.length]!;
+    };
+  };
   log(
     `check:history: ${clients} clients and ${consumerCount} feed consumers for ${minutes} min, seed ${seed}, ` +
-      `${slowCommits ? 'slow commits, ' : ''}against ${baseUrl}`,
+      `${slowCommits ? 'slow commits, ' : ''}against ${baseUrls.join(', ')}`,
   );
 
   const runPrefix = `${slowCommits ? `${SLOW_COMMITS_PREFIX}-` : ''}hist-${seed}-${Date.now().toString(36)}`;
@@ -116,10 +142,10 @@ try {
       };
       const loadMs = Math.min(endAt - Date.now(), roundMs);
       const plans = consumerPlans(workload, { seed: workload.seed, consumers: consumerCount, loadMs });
-      const consumers = startFeedConsumers(baseUrl, plans, workload.seed);
+      const consumers = startFeedConsumers(spread(), plans, workload.seed);
       await consumers.ready;
-      const events = await runWorkload(baseUrl, { ...workload, until: Date.now() + loadMs });
-      const state = await readRecordedState(baseUrl, workload);
+      const events = await runWorkload(spread(), { ...workload, until: Date.now() + loadMs });
+      const state = await readRecordedState(spread(), workload);
       const records = await consumers.finish(state, { timeoutMs: 30_000 });
       const checkStart = performance.now();
       const anomalies = [...checkHistory(events, state), ...checkFeed(events, state, records)];
@@ -149,12 +175,12 @@ try {
       }
     }
   } finally {
-    await app.close();
+    await Promise.all(apps.map((app) => app.close()));
   }
   const seconds = minutes * 60;
   console.log(
     [
-      `seed ${seed}, ${clients} clients, ${minutes} min`,
+      `seed ${seed}, ${clients} clients, ${minutes} min, ${instanceCount} instance${instanceCount === 1 ? '' : 's'}`,
       `operations: ${operations} (${Math.round(operations / seconds)}/s through the service), versions recorded: ${versions}`,
       `feed: ${consumerCount} consumers per round received ${changesReceived} changes in ${feedRequests} requests and streams, ${reconnects} reconnections`,
       `checking: ${(checkingMs / 1000).toFixed(1)} s, ${Math.round(operations / (checkingMs / 1000))} operations checked per second`,

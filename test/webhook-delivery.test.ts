@@ -269,6 +269,26 @@ describe('webhook delivery', () => {
     expect(messages).toEqual([{ state: 'failed', next_attempt_at: null }]);
   });
 
+  it('enabled again after a 410, delivers the event that got the 410 and what came after', async () => {
+    const orgId = newOrg('wh');
+    const r = await receiver();
+    r.respond = (_request, n) => (r.requests.length === 1 && n === 1 ? { status: 410 } : { status: 204 });
+    const endpoint = await createEndpoint(server.sql, orgId, r.url);
+    await post(server.baseUrl, { ...appointment('a', '2020-10-10 10:00', '2020-10-10 10:30'), orgId });
+    await r.waitFor((requests) => requests.length >= 1);
+    for (let i = 0; i < 100 && (await endpointRow(endpoint.id)).state === 'active'; i++)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await endpointRow(endpoint.id)).toMatchObject({ state: 'disabled', disabled_reason: 'gone' });
+    await post(server.baseUrl, { ...appointment('b', '2020-10-10 11:00', '2020-10-10 11:30'), orgId });
+    // the event of the 410 began this spell of failures: it is attempted again, as the enable promises
+    const enabled = await http(server.baseUrl, 'POST', `/api/webhooks/${endpoint.id}/enable?orgId=${orgId}`);
+    expect(enabled.status).toBe(200);
+    await r.waitFor((requests) => requests.length >= 3, 5_000);
+    const ids = (q: { body: string }) => (JSON.parse(q.body) as { data: { id: string } }).data.id;
+    expect(r.requests.map(ids)).toEqual(['a', 'a', 'b']);
+    expect(r.requests[1]!.id).toBe(r.requests[0]!.id);
+  });
+
   it('disables an endpoint whose attempts have all failed for WEBHOOK_DISABLE_AFTER (failing)', async () => {
     const other = await startTestServer({
       webhookAllowPrivateUrls: true,

@@ -191,10 +191,15 @@ const nowUs = () => Date.now() * 1000;
 class StopReading extends Error {}
 
 /**
- * Starts the consumers of `plans` against the service at `baseUrl` (a function: the fault scenarios
- * start the service again on another port). Call `finish` after the writers stop.
+ * Starts the consumers of `plans` against the service at `baseUrl` (a function of the consumer's
+ * number, asked at each request: the fault scenarios start the service again on another port, and a
+ * consumer may go to another instance each time). Call `finish` after the writers stop.
  */
-export function startFeedConsumers(baseUrl: string | (() => string), plans: ConsumerPlan[], seed = 1): FeedConsumers {
+export function startFeedConsumers(
+  baseUrl: string | ((consumer: number) => string),
+  plans: ConsumerPlan[],
+  seed = 1,
+): FeedConsumers {
   const base = typeof baseUrl === 'string' ? () => baseUrl : baseUrl;
   let targets: ReturnType<typeof finalTargets> | undefined;
   let finishDeadline = Infinity;
@@ -280,7 +285,7 @@ export function startFeedConsumers(baseUrl: string | (() => string), plans: Cons
           let status: number;
           let text: string;
           try {
-            const res = await request(`${base()}/api/changes?${query}`, {
+            const res = await request(`${base(c)}/api/changes?${query}`, {
               dispatcher: agent,
               signal: abort.signal,
             });
@@ -348,7 +353,7 @@ export function startFeedConsumers(baseUrl: string | (() => string), plans: Cons
             if (done() || (token !== undefined && Date.now() > dropAt)) abort.abort(new StopReading());
           }, 25);
           try {
-            const res = await request(`${base()}/api/changes/stream?${query}`, {
+            const res = await request(`${base(c)}/api/changes/stream?${query}`, {
               dispatcher: agent,
               signal: abort.signal,
               headers,

@@ -252,14 +252,20 @@ async function send(agent: Agent, baseUrl: string, op: Op): Promise<{ status: nu
   return typeof headers.etag === 'string' ? { status, body, etag: headers.etag } : { status, body };
 }
 
+/** The service's base URL, or per request the instance a client sends it to (several on one database). */
+export type BaseUrl = string | ((client: number) => string);
+
+const baseOf = (baseUrl: BaseUrl) => (typeof baseUrl === 'string' ? () => baseUrl : baseUrl);
+
 /**
  * Runs `clients` concurrent clients, each sending its own seeded operation stream one request at a
  * time, until each has sent `opsPerClient` or `until` (ms since the epoch) has passed.
  */
 export async function runWorkload(
-  baseUrl: string,
+  baseUrl: BaseUrl,
   o: WorkloadOptions & { clients: number; opsPerClient?: number; until?: number },
 ): Promise<HistoryEvent[]> {
+  const base = baseOf(baseUrl);
   const agent = new Agent({ connections: o.clients, pipelining: 1 });
   const events: HistoryEvent[] = [];
   const client = async (c: number) => {
@@ -286,7 +292,7 @@ export async function runWorkload(
       const sentAt = nowUs();
       let answer: { status: number; body: unknown; etag?: string };
       try {
-        answer = await send(agent, baseUrl, op);
+        answer = await send(agent, base(c), op);
       } catch (error) {
         answer = { status: 0, body: String(error) };
       }
@@ -304,7 +310,7 @@ export async function runWorkload(
     let status: number;
     let body: unknown;
     try {
-      const res = await httpRequest(baseUrl, 'POST', `/api/appointments/batch?atomic=${planned.atomic}`, {
+      const res = await httpRequest(base(c), 'POST', `/api/appointments/batch?atomic=${planned.atomic}`, {
         json: { appointments: items.map(({ kind: _kind, ...fields }) => fields) },
         dispatcher: agent,
       });
@@ -352,19 +358,21 @@ export interface RecordedState {
 }
 
 /** The history of every id the workload touched, and the final calendars, read through the API. */
-export const readRecordedState = (baseUrl: string, o: WorkloadOptions) =>
+export const readRecordedState = (baseUrl: BaseUrl, o: WorkloadOptions) =>
   readStateOf(baseUrl, orgIdsOf(o), () => idsOf(o));
 
 /** The history of the given ids and the final calendars of the given orgs (the fault scenarios' load). */
 export async function readStateOf(
-  baseUrl: string,
+  baseUrl: BaseUrl,
   orgIds: string[],
   ids: (orgId: string) => string[],
 ): Promise<RecordedState> {
+  const base = baseOf(baseUrl);
   const agent = new Agent({ connections: 8 });
+  let reads = 0;
   // the answers of GET list and history; not JSON (or not a list) is an error
   const get = async <T>(path: string) => {
-    const res = await httpRequest<T[]>(baseUrl, 'GET', path, { dispatcher: agent });
+    const res = await httpRequest<T[]>(base(reads++), 'GET', path, { dispatcher: agent });
     if (res.status === 200 && !Array.isArray(res.body)) throw new Error(`GET ${path}: not a list: ${res.text}`);
     return res;
   };

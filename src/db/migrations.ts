@@ -14,7 +14,7 @@ export const FUNCTIONS_DIR = fileURLToPath(new URL('../../src/db/functions', imp
 const MIGRATIONS_TABLE = 'pgmigrations';
 const FUNCTIONS_TABLE = 'database_functions';
 // Any fixed number; shared by every instance of the service that migrates this database.
-const MIGRATION_LOCK_ID = 7_263_911_054;
+export const MIGRATION_LOCK_ID = 7_263_911_054;
 
 /** The migrations of a folder, by name (file name without its extension), in order. */
 const migrationNames = (dir: string): string[] =>

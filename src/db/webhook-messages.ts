@@ -224,9 +224,13 @@ export async function completeAttempt(
         // SET reads the row as it was: failing_since here is the one before this attempt
         const disable = tx`(state = 'active' AND (${effect.gone}
         OR coalesce(failing_since, now()) <= now() - ${disableAfterMs} * interval '1 millisecond'))`;
+        // The spell of failures begins at the earliest failed attempt's own attemptedAt, not at now():
+        // enabling compares the log's attemptedAt with it, and an attempt is logged with the instant its
+        // instance sent it, before this commit (and, with several instances, by another clock, or sent
+        // before an attempt that failed first). least() ignores a NULL: the first failure sets it.
         [endpoint] = await tx`
         UPDATE webhook_endpoints
-        SET failing_since = coalesce(failing_since, now()), paused_until = ${pause},
+        SET failing_since = least(failing_since, ${outcome.attemptedAt}::timestamptz), paused_until = ${pause},
             state = CASE WHEN ${disable} THEN 'disabled' ELSE state END,
             disabled_reason = CASE WHEN ${disable} THEN ${effect.gone ? 'gone' : 'failing'} ELSE disabled_reason END,
             disabled_at = CASE WHEN ${disable} THEN now() ELSE disabled_at END
