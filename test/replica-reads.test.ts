@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import pino from 'pino';
+import postgres from 'postgres';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
@@ -269,11 +270,9 @@ describe('reads at an instant with a streaming replica', () => {
       );
       const before = await readCounts(withReplica.base);
       const fromService = await answers(withReplica.base, paths);
-      expect(delta(before, await readCounts(withReplica.base))).toEqual({
-        primary: paths.length,
-        'fallback:paused': paths.length,
-      });
+      const counted = delta(before, await readCounts(withReplica.base));
       expect(fromService).toEqual(await answers(primaryOnly.base, paths));
+      expect(counted).toEqual({ primary: paths.length, 'fallback:paused': paths.length });
       expect(fromService[1]!.body).toMatchObject({ version: 2, start: '2030-01-01T17:00:00.000Z' });
       expect(fromService[2]!.body.at(-1)).toMatchObject({ version: 2, validFrom: writtenAt, validTo: null });
     } finally {
@@ -306,12 +305,58 @@ describe('reads at an instant with a streaming replica', () => {
       const paths = readsAt(orgId, '2', written.body.appointment.recordedAt);
       const before = await readCounts(withReplica.base);
       const fromService = await answers(withReplica.base, paths);
-      expect(delta(before, await readCounts(withReplica.base))).toEqual({
-        primary: paths.length,
-        'fallback:behind': paths.length,
-      });
+      const counted = delta(before, await readCounts(withReplica.base));
       expect(fromService).toEqual(await answers(primaryOnly.base, paths));
+      expect(counted).toEqual({ primary: paths.length, 'fallback:behind': paths.length });
       expect(fromService[1]!.body).toMatchObject({ version: 3, start: '2030-01-01T19:00:00.000Z' });
+    } finally {
+      await withSql(standbyAdmin, async (sql) => {
+        await sql`ALTER SYSTEM RESET recovery_min_apply_delay`;
+        await sql`SELECT pg_reload_conf()`;
+      });
+    }
+  });
+
+  it('a write that commits long after its stamp is waited for: the bound, not the first commit after the instant', async () => {
+    // The exclusion check of a write can wait for an overlapping transaction after the write took its
+    // stamp (upsert_appointment), so its commit comes well after it. A replica that has replayed
+    // everything up to just before that commit must not answer for the stamp's instant.
+    const standbyAdmin = pair.urlOf('standby', 'postgres');
+    await withSql(standbyAdmin, async (sql) => {
+      await sql`ALTER SYSTEM SET recovery_min_apply_delay = '1h'`;
+      await sql`SELECT pg_reload_conf()`;
+    });
+    try {
+      await sleep(500);
+      const blocker = postgres(pair.urlOf('primary', 'appointments'), { max: 1, onnotice: () => {} });
+      let write: Promise<{ status: number; body: any }>;
+      try {
+        const held = await blocker.reserve();
+        await held`BEGIN`;
+        await held`SELECT status FROM upsert_appointment(${orgId}, 'blocker', '2030-01-02 10:00Z', '2030-01-02 11:00Z',
+                    '2020-01-01Z', '2020-01-01Z', false)`;
+        write = post(withReplica.base, { ...appointment('late', '2030-01-02 10:30', '2030-01-02 11:30'), orgId });
+        let answered = false;
+        void write.then(() => (answered = true));
+        // within lock_timeout, which bounds the write's wait
+        await sleep(1_500);
+        expect(answered, 'the write waits for the overlapping transaction').toBe(false);
+        await held`ROLLBACK`;
+        held.release();
+      } finally {
+        await blocker.end();
+      }
+      const written = await write;
+      expect(written.status).toBe(201);
+      const stampedAt = written.body.appointment.recordedAt as string;
+      await sleep(SETTLE_MS);
+      const paths = readsAt(orgId, 'late', stampedAt);
+      const before = await readCounts(withReplica.base);
+      const fromService = await answers(withReplica.base, paths);
+      const counted = delta(before, await readCounts(withReplica.base));
+      expect(fromService).toEqual(await answers(primaryOnly.base, paths));
+      expect(fromService[1]!.body).toMatchObject({ id: 'late', version: 1 });
+      expect(counted).toEqual({ primary: paths.length, 'fallback:behind': paths.length });
     } finally {
       await withSql(standbyAdmin, async (sql) => {
         await sql`ALTER SYSTEM RESET recovery_min_apply_delay`;
