@@ -20,7 +20,7 @@ import {
 } from '../src/db/replica-reads.js';
 import { withSql } from '../scripts/lib/database.js';
 import { startReplicatedPair, type ReplicatedPair } from '../scripts/lib/replication.js';
-import { sleep } from '../scripts/lib/time.js';
+import { microsecondBefore, sleep } from '../scripts/lib/time.js';
 import { appointment, newOrg } from './support/fixtures.js';
 import { http, post } from './support/http.js';
 
@@ -83,13 +83,6 @@ const answers = async (base: string, paths: string[]) => {
     result.push({ path: p, status: res.status, body: res.body });
   }
   return result;
-};
-
-/** The instant just before `time` (canonical, microseconds). */
-const justBefore = (time: string) => {
-  const micros = instantMicros(time) - 1n;
-  const ms = micros / 1000n;
-  return `${new Date(Number(ms)).toISOString().slice(0, 23)}${String(micros % 1000n).padStart(3, '0')}Z`;
 };
 
 describe('the rule', () => {
@@ -202,7 +195,12 @@ describe('reads at an instant with a streaming replica', () => {
 
   it('with replay running, serves reads of the past from the replica, exactly as the primary answers them', async () => {
     await sleep(SETTLE_MS);
-    const instants = [justBefore(stamps[0]!), ...stamps, ...stamps.map(justBefore), new Date().toISOString()];
+    const instants = [
+      microsecondBefore(stamps[0]!),
+      ...stamps,
+      ...stamps.map(microsecondBefore),
+      new Date().toISOString(),
+    ];
     const paths = instants.flatMap((at) => readsAt(orgId, '1', at));
     const before = await readCounts(withReplica.base);
     const fromReplica = await answers(withReplica.base, paths);
@@ -213,9 +211,9 @@ describe('reads at an instant with a streaming replica', () => {
 
     // and the answers are those of the instants, not merely the same on both sides
     const history = (at: string) => fromReplica.find((a) => a.path === readsAt(orgId, '1', at)[2])!;
-    expect(history(justBefore(stamps[0]!)).status).toBe(404);
+    expect(history(microsecondBefore(stamps[0]!)).status).toBe(404);
     expect(history(stamps[0]!).body).toEqual([expect.objectContaining({ version: 1, validTo: null, deleted: false })]);
-    expect(history(justBefore(stamps[2]!)).body).toEqual([
+    expect(history(microsecondBefore(stamps[2]!)).body).toEqual([
       expect.objectContaining({ version: 1, validTo: stamps[1] }),
       expect.objectContaining({ version: 2, validTo: null, deleted: false }),
     ]);
