@@ -174,6 +174,7 @@ function replicaReads(app: FastifyInstance, replicaUrl: string, poolMax: number)
              pg_last_wal_replay_lsn()::text AS lsn,
              (SELECT system_identifier::text FROM pg_control_system()) AS system,
              (SELECT timeline_id FROM pg_control_checkpoint()) AS timeline`;
+    if (state === undefined) app.log.info('the replica answers: reads at an instant may go there');
     state = {
       recovery: row!.recovery,
       paused: row!.pause !== 'not paused',
@@ -201,7 +202,10 @@ function replicaReads(app: FastifyInstance, replicaUrl: string, poolMax: number)
     timers.push(timer);
   };
   every('the primary', samplePrimary, () => {});
-  every('the replica', sampleReplica, () => (state = undefined));
+  every('the replica', sampleReplica, () => {
+    if (state !== undefined) app.log.warn('the replica does not answer: reads at an instant go to the primary');
+    state = undefined;
+  });
 
   new Gauge({
     name: 'appointments_db_replica_lag_seconds',
@@ -233,12 +237,17 @@ function replicaReads(app: FastifyInstance, replicaUrl: string, poolMax: number)
       readsInFlight++;
       // the position and the read on one connection, in that order: the read's snapshot then holds
       // everything replayed when the position was read (another connection could reach another host,
-      // or the replica restarted and replaying from an older point)
+      // or the replica restarted and replaying from an older point). The read is sent behind the
+      // check without waiting for its answer (postgres.js pipelines them); when the check refuses,
+      // the read's answer is thrown away.
       const attempt = (async () => {
         const sql = await replica.reserve();
         try {
-          const refusal = await refusalOn(sql, sample);
-          return refusal === null ? { value: await read(sql) } : { reason: refusal };
+          const refusal = refusalOn(sql, sample);
+          const reading = read(sql);
+          reading.catch(() => {});
+          if ((await refusal) !== null) return { reason: (await refusal)! };
+          return { value: await reading };
         } finally {
           sql.release();
         }
