@@ -240,6 +240,28 @@ describe('reads at an instant with a streaming replica', () => {
     expect(Number(/^appointments_db_replica_lag_seconds (\S+)$/m.exec(metrics.body)?.[1])).toBeLessThan(1);
   });
 
+  it('with several replica hosts and target_session_attrs=standby, reads go to the one in recovery', async () => {
+    const url = new URL(pair.urlOf('standby', 'appointments'));
+    url.searchParams.set('target_session_attrs', 'standby');
+    // the primary first: it answers, but is no standby
+    const hosts = url
+      .toString()
+      .replace(`@127.0.0.1:${pair.standbyPort}/`, `@127.0.0.1:${pair.primaryPort},127.0.0.1:${pair.standbyPort}/`);
+    const several = await serve(pair.urlOf('primary', 'appointments'), hosts);
+    try {
+      // its first samples, and the instants old enough
+      await sleep(Math.max(1_000, Date.parse(stamps.at(-1)!) + SETTLE_MS - Date.now()));
+      const paths = stamps.flatMap((at) => readsAt(orgId, '1', at));
+      const before = await readCounts(several.base);
+      const fromService = await answers(several.base, paths);
+      const counted = delta(before, await readCounts(several.base));
+      expect(fromService).toEqual(await answers(primaryOnly.base, paths));
+      expect(counted).toEqual({ replica: paths.length });
+    } finally {
+      await several.app.close();
+    }
+  });
+
   it('with replay paused, reads at instants after later writes go to the primary and see those writes', async () => {
     const standbyAdmin = pair.urlOf('standby', 'postgres');
     await withSql(standbyAdmin, (sql) => sql`SELECT pg_wal_replay_pause()`);
