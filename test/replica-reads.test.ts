@@ -20,6 +20,7 @@ import {
 } from '../src/db/replica-reads.js';
 import { withSql } from '../scripts/lib/database.js';
 import { startReplicatedPair, type ReplicatedPair } from '../scripts/lib/replication.js';
+import { startHotStandby } from '../scripts/lib/standby.js';
 import { microsecondBefore, sleep } from '../scripts/lib/time.js';
 import { appointment, newOrg } from './support/fixtures.js';
 import { http, post } from './support/http.js';
@@ -382,6 +383,30 @@ describe('reads at an instant with a streaming replica', () => {
         await sql`ALTER SYSTEM RESET recovery_min_apply_delay`;
         await sql`SELECT pg_reload_conf()`;
       });
+    }
+  });
+
+  it('a replica of another cluster is refused: the primary answers', async () => {
+    const password = decodeURIComponent(new URL(pair.urlOf('primary', 'appointments')).password);
+    const stranger = await startHotStandby(
+      await mkdtemp(path.join(os.tmpdir(), 'appointments-stranger-')),
+      'appointments',
+      password,
+    );
+    const url = new URL(pair.urlOf('standby', 'appointments'));
+    url.port = String(stranger.port);
+    const elsewhere = await serve(pair.urlOf('primary', 'appointments'), url.toString());
+    try {
+      await sleep(Math.max(1_000, Date.parse(stamps.at(-1)!) + SETTLE_MS - Date.now()));
+      const paths = stamps.flatMap((at) => readsAt(orgId, '1', at));
+      const before = await readCounts(elsewhere.base);
+      const fromService = await answers(elsewhere.base, paths);
+      const counted = delta(before, await readCounts(elsewhere.base));
+      expect(fromService).toEqual(await answers(primaryOnly.base, paths));
+      expect(counted).toEqual({ primary: paths.length, 'fallback:timeline': paths.length });
+    } finally {
+      await elsewhere.app.close();
+      await stranger.destroy();
     }
   });
 
