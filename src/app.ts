@@ -12,6 +12,7 @@ import { authPlugin, bearerAuthScheme } from './auth.js';
 import type { Config } from './config.js';
 import { databasePlugin } from './db/client.js';
 import { drainingPlugin } from './draining.js';
+import { replicaReadsPlugin } from './db/replica-reads.js';
 import { answerClientError, answerFrameworkError, ApiError, registerErrorHandlers } from './errors.js';
 import { changeFeedPlugin } from './change-feed.js';
 import { appointmentBatchRoutes } from './routes/appointment-batch.js';
@@ -255,6 +256,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/api/docs', staticCSP: DOCS_CSP });
 
   await app.register(databasePlugin, { databaseUrl: options.databaseUrl, poolMax: options.dbPoolMax });
+  await app.register(replicaReadsPlugin, { replicaUrl: options.databaseReplicaUrl, poolMax: options.dbPoolMax });
   await app.register(changeFeedPlugin, {
     syncTokenSecret: options.syncTokenSecret,
     feedPollIntervalMs: options.feedPollIntervalMs,

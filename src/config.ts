@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { DatabaseUrlError, parseDatabaseUrl, withoutPassword } from './db/database-url.js';
+import { DatabaseUrlError, parseDatabaseUrl, REPLICA_TARGETS, withoutPassword } from './db/database-url.js';
 import { DURATION_LIST_PATTERN, DURATION_PATTERN, DURATION_RULE } from './durations.js';
 
 /**
@@ -17,6 +17,16 @@ export const Settings = Type.Object({
       description:
         'The PostgreSQL database; several hosts (`postgres://h1:5432,h2:5432/db?target_session_attrs=read-write`) ' +
         'are tried in order for the one that answers read-write. Unset: an embedded PostgreSQL is started, except in production.',
+    }),
+  ),
+  databaseReplicaUrl: Type.Optional(
+    Type.String({
+      env: 'DATABASE_REPLICA_URL',
+      pattern: '^postgres(ql)?://',
+      description:
+        'A streaming replica of DATABASE_URL: point-in-time reads (`at`) go there once it has replayed every write ' +
+        'they could see, the others to the primary. Several hosts: the first that answers (`target_session_attrs=standby`: ' +
+        'the first in recovery). Unset: every read goes to DATABASE_URL.',
     }),
   ),
   port: Type.Integer({ env: 'PORT', minimum: 0, maximum: 65535, default: 3000, description: 'The HTTP port.' }),
@@ -238,6 +248,9 @@ export class ConfigError extends Error {}
 /** Settings whose value never appears in a message. */
 const SECRET_SETTINGS = new Set(['syncTokenSecret', 'webhookSecretKey', 'metricsToken']);
 
+/** Settings that are database URLs: shown without their password, read as libpq reads them. */
+const DATABASE_URLS: ReadonlySet<string> = new Set(['databaseUrl', 'databaseReplicaUrl']);
+
 /** Why the service refuses to start in production without DATABASE_URL. */
 export const PRODUCTION_NEEDS_DATABASE_URL =
   'required when NODE_ENV=production: set it to the PostgreSQL database to use ' +
@@ -265,20 +278,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const lines = [...Value.Errors(Settings, converted)].map((e) => {
     const key = e.path.slice(1);
     const name = ENV_NAMES[key as keyof Config] ?? (key || '(environment)');
-    const value =
-      key === 'databaseUrl' ? withoutPassword(String(raw[key])) : SECRET_SETTINGS.has(key) ? '***' : raw[key];
+    const value = DATABASE_URLS.has(key)
+      ? withoutPassword(String(raw[key]))
+      : SECRET_SETTINGS.has(key)
+        ? '***'
+        : raw[key];
     // a pattern's own words, where the schema's message would only quote the regular expression
     const hint = (Settings.properties[key as keyof Config] as { hint?: string } | undefined)?.hint;
     return `  ${name}=${JSON.stringify(value ?? '')}: ${hint ?? e.message}`;
   });
-  if (typeof converted.databaseUrl === 'string' && /^postgres(ql)?:\/\//.test(converted.databaseUrl)) {
+  for (const key of DATABASE_URLS) {
+    const url = converted[key];
+    if (typeof url !== 'string' || !/^postgres(ql)?:\/\//.test(url)) continue;
     try {
-      parseDatabaseUrl(converted.databaseUrl);
+      parseDatabaseUrl(url, key === 'databaseReplicaUrl' ? REPLICA_TARGETS : undefined);
     } catch (error) {
       if (!(error instanceof DatabaseUrlError)) throw error;
-      lines.push(
-        `  ${ENV_NAMES.databaseUrl}=${JSON.stringify(withoutPassword(converted.databaseUrl))}: ${error.message}`,
-      );
+      lines.push(`  ${ENV_NAMES[key as keyof Config]}=${JSON.stringify(withoutPassword(url))}: ${error.message}`);
     }
   }
   if (converted.nodeEnv === 'production' && converted.databaseUrl === undefined)

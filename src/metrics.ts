@@ -55,6 +55,10 @@ export interface Metrics {
   readonly poolRefused: Counter<'reason'>;
   readonly feedLongPolls: Gauge;
   readonly feedStreams: Gauge;
+  /** Point-in-time and history reads (those a replica may answer), by where they were answered. */
+  readonly dbReads: Counter<'target'>;
+  /** Such reads that the replica did not answer, by why (db/replica-reads.ts). */
+  readonly replicaFallbacks: Counter<'reason'>;
   readonly webhookAttempts: Counter<'outcome'>;
   readonly webhookDeliveryDelay: Histogram;
   /** The whole exposition: the process's metrics, then the app's. */
@@ -176,6 +180,18 @@ function createMetrics(app: FastifyInstance): Metrics {
     feedStreams: new Gauge({
       name: 'appointments_feed_streams_open',
       help: 'Change-feed event streams open now.',
+      registers,
+    }),
+    dbReads: new Counter({
+      name: 'appointments_db_reads_total',
+      help: 'Reads at an instant (lists, appointments, availability, history with `at`) by the database that answered.',
+      labelNames: ['target'],
+      registers,
+    }),
+    replicaFallbacks: new Counter({
+      name: 'appointments_db_replica_fallbacks_total',
+      help: 'Reads at an instant that went to the primary although a replica is configured, by reason.',
+      labelNames: ['reason'],
       registers,
     }),
     webhookAttempts: new Counter({

@@ -154,3 +154,39 @@ describe.each(workloads)('point-in-time list: $name', ({ appointments, operation
     if (bothWays) expect(Math.min(ways.fewRecorded, ways.manyRecorded), JSON.stringify(ways)).toBeGreaterThan(10);
   });
 });
+
+describe('point-in-time history', () => {
+  it('is the versions begun by the instant, the one current then with no end and no delete, else 404', async () => {
+    const seed = Date.now() % 1_000_000;
+    const random = seededRandom(seed);
+    const orgId = newOrg('pit-history');
+    const ids = await writeRandomCalendar(orgId, random, 120, 8);
+    const versions = await allVersions(orgId, ids);
+    expect(
+      versions.some((v) => v.deleted),
+      'the workload deleted some',
+    ).toBe(true);
+    const boundaries = [...new Set(versions.flatMap((v) => (v.validTo ? [v.validFrom, v.validTo] : [v.validFrom])))];
+    let compared = 0;
+    for (const at of ['2000-01-01T00:00:00.000000Z', ...boundaries.flatMap((t) => [t, microsecondBefore(t)])]) {
+      const id = ids[Math.floor(random() * ids.length)]!;
+      const expected = versions
+        .filter((v) => v.id === id && v.validFrom <= at)
+        .map(({ id: _, ...v }) => {
+          const ended = v.validTo !== null && v.validTo <= at;
+          return { ...v, validTo: ended ? v.validTo : null, deleted: ended && v.deleted };
+        });
+      const res = await http(server.baseUrl, 'GET', `/api/appointments/${id}/history?orgId=${orgId}&at=${at}`);
+      if (expected.length === 0) {
+        expect(res.status, `seed ${seed}, ${id} at ${at}`).toBe(404);
+        expect(res.body.message).toContain(`by ${at}`);
+      } else {
+        expect(res.body, `seed ${seed}, ${id} at ${at}`).toEqual(expected);
+        compared += expected.length;
+      }
+    }
+    expect(compared).toBeGreaterThan(50);
+    const malformed = await http(server.baseUrl, 'GET', `/api/appointments/${ids[0]}/history?orgId=${orgId}&at=soon`);
+    expect(malformed.status).toBe(400);
+  });
+});

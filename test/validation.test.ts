@@ -713,7 +713,14 @@ describe('GET and DELETE /api/appointments/:id: bad path values and query string
     },
     {
       name: 'GET the history with an unknown query parameter',
-      send: one('GET', '5/history', '&at=2020-10-10%2020:20'),
+      send: one('GET', '5/history', '&from=2020-10-10%2020:20'),
+      status: 400,
+      code: 'VALIDATION_ERROR',
+      mentions: 'from',
+    },
+    {
+      name: 'GET the history at an instant that is no time',
+      send: one('GET', '5/history', '&at=2020-13-10%2020:20'),
       status: 400,
       code: 'VALIDATION_ERROR',
       mentions: 'at',

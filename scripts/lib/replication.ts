@@ -6,10 +6,10 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embed
 import { withSql } from './database.js';
 import { sleep } from './time.js';
 
-// A PostgreSQL primary with a synchronous streaming standby, built from the embedded PostgreSQL's
+// A PostgreSQL primary with a synchronous (or asynchronous) streaming standby, built from the embedded PostgreSQL's
 // binaries, which have no pg_basebackup: a cluster stopped cleanly is a consistent base backup, so its
 // data folder is copied, the copy gets standby.signal and a primary_conninfo, and both start. Used by
-// test/failover.test.ts and scripts/check-fleet.ts (no vitest here).
+// test/failover.test.ts, scripts/check-fleet.ts and test/replica-reads.test.ts (no vitest here).
 
 const STANDBY_NAME = 'standby1';
 
@@ -24,6 +24,8 @@ export interface ReplicatedPair {
   killPrimary(): void;
   /** pg_promote() on the standby; resolves once it answers read-write. */
   promoteStandby(): Promise<void>;
+  /** Stops the standby (a fast shutdown); with a synchronous one, commits on the primary then wait. */
+  stopStandby(): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -37,9 +39,14 @@ const urlWith = (adminUrl: string, port: number, database: string) => {
 /**
  * Builds the pair in `dir` (which must exist), on 127.0.0.1 only. Every commit on the primary waits
  * until the standby has it on disk (synchronous_standby_names, synchronous_commit = on): nothing
- * acknowledged is lost when the primary dies.
+ * acknowledged is lost when the primary dies. With `synchronous: false`, an asynchronous replica:
+ * commits do not wait for it (nor stop while it is down).
  */
-export async function startReplicatedPair(dir: string, databases: string[]): Promise<ReplicatedPair> {
+export async function startReplicatedPair(
+  dir: string,
+  databases: string[],
+  { synchronous = true }: { synchronous?: boolean } = {},
+): Promise<ReplicatedPair> {
   // as root, PostgreSQL runs as its own user, who must be able to pass through this folder
   await fs.chmod(dir, 0o711);
   const primaryDir = path.join(dir, 'primary');
@@ -57,7 +64,7 @@ export async function startReplicatedPair(dir: string, databases: string[]): Pro
     await withSql(primary.adminUrl, async (sql) => {
       for (const database of databases) await sql`CREATE DATABASE ${sql(database)}`;
       // ALTER SYSTEM takes no parameters; the name is a constant of this file
-      await sql.unsafe(`ALTER SYSTEM SET synchronous_standby_names = '${STANDBY_NAME}'`);
+      if (synchronous) await sql.unsafe(`ALTER SYSTEM SET synchronous_standby_names = '${STANDBY_NAME}'`);
       await sql`ALTER SYSTEM SET synchronous_commit = 'on'`;
       await sql`ALTER SYSTEM SET wal_level = 'replica'`;
     });
@@ -92,11 +99,11 @@ export async function startReplicatedPair(dir: string, databases: string[]): Pro
     () =>
       withSql(primary.adminUrl, async (sql) => {
         const rows = await sql`SELECT 1 FROM pg_stat_replication WHERE application_name = ${STANDBY_NAME}
-          AND state = 'streaming' AND sync_state = 'sync'`;
+          AND state = 'streaming' AND sync_state = ${synchronous ? 'sync' : 'async'}`;
         return rows.length === 1;
       }),
     30_000,
-    'the standby did not stream synchronously',
+    `the standby did not stream ${synchronous ? 'synchronously' : 'asynchronously'}`,
   );
   await streaming.catch(async (error: unknown) => {
     await Promise.all([primary.stop(), standby.stop()]);
@@ -129,6 +136,7 @@ export async function startReplicatedPair(dir: string, databases: string[]): Pro
         'the promoted standby did not answer read-write',
       );
     },
+    stopStandby: () => standby.stop(),
     async destroy() {
       await Promise.all([primary.stop(), standby.stop()]);
       await fs.rm(dir, { recursive: true, force: true });

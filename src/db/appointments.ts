@@ -283,11 +283,17 @@ export async function getAppointmentAt(
   return row && withAppointmentTimes(row);
 }
 
-/** Every version, oldest first; empty when the id never existed in the org. */
-export async function getAppointmentHistory(sql: Sql, orgId: string, id: string): Promise<HistoryEntry[]> {
+/**
+ * Every version, oldest first; empty when the id never existed in the org. With `at`, as recorded at
+ * that instant: the versions begun by then, the one current then without its end (nor its delete).
+ */
+export async function getAppointmentHistory(sql: Sql, orgId: string, id: string, at?: string): Promise<HistoryEntry[]> {
+  const asOf = at === undefined ? undefined : sql`${at}::timestamptz`;
   const rows = await sql<HistoryEntry[]>`
     SELECT version, start_at AS "start", end_at AS "end", created_at AS "createdAt", updated_at AS "updatedAt",
-           valid_from AS "validFrom", valid_to AS "validTo", deleted
+           valid_from AS "validFrom",
+           ${asOf ? sql`CASE WHEN valid_to <= ${asOf} THEN valid_to END` : sql`valid_to`} AS "validTo",
+           ${asOf ? sql`deleted AND valid_to <= ${asOf}` : sql`deleted`} AS deleted
     FROM (
       SELECT version, start_at, end_at, created_at, updated_at, valid_from, valid_to, deleted
       FROM appointment_versions WHERE org_id = ${orgId} AND id = ${id}
@@ -295,6 +301,7 @@ export async function getAppointmentHistory(sql: Sql, orgId: string, id: string)
       SELECT version, start_at, end_at, created_at, updated_at, recorded_at, NULL, false
       FROM appointments WHERE org_id = ${orgId} AND id = ${id} AND deleted_at IS NULL
     ) AS versions
+    ${asOf ? sql`WHERE valid_from <= ${asOf}` : sql``}
     ORDER BY version`;
   rows.forEach(withAppointmentTimes);
   return rows;

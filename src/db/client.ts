@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin';
 import postgres, { type Options, type Sql } from 'postgres';
-import { hostLocator, locatedSocket, parseDatabaseUrl } from './database-url.js';
+import { hostLocator, locatedSocket, parseDatabaseUrl, type TargetSessionAttrs } from './database-url.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -161,15 +161,19 @@ export const poolLoad = (sql: Sql): PoolLoad => loads.get(sql)?.() ?? { max: 0, 
  * PostgreSQL 14 it takes a hot standby for read-write (the standby reports
  * default_transaction_read_only off), and with several hosts it hangs while all are down.
  */
-export function connectionTo(databaseUrl: string): { url: string; options: Options<Record<string, never>> } {
+export function connectionTo(
+  databaseUrl: string,
+  targets?: readonly TargetSessionAttrs[],
+  connectTimeoutSeconds = FAILOVER_CONNECT_TIMEOUT_SECONDS,
+): { url: string; options: Options<Record<string, never>> } {
   // postgres.js reads a `socket` function (its hook for custom transports) that its types leave out
-  const url = parseDatabaseUrl(databaseUrl);
+  const url = parseDatabaseUrl(databaseUrl, targets);
   if (url.hosts.length <= 1) return { url: databaseUrl, options: {} };
   return {
     url: url.forHost(0),
     options: {
       socket: locatedSocket(url, hostLocator(url)),
-      connect_timeout: FAILOVER_CONNECT_TIMEOUT_SECONDS,
+      connect_timeout: Math.min(connectTimeoutSeconds, FAILOVER_CONNECT_TIMEOUT_SECONDS),
     } as Options<Record<string, never>>,
   };
 }
@@ -179,12 +183,24 @@ export function connectionTo(databaseUrl: string): { url: string; options: Optio
 // the 5 s answer bound, and the next attempt finds the promoted standby.
 const FAILOVER_CONNECT_TIMEOUT_SECONDS = 2;
 
-export function createSql({ databaseUrl, poolMax }: DatabaseOptions, setDeadlockTimeout = false): Sql {
-  const { url, options } = connectionTo(databaseUrl);
+/** What a pool other than the primary's (the replica's) does differently. */
+export interface PoolSettings {
+  /** The target_session_attrs its URL may ask for. */
+  targets?: readonly TargetSessionAttrs[];
+  connectTimeoutSeconds?: number;
+  statementTimeoutMs?: number;
+}
+
+export function createSql(
+  { databaseUrl, poolMax }: DatabaseOptions,
+  setDeadlockTimeout = false,
+  { targets, connectTimeoutSeconds = 5, statementTimeoutMs = STATEMENT_TIMEOUT_MS }: PoolSettings = {},
+): Sql {
+  const { url, options } = connectionTo(databaseUrl, targets, connectTimeoutSeconds);
   return postgres(url, {
     max: poolMax,
     prepare: true,
-    connect_timeout: 5,
+    connect_timeout: connectTimeoutSeconds,
     ...options,
     backoff: reconnectBackoff,
     onnotice: () => {},
@@ -193,7 +209,7 @@ export function createSql({ databaseUrl, poolMax }: DatabaseOptions, setDeadlock
       application_name: 'appointments-service',
       TimeZone: 'UTC',
       DateStyle: 'ISO',
-      statement_timeout: STATEMENT_TIMEOUT_MS,
+      statement_timeout: statementTimeoutMs,
       lock_timeout: LOCK_TIMEOUT_MS,
       idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
       // Each statement is planned once per connection, for any parameters, not again at each call:

@@ -15,8 +15,11 @@ export interface DatabaseHost {
 }
 
 /** What the service may ask of the host it connects to (libpq's target_session_attrs). */
-export type TargetSessionAttrs = 'any' | 'read-write' | 'primary';
-const TARGETS: readonly string[] = ['any', 'read-write', 'primary'];
+export type TargetSessionAttrs = 'any' | 'read-write' | 'primary' | 'standby';
+/** The targets of DATABASE_URL, whose host the service writes to. */
+export const PRIMARY_TARGETS: readonly TargetSessionAttrs[] = ['any', 'read-write', 'primary'];
+/** The targets of DATABASE_REPLICA_URL, whose host only answers reads. */
+export const REPLICA_TARGETS: readonly TargetSessionAttrs[] = ['any', 'standby'];
 
 export interface DatabaseUrl {
   /** The hosts in the order given; one for an ordinary URL. */
@@ -32,9 +35,10 @@ const DEFAULT_PORT = 5432;
 
 /**
  * Reads a postgres:// URL with one host or several. Throws DatabaseUrlError, whose message never
- * holds the password, for a URL that no driver could use.
+ * holds the password, for a URL that no driver could use, or whose target_session_attrs is not one of
+ * `targets`.
  */
-export function parseDatabaseUrl(url: string): DatabaseUrl {
+export function parseDatabaseUrl(url: string, targets: readonly TargetSessionAttrs[] = PRIMARY_TARGETS): DatabaseUrl {
   const scheme = /^postgres(ql)?:\/\//.exec(url);
   if (!scheme) throw new DatabaseUrlError('must start with postgres:// or postgresql://');
   const rest = url.slice(scheme[0].length);
@@ -53,9 +57,11 @@ export function parseDatabaseUrl(url: string): DatabaseUrl {
     const params = new URLSearchParams(tail.slice(queryStart + 1).split('#')[0]);
     const given = params.get('target_session_attrs');
     if (given !== null) {
-      if (!TARGETS.includes(given))
+      if (!targets.includes(given as TargetSessionAttrs))
         throw new DatabaseUrlError(
-          `target_session_attrs=${given} is not supported: the service writes, so use read-write (or primary, or any)`,
+          targets === REPLICA_TARGETS
+            ? `target_session_attrs=${given} is not supported for a replica: use standby (or any)`
+            : `target_session_attrs=${given} is not supported: the service writes, so use read-write (or primary, or any)`,
         );
       target = given as TargetSessionAttrs;
       params.delete('target_session_attrs');
@@ -192,6 +198,7 @@ async function probe(singleHostUrl: string, target: TargetSessionAttrs): Promise
     ]);
     if (target === 'read-write' && state!.readOnly === 'on') return 'is read-only';
     if (target === 'primary' && state!.recovery) return 'is a standby';
+    if (target === 'standby' && !state!.recovery) return 'is not a standby';
     return undefined;
   } catch (error) {
     const { code, message } = error as { code?: string; message?: string };

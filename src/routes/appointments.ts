@@ -21,6 +21,7 @@ import {
   EXAMPLE_APPOINTMENT,
   EXAMPLE_UPDATED_APPOINTMENT,
   HistoryEntry,
+  HistoryQuery,
   IdParams,
   ItemQuery,
   ListQuery,
@@ -201,10 +202,11 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         after: query.cursor === undefined ? undefined : afterOf(query.cursor),
         limit,
       };
+      const at = query.at === undefined ? undefined : canonical(query.at, 6);
       const rows =
-        query.at === undefined
+        at === undefined
           ? await listAppointments(app.sql, options)
-          : await listAppointmentsAt(app.sql, { ...options, at: canonical(query.at, 6) });
+          : await app.readAt(at, (sql) => listAppointmentsAt(sql, { ...options, at }));
       if (rows.length > limit) {
         rows.length = limit;
         const next = new URLSearchParams({
@@ -245,10 +247,11 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const { id } = request.params;
       const { orgId = DEFAULT_ORG_ID, at } = request.query;
       const noneMatch = entityTags(request.headers['if-none-match'], 'if-none-match');
+      const instant = at === undefined ? undefined : canonical(at, 6);
       const appointment =
-        at === undefined
+        instant === undefined
           ? await getAppointment(app.sql, orgId, id)
-          : await getAppointmentAt(app.sql, orgId, id, canonical(at, 6));
+          : await app.readAt(instant, (sql) => getAppointmentAt(sql, orgId, id, instant));
       if (!appointment)
         throw notFound(`There is no appointment ${id} in the organization ${orgId}${at ? ` at ${at}` : ''}`);
       const etag = appointmentEtag(appointment);
@@ -268,9 +271,11 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Every version of an appointment, oldest first',
         description:
           'Each version with the system-time period in which it was current; a delete ends the last one. ' +
-          'Kept after a delete; 404 only for an id the organization never had.',
+          'Kept after a delete; 404 only for an id the organization never had (with `at`: had not had by then). ' +
+          'With `at`, the history as recorded at that instant: later versions are left out, and the version ' +
+          'current then has `validTo` null and `deleted` false.',
         params: IdParams,
-        querystring: OrgQuery,
+        querystring: HistoryQuery,
         response: {
           200: Type.Array(Type.Ref(HistoryEntry), {
             description: 'The versions, oldest first',
@@ -306,8 +311,13 @@ export const appointmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const { id } = request.params;
       const { orgId = DEFAULT_ORG_ID } = request.query;
-      const history = await getAppointmentHistory(app.sql, orgId, id);
-      if (history.length === 0) throw notFound(`The appointment ${id} never existed in the organization ${orgId}`);
+      const at = request.query.at === undefined ? undefined : canonical(request.query.at, 6);
+      const history =
+        at === undefined
+          ? await getAppointmentHistory(app.sql, orgId, id)
+          : await app.readAt(at, (sql) => getAppointmentHistory(sql, orgId, id, at));
+      if (history.length === 0)
+        throw notFound(`The appointment ${id} never existed in the organization ${orgId}${at ? ` by ${at}` : ''}`);
       return history;
     },
   );

@@ -68,7 +68,7 @@ export const availabilityRoutes: FastifyPluginAsyncTypebox = async (app) => {
         throw badRequest('querystring/step needs querystring/duration');
       const orgId = query.orgId ?? DEFAULT_ORG_ID;
       const at = query.at === undefined ? undefined : canonical(query.at, 6);
-      const freeBusy = await getFreeBusy(app.sql, {
+      const freeBusyQuery = {
         orgId,
         from,
         to,
@@ -78,7 +78,11 @@ export const availabilityRoutes: FastifyPluginAsyncTypebox = async (app) => {
         ...(query.days === undefined
           ? {}
           : { days: query.days.split(',').map((day) => WEEKDAY_NAMES.indexOf(day as never) + 1) }),
-      });
+      };
+      const freeBusy =
+        at === undefined
+          ? await getFreeBusy(app.sql, freeBusyQuery)
+          : await app.readAt(at, (sql) => getFreeBusy(sql, freeBusyQuery));
       const answer: AvailabilityAnswer = { orgId, from, to, ...(at === undefined ? {} : { at }), ...freeBusy };
       if (query.duration !== undefined) {
         const slots = slotsOf(

@@ -142,6 +142,20 @@ export type ItemQuery = Static<typeof ItemQuery>;
 export const OrgQuery = Type.Object({ orgId: Type.Optional(OrgId) }, { additionalProperties: false });
 export type OrgQuery = Static<typeof OrgQuery>;
 
+export const HistoryQuery = Type.Object(
+  {
+    orgId: Type.Optional(OrgId),
+    at: Type.Optional(
+      systemTimeInput(
+        'The history as the service had recorded it at this instant: the versions begun by then, ' +
+          'the one current then with validTo null.',
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type HistoryQuery = Static<typeof HistoryQuery>;
+
 export const HistoryEntry = Type.Object(
   {
     version: Type.Integer({ minimum: 1 }),

@@ -101,7 +101,7 @@ export interface paths {
     };
     /**
      * Every version of an appointment, oldest first
-     * @description Each version with the system-time period in which it was current; a delete ends the last one. Kept after a delete; 404 only for an id the organization never had.
+     * @description Each version with the system-time period in which it was current; a delete ends the last one. Kept after a delete; 404 only for an id the organization never had (with `at`: had not had by then). With `at`, the history as recorded at that instant: later versions are left out, and the version current then has `validTo` null and `deleted` false.
      */
     get: operations['getAppointmentHistory'];
     put?: never;
@@ -1713,6 +1713,8 @@ export interface operations {
       query?: {
         /** @description The organization; the same characters as a string id. Default `default`. With AUTH=required, the API key's organization: leave it out, or give that one. */
         orgId?: string;
+        /** @description The history as the service had recorded it at this instant: the versions begun by then, the one current then with validTo null. `YYYY-MM-DD HH:MM` or `YYYY-MM-DD HH:MM:SS[.fraction]`, with a space or a `T`, optionally followed by `Z` or an offset such as `+02:00`; without a zone the time is UTC. Kept to the microsecond; for example `2026-11-22T14:05:00.123456Z`. */
+        at?: string;
       };
       header?: never;
       path: {
