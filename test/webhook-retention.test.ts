@@ -56,9 +56,14 @@ describe('webhook retention', () => {
     await insertAttempt(active.id, 1, '1 hour');
     await insertAttempt(disabled.id, 1, '1 hour');
 
+    // the purge deletes each kind of row in statements of its own: wait until everything it should
+    // delete is gone, then look at what is left
     const deadline = Date.now() + 15_000;
-    while ((await messagesOf(active.id)).length > 1 && Date.now() < deadline)
-      await new Promise((resolve) => setTimeout(resolve, 200));
+    const purged = async () =>
+      (await messagesOf(active.id)).length === 1 &&
+      (await messagesOf(disabled.id)).length === 1 &&
+      (await attemptsOf(active.id)) + (await attemptsOf(disabled.id)) === 0;
+    while (!(await purged()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
     expect(await messagesOf(active.id)).toEqual(['3:pending']);
     expect(await messagesOf(disabled.id)).toEqual(['1:failed']);
     expect(await attemptsOf(active.id)).toBe(0);
