@@ -19,6 +19,16 @@ export const Settings = Type.Object({
         'are tried in order for the one that answers read-write. Unset: an embedded PostgreSQL is started, except in production.',
     }),
   ),
+  databaseMigrationUrl: Type.Optional(
+    Type.String({
+      env: 'DATABASE_MIGRATION_URL',
+      pattern: '^postgres(ql)?://',
+      description:
+        'The same database as DATABASE_URL over a direct connection, for the migrations (at start, `npm run migrate`, ' +
+        '`npm run keys`): behind PgBouncer in transaction mode, whose pooled connections would keep the migration lock. ' +
+        'Unset: DATABASE_URL.',
+    }),
+  ),
   databaseReplicaUrl: Type.Optional(
     Type.String({
       env: 'DATABASE_REPLICA_URL',
@@ -249,7 +259,7 @@ export class ConfigError extends Error {}
 const SECRET_SETTINGS = new Set(['syncTokenSecret', 'webhookSecretKey', 'metricsToken']);
 
 /** Settings that are database URLs: shown without their password, read as libpq reads them. */
-const DATABASE_URLS: ReadonlySet<string> = new Set(['databaseUrl', 'databaseReplicaUrl']);
+const DATABASE_URLS: ReadonlySet<string> = new Set(['databaseUrl', 'databaseMigrationUrl', 'databaseReplicaUrl']);
 
 /** Why the service refuses to start in production without DATABASE_URL. */
 export const PRODUCTION_NEEDS_DATABASE_URL =
@@ -297,6 +307,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       lines.push(`  ${ENV_NAMES[key as keyof Config]}=${JSON.stringify(withoutPassword(url))}: ${error.message}`);
     }
   }
+  if (converted.databaseMigrationUrl !== undefined && converted.databaseUrl === undefined)
+    lines.push(
+      `  ${ENV_NAMES.databaseMigrationUrl}="${withoutPassword(String(converted.databaseMigrationUrl))}": needs DATABASE_URL, whose database it reaches directly`,
+    );
   if (converted.nodeEnv === 'production' && converted.databaseUrl === undefined)
     lines.push(`  ${ENV_NAMES.databaseUrl}="": ${PRODUCTION_NEEDS_DATABASE_URL}`);
   if (lines.length > 0)

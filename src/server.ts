@@ -13,7 +13,7 @@ const config = loadConfigOrExit();
 const logger = createLogger(config.logLevel);
 const database = await openConfiguredDatabase(config, (message) => logger.info(message));
 try {
-  const migrated = await migrate(database.url, (message) => logger.debug(message));
+  const migrated = await migrate(database.migrationUrl, (message) => logger.debug(message));
   if (migrated.functions === 'left-to-a-later-release')
     logger.warn(
       'the database runs the functions of a later release (a rolling upgrade?): left in place; ' +

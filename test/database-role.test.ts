@@ -3,7 +3,9 @@ import pino from 'pino';
 import postgres from 'postgres';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
-import { configWith } from '../src/config.js';
+import { configWith, loadConfig } from '../src/config.js';
+import { EXPECTED_MIGRATIONS } from '../src/db/migrations.js';
+import { runEntry, spawnServer, waitReady } from '../scripts/lib/processes.js';
 import { createTestDatabase } from './support/database.js';
 import { appointment, newOrg } from './support/fixtures.js';
 import { http, post } from './support/http.js';
@@ -119,5 +121,56 @@ describe('an unprivileged database role', () => {
     // what operations.md tells an administrator to do for such a role
     await owner`ALTER ROLE ${owner(role2)} SET deadlock_timeout = '50ms'`;
     expect(await warnings()).toEqual({ setting: '50ms', deadlockWarnings: 0 });
+  });
+
+  it('serves through DATABASE_URL and migrates through DATABASE_MIGRATION_URL (a direct connection)', async () => {
+    // an empty database that the service's role may use but not change: only the owner can migrate
+    const ownerUrl = await createTestDatabase({ empty: true });
+    const owner = postgres(ownerUrl, { max: 1, onnotice: () => {} });
+    const role3 = `${role}_c`;
+    await owner`CREATE ROLE ${owner(role3)} LOGIN PASSWORD ${owner.unsafe(`'${password}'`)} NOSUPERUSER`;
+    await owner`ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${owner(role3)}`;
+    await owner`ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE ON SEQUENCES TO ${owner(role3)}`;
+    const previous = cleanup;
+    cleanup = async () => {
+      await previous();
+      await owner`DROP OWNED BY ${owner(role3)}`;
+      await owner`DROP ROLE ${owner(role3)}`;
+      await owner.end();
+    };
+    const url = new URL(ownerUrl);
+    url.username = role3;
+    url.password = password;
+    const serviceUrl = url.toString();
+
+    // the service's role alone cannot migrate: what DATABASE_MIGRATION_URL is for
+    const alone = runEntry('src/cli/migrate.ts', [], { ...process.env, DATABASE_URL: serviceUrl }, Infinity);
+    expect((await alone.exited).code).not.toBe(0);
+    expect(alone.output()).toMatch(/permission denied/);
+
+    const server = await spawnServer(serviceUrl, { DATABASE_MIGRATION_URL: ownerUrl });
+    try {
+      await waitReady(server);
+      const orgId = newOrg('direct');
+      const created = await post(server.baseUrl, {
+        ...appointment('a', '2031-01-01 10:00', '2031-01-01 11:00'),
+        orgId,
+      });
+      expect(created.status).toBe(201);
+    } finally {
+      await server.kill();
+    }
+    const [{ applied }] = await owner<{ applied: number }[]>`SELECT count(*)::int AS applied FROM pgmigrations`;
+    expect(applied).toBe(EXPECTED_MIGRATIONS.length);
+    // and the tables are the owner's: the migrations ran on its connection
+    const [{ tableOwner }] = await owner<{ tableOwner: string }[]>`
+      SELECT tableowner AS "tableOwner" FROM pg_tables WHERE tablename = 'appointments'`;
+    expect(tableOwner).toBe(new URL(ownerUrl).username);
+  });
+
+  it('refuses DATABASE_MIGRATION_URL without DATABASE_URL, and shows it without its password', () => {
+    expect(() => loadConfig({ DATABASE_MIGRATION_URL: 'postgres://app:s3cret@db:5432/appointments' })).toThrow(
+      /DATABASE_MIGRATION_URL="postgres:\/\/app:\*\*\*@db:5432\/appointments": needs DATABASE_URL/,
+    );
   });
 });

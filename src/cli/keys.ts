@@ -36,7 +36,7 @@ const database = await openConfiguredDatabase(config, (message) => console.error
 const sql = createSql({ databaseUrl: database.url, poolMax: 1 });
 let exitCode = 0;
 try {
-  await migrate(database.url, () => {});
+  await migrate(database.migrationUrl, () => {});
   if (command === 'create') {
     const { keyId, key, secretHash } = generateApiKey();
     const record = await insertApiKey(sql, { keyId, orgId: values.org!, secretHash, label: values.label });

@@ -9,7 +9,7 @@ import { migrate } from '../db/migrations.js';
 const config = loadConfigOrExit();
 const database = await openConfiguredDatabase(config, console.log);
 try {
-  await migrate(database.url, console.log, { restoreFunctions: true });
+  await migrate(database.migrationUrl, console.log, { restoreFunctions: true });
 } finally {
   await database.stop();
 }

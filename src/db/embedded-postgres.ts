@@ -267,14 +267,28 @@ const PROJECT_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname)
  * refuses that environment already, and this refuses a config made by hand.
  */
 export async function openConfiguredDatabase(
-  config: Pick<Config, 'databaseUrl' | 'embeddedPgDir' | 'nodeEnv'>,
+  config: Pick<Config, 'databaseUrl' | 'databaseMigrationUrl' | 'embeddedPgDir' | 'nodeEnv'>,
   log: (message: string) => void,
-): Promise<{ url: string; stop(): Promise<void> }> {
-  if (config.databaseUrl) return { url: config.databaseUrl, stop: async () => {} };
+): Promise<ConfiguredDatabase> {
+  if (config.databaseUrl)
+    return {
+      url: config.databaseUrl,
+      migrationUrl: config.databaseMigrationUrl ?? config.databaseUrl,
+      stop: async () => {},
+    };
   if (config.nodeEnv === 'production') throw new ConfigError(`DATABASE_URL is ${PRODUCTION_NEEDS_DATABASE_URL}`);
   const dir = config.embeddedPgDir ?? defaultEmbeddedDir();
   log(`DATABASE_URL is not set: starting an embedded PostgreSQL with its data in ${dir}`);
-  return startEmbeddedPostgres({ dir, database: 'appointments', persistent: true, log });
+  const embedded = await startEmbeddedPostgres({ dir, database: 'appointments', persistent: true, log });
+  return { url: embedded.url, migrationUrl: embedded.url, stop: () => embedded.stop() };
+}
+
+export interface ConfiguredDatabase {
+  /** Where the service's pool connects. */
+  url: string;
+  /** Where the migrations run: DATABASE_MIGRATION_URL, a direct connection, or else `url`. */
+  migrationUrl: string;
+  stop(): Promise<void>;
 }
 
 /**
