@@ -178,7 +178,11 @@ describe('three instances on one database', () => {
           `${state.versions.length} versions, ${records.length} consumers received ${received} changes in ` +
           `${records.reduce((n, r) => n + r.requests, 0)} requests, ${anomalies.length} anomalies`,
       );
-      expect(anomalies, describeAnomalies(anomalies, seed)).toEqual([]);
+      // with the instances' errors, which say what a 5xx was
+      const errors = servers.flatMap((server, i) =>
+        problemsInLog(server.output()).map((line) => `instance ${i}: ${line}`),
+      );
+      expect(anomalies, `${describeAnomalies(anomalies, seed)}\n${errors.join('\n')}`).toEqual([]);
       // every pull and long-poll consumer went on with its token on another instance
       for (const r of records) {
         expect(r.changes.length, describeConsumer(r)).toBeGreaterThan(0);
