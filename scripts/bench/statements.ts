@@ -1,4 +1,5 @@
-// npx tsx scripts/bench/statements.ts [--seconds=5] [--rounds=3] [--connections=10,50] [--pieces] [--profile]
+// npx tsx scripts/bench/statements.ts [--seconds=5] [--rounds=3] [--connections=10,50] [--pieces [--only=NAME,...]]
+//   [--profile] [--warmup=1] [--out=DIR]
 // The service's write statements against a baseline of the same statement at its simplest, both sent
 // straight through the driver (the pool and settings of the bench's limit), in databases of their own
 // on one PostgreSQL. The baseline keeps the core rules and nothing else: one INSERT ... ON CONFLICT DO
@@ -205,16 +206,26 @@ interface Variant {
 
 export const BASELINE = 'baseline';
 export const SERVICE = 'service';
-const variantsOf = (pieces: boolean): Variant[] => [
-  { name: BASELINE, kind: 'baseline', pieces: [] },
-  { name: SERVICE, kind: 'service', pieces: [] },
-  ...(pieces
-    ? [
-        ...PIECES.map((p) => ({ name: `without ${p.name}`, kind: 'service' as const, pieces: [p] })),
-        { name: 'without all of them', kind: 'service' as const, pieces: PIECES },
-      ]
-    : []),
-];
+const piece = (name: string) => PIECES.find((p) => p.name === name)!;
+/** With `pieces`, the service without each piece, without the two indexes whose columns every update changes
+ * (then an update that keeps its range can be heap-only: no new index entries), and without all of them;
+ * `only` keeps the variants named (the baseline and the service always). */
+const variantsOf = (pieces: boolean, only?: string[]): Variant[] =>
+  [
+    { name: BASELINE, kind: 'baseline' as const, pieces: [] },
+    { name: SERVICE, kind: 'service' as const, pieces: [] },
+    ...(pieces
+      ? [
+          ...PIECES.map((p) => ({ name: `without ${p.name}`, kind: 'service' as const, pieces: [p] })),
+          {
+            name: 'without recorded-at index and feed indexes',
+            kind: 'service' as const,
+            pieces: [piece('recorded-at index'), piece('feed indexes')],
+          },
+          { name: 'without all of them', kind: 'service' as const, pieces: PIECES },
+        ]
+      : []),
+  ].filter((v) => v.name === BASELINE || v.name === SERVICE || !only || only.includes(v.name));
 
 export interface StatementsRow {
   op: Op;
@@ -248,6 +259,8 @@ export interface StatementsResult {
   poolMax: number;
   hotIds: number;
   rows: StatementsRow[];
+  /** Updates of the current rows, and how many of them were heap-only (HOT), per variant. */
+  hotUpdates?: Array<{ variant: string; updates: number; hot: number }>;
   profile?: Array<{ variant: string; op: Op; connections: number; writes: number; entries: ProfileEntry[] }>;
 }
 
@@ -319,6 +332,8 @@ export interface MeasureOptions {
   connections: number[];
   poolMax: number;
   pieces?: boolean;
+  /** With pieces: only these variants (by name) beside the baseline and the service. */
+  only?: string[];
   /** pg_stat_statements is loaded: list the statements of each write (track = all). */
   profile?: boolean;
   log: (message: string) => void;
@@ -336,7 +351,7 @@ export async function measureStatements(o: MeasureOptions): Promise<StatementsRe
     return u.toString();
   };
   try {
-    const variants = variantsOf(o.pieces ?? false);
+    const variants = variantsOf(o.pieces ?? false, o.only);
     const template = `stmt_${tag}_template`;
     await admin`CREATE DATABASE ${admin(template)}`;
     databases.push(template);
@@ -433,6 +448,13 @@ export async function measureStatements(o: MeasureOptions): Promise<StatementsRe
       hotIds: HOT_IDS,
       rows,
     };
+    // an update that changes no indexed column can be a heap-only tuple (HOT): no index entry at all
+    result.hotUpdates = [];
+    for (const s of setups) {
+      const [row] = await s.sql<{ updates: string; hot: string }[]>`
+        SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE relname = 'appointments'`;
+      result.hotUpdates.push({ variant: s.v.name, updates: Number(row?.updates ?? 0), hot: Number(row?.hot ?? 0) });
+    }
     if (o.profile) result.profile = await profile(admin, setups.slice(0, 2), o);
     return result;
   } finally {
@@ -522,6 +544,13 @@ export function renderStatements(r: StatementsResult): string {
       `| ${x.op} | ${x.connections} | ${x.variant} | ${x.rps} | ${x.p99} | ${x.cpuMs ?? 'n/a'} | ${x.vsBaseline.join(' / ')} | ` +
         `**${r2(median(x.vsBaseline))}** | ${r2(median(x.vsService))} |`,
     );
+  if (r.hotUpdates?.length)
+    lines.push(
+      '',
+      'Updates of the current rows that were heap-only (HOT: no new index entry): ' +
+        r.hotUpdates.map((h) => `${h.variant} ${h.updates ? pct(h.hot / h.updates) : 'n/a'}`).join(', ') +
+        '.',
+    );
   for (const p of r.profile ?? []) {
     lines.push(
       '',
@@ -577,6 +606,7 @@ async function main() {
       connections: (flag('connections') ?? '10,50').split(',').map(Number),
       poolMax: configWith().dbPoolMax,
       pieces: args.includes('--pieces'),
+      only: flag('only')?.split(','),
       profile: args.includes('--profile'),
       log,
     });
