@@ -1,6 +1,7 @@
 import { renderFeed, type CatchUpResult, type LatencyResult } from './feed.js';
 import type { Stats } from './load.js';
 import type { OpenStreamsResult } from './open-streams.js';
+import { renderStatements, statementsTarget, type StatementsResult } from './statements.js';
 
 export interface RunResult {
   connections: number;
@@ -48,6 +49,8 @@ export interface BenchResult {
     pointInTime: { historyRows: number; appointments: number; connections: number; service: Stats; limit: Stats };
   } | null;
   feed?: { catchUp?: CatchUpResult; latency: LatencyResult[] };
+  /** The service's write statements ÷ the baseline (scripts/bench/statements.ts); null when left out. */
+  statements?: StatementsResult | null;
   pgbench: Array<{ connections: number; tps: number | null; latencyAvgMs: number | null; error?: string }> | null;
   totalSeconds: number;
 }
@@ -136,6 +139,10 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
       : '- open streams, service RSS < 200 MB: n/a (not measured)',
     `- classic mix, zero 5xx at any concurrency: ${classic5xx ?? 'n/a'} (${mark(classic5xx === undefined ? undefined : classic5xx === 0)})`,
   );
+  const statements = r.statements ? statementsTarget(r.statements) : undefined;
+  lines.push(
+    `- the service's write statements ≥ 70% of the baseline statement (creates and updates, 10 and 50 connections): ${statements ? `worst ${Math.round(statements.worst * 100)}%` : 'n/a'} (${mark(statements?.met)})`,
+  );
   if (summary) return lines.join('\n');
 
   lines.push('', '## Every measurement', '');
@@ -191,6 +198,18 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
         `service ${n(pit.service.rps)} req/s, p50 ${pit.service.p50} ms, p99 ${pit.service.p99} ms; limit ${n(pit.limit.rps)} req/s, p99 ${pit.limit.p99} ms.`,
     );
   if (r.feed) lines.push('', '## The change feed', '', renderFeed(r.feed));
+  if (r.statements)
+    lines.push(
+      '',
+      '## The write statements against a baseline',
+      '',
+      "The service's write statement (upsert_appointment, as the limit sends it) against the simplest statement that keeps " +
+        'the core rules (one INSERT ... ON CONFLICT DO UPDATE with the last-writer-wins guard and tie-break, an AFTER UPDATE ' +
+        'trigger copying the old row into a versions table with one GiST index on its periods), both straight through the ' +
+        'driver, each in a database of its own (scripts/bench/statements.ts).',
+      '',
+      renderStatements(r.statements),
+    );
   if (r.pgbench) {
     lines.push(
       '',

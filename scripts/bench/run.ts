@@ -1,8 +1,8 @@
 // npm run bench [-- --quick] [-- --scenarios=reads,create-heavy,open-streams] [-- --out=DIR]
 // Starts PostgreSQL (embedded, or a fresh database on the server of BENCH_DATABASE_URL) and the service
 // as a child process, runs each scenario of scenarios.js through HTTP and straight through the driver
-// (the limit), then the measurements (open-streams, growth, feed), and writes result.json, report.md and
-// chart.svg. --scenarios names scenarios and measurements; naming no measurement runs all of them.
+// (the limit), then the measurements (open-streams, growth, feed, statements), and writes result.json,
+// report.md and chart.svg. --scenarios names scenarios and measurements; naming no measurement runs all of them.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, copyFileSync, writeFileSync } from 'node:fs';
@@ -26,6 +26,7 @@ import {
 } from './load.js';
 import { measureOpenStreams } from './open-streams.js';
 import { measureCatchUp, measureLatency } from './feed.js';
+import { measureStatements } from './statements.js';
 import { startService } from './service.js';
 import { renderChart, renderMarkdown, type BenchResult, type ScenarioResult } from './report.js';
 import { insertCalendar } from './calendar.js';
@@ -47,6 +48,7 @@ const plan = quick
       history: { ids: 1_000, versions: 10 },
       openStreams: { streams: 200, writes: 5 },
       bulkSeedAppointments: 100_000,
+      statements: { seconds: 1, warmupSeconds: 0.2, rounds: 1, connections: [10, 50] },
     }
   : {
       connections: [1, 10, 50],
@@ -56,8 +58,9 @@ const plan = quick
       history: { ids: 10_000, versions: 100 },
       openStreams: { streams: 1_000, writes: 20 },
       bulkSeedAppointments: 1_000_000,
+      statements: { seconds: 5, warmupSeconds: 1, rounds: 3, connections: [10, 50] },
     };
-const MEASUREMENT_NAMES = ['open-streams', 'growth', 'feed'];
+const MEASUREMENT_NAMES = ['open-streams', 'growth', 'feed', 'statements'];
 const named = flag('scenarios')?.split(',');
 const chosen = (named ?? SCENARIO_NAMES).filter((n) => SCENARIO_NAMES.includes(n));
 const measurements = named?.some((n) => MEASUREMENT_NAMES.includes(n))
@@ -91,7 +94,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-async function openDatabase(): Promise<{ url: string; kind: string }> {
+async function openDatabase(): Promise<{ url: string; kind: string; pid?: number }> {
   const given = process.env.BENCH_DATABASE_URL;
   if (given) {
     const name = `bench_${randomBytes(4).toString('hex')}`;
@@ -106,7 +109,7 @@ async function openDatabase(): Promise<{ url: string; kind: string }> {
     return { url: url.toString(), kind: `database ${name} on BENCH_DATABASE_URL's server` };
   }
   const pg = await startBenchPostgres('bench', log, cleanups);
-  return { url: pg.url, kind: 'embedded PostgreSQL (durable settings: fsync on)' };
+  return { url: pg.url, kind: 'embedded PostgreSQL (durable settings: fsync on)', pid: pg.pid };
 }
 
 /** Sends the seed requests, 10 at a time, and fails when one is not answered as expected. */
@@ -227,6 +230,10 @@ async function main() {
       );
     feed = { catchUp, latency };
   }
+  // the service's write statements against the simplest statement that keeps the core rules (issue 16)
+  const statements = measurements.includes('statements')
+    ? await measureStatements({ url: db.url, postmaster: db.pid, poolMax: POOL_MAX, ...plan.statements, log })
+    : null;
   const result: BenchResult = {
     date: new Date().toISOString(),
     mode: quick ? 'quick' : 'full',
@@ -243,6 +250,7 @@ async function main() {
     openStreams,
     growth,
     feed,
+    statements,
     pgbench: await runPgbench(db.url, plan.connections, quick ? 1 : 10),
     totalSeconds: 0,
   };
