@@ -120,8 +120,8 @@ async function main() {
   const http = httpSender(service.baseUrl, CONNECTIONS);
   const iterations: number[] = [];
   const build = (vu: number, iter: number) => scenario.request(ctx, vu, iter);
-  // the warm-up's statements stay out of PostgreSQL's account; the profile's summary takes the busy span
-  // (a postgres.js query runs only once awaited or .then() is called)
+  // the warm-up stays out of both accounts: PostgreSQL's statements are reset when it ends (a postgres.js
+  // query runs only once awaited or .then() is called), the profile is summed from then on
   const reset = setTimeout(() => void sql`SELECT pg_stat_statements_reset()`.then(() => {}), WARMUP_MS);
   // the same clock as the profile's timestamps (CLOCK_MONOTONIC, µs)
   const now = () => Number(process.hrtime.bigint() / 1000n);
