@@ -222,6 +222,28 @@ describe('parseTime: properties', () => {
     );
   });
 
+  it('a UTC time (no zone, Z, +00:00 or -00:00) is the instant Date reads, whatever its year, fraction and separator', () => {
+    fc.assert(
+      fc.property(
+        instant,
+        fc.constantFrom(' ', 'T'),
+        fc.constantFrom('Z', '+00:00', '-00:00', ''),
+        fc.constantFrom(16, 19, 21, 23, 26, 29),
+        (date, separator, zone, length) => {
+          const iso = date.toISOString();
+          const text = `${iso.slice(0, 10)}${separator}${`${iso.slice(11, 23)}456789`.slice(0, length - 11)}${zone}`;
+          const seconds = length >= 19 ? iso.slice(17, 19) : '00';
+          const fraction = length >= 21 ? `${iso.slice(20, 23)}456789`.slice(0, length - 20).padEnd(6, '0') : '000000';
+          const expected = `${iso.slice(0, 17)}${seconds}.${fraction.slice(0, 3)}Z`;
+          expect(parseTime(text, 3)).toBe(expected);
+          expect(parseTime(text, 6)).toBe(`${expected.slice(0, 23)}${fraction.slice(3, 6)}Z`);
+          expect(parseTime(text, 3)).toBe(new Date(expected).toISOString());
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
   it('its answers are canonical: sortable, and read back as themselves', () => {
     fc.assert(
       fc.property(instant, instant, fc.integer({ min: 0, max: 999 }), (a, b, micro) => {

@@ -19,12 +19,14 @@ export async function startService(o: {
   /** The service writes its log here itself (through a pipe, each line would wake the load generator). */
   logFile: string;
   env?: Record<string, string>;
+  /** Instead of the checkout's bin/start: a copy with other node flags (profile.ts: --cpu-prof). */
+  startScript?: string;
 }): Promise<RunningService> {
   const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: o.dir, stdio: 'inherit' });
   if (build.status !== 0) throw new Error(`npm run build failed in ${o.dir}`);
   const port = await freePort();
   const logFd = openSync(o.logFile, 'a');
-  const child = spawn(path.join(o.dir, 'bin', 'start'), [], {
+  const child = spawn(o.startScript ?? path.join(o.dir, 'bin', 'start'), [], {
     cwd: o.dir,
     env: { ...process.env, DATABASE_URL: o.databaseUrl, PORT: String(port), HOST: '127.0.0.1', ...o.env },
     stdio: ['ignore', logFd, logFd],

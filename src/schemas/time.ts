@@ -15,17 +15,15 @@ export type TimePrecision = 3 | 6;
 export function parseTime(text: string, precision: TimePrecision): string | null {
   const m = TIME_SYNTAX.exec(text);
   if (!m) return null;
-  const [year, month, day, hour, minute] = [m[1], m[2], m[3], m[4], m[5]].map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const second = m[6] === undefined ? 0 : Number(m[6]);
-  const fraction = (m[7] ?? '').padEnd(6, '0').slice(0, 6);
+  const year = Number(m[1]);
+  const month = Number(m[2]);
+  const day = Number(m[3]);
+  const hour = Number(m[4]);
+  const minute = Number(m[5]);
+  const seconds = m[6] ?? '00';
+  const fraction = m[7] === undefined ? '000000' : m[7].length >= 6 ? m[7].slice(0, 6) : m[7].padEnd(6, '0');
   if (year < 1 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return null;
-  if (hour > 23 || minute > 59 || second > 59) return null;
+  if (hour > 23 || minute > 59 || Number(seconds) > 59) return null;
   let offsetMinutes = 0;
   if (m[9] !== undefined) {
     const offsetHours = Number(m[10]);
@@ -33,10 +31,17 @@ export function parseTime(text: string, precision: TimePrecision): string | null
     if (offsetHours > 23 || offsetMins > 59) return null;
     offsetMinutes = (m[9] === '-' ? -1 : 1) * (offsetHours * 60 + offsetMins);
   }
+  // A UTC time (no zone, Z or a zero offset), the usual case, is already its canonical form once the
+  // fields are checked: the digits as written, as toISOString() would print them for the years 1-9999.
+  const millis = fraction.slice(0, 3);
+  if (offsetMinutes === 0) {
+    const iso = `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${seconds}.`;
+    return precision === 3 ? `${iso}${millis}Z` : `${iso}${fraction}Z`;
+  }
   const date = new Date(0);
   // setUTCFullYear, unlike Date.UTC, does not map the years 0-99 to 1900-1999.
   date.setUTCFullYear(year, month - 1, day);
-  date.setUTCHours(hour, minute - offsetMinutes, second, Number(fraction.slice(0, 3)));
+  date.setUTCHours(hour, minute - offsetMinutes, Number(seconds), Number(millis));
   const utcYear = date.getUTCFullYear();
   if (utcYear < 1 || utcYear > 9999) return null;
   const iso = date.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ for the years 1-9999
@@ -45,7 +50,7 @@ export function parseTime(text: string, precision: TimePrecision): string | null
 
 function daysInMonth(year: number, month: number): number {
   if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
-  return [4, 6, 9, 11].includes(month) ? 30 : 31;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
 }
 
 export const TIME_FORMAT = 'appointment-time';
