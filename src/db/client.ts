@@ -164,7 +164,7 @@ export const poolLoad = (sql: Sql): PoolLoad => loads.get(sql)?.() ?? { max: 0, 
 export function connectionTo(
   databaseUrl: string,
   targets?: readonly TargetSessionAttrs[],
-  connectTimeoutSeconds = FAILOVER_CONNECT_TIMEOUT_SECONDS,
+  connectTimeoutSeconds = CONNECT_TIMEOUT_SECONDS,
 ): { url: string; options: Options<Record<string, never>> } {
   // postgres.js reads a `socket` function (its hook for custom transports) that its types leave out
   const url = parseDatabaseUrl(databaseUrl, targets);
@@ -173,15 +173,16 @@ export function connectionTo(
     url: url.forHost(0),
     options: {
       socket: locatedSocket(url, hostLocator(url)),
-      connect_timeout: Math.min(connectTimeoutSeconds, FAILOVER_CONNECT_TIMEOUT_SECONDS),
+      connect_timeout: Math.min(connectTimeoutSeconds, CONNECT_TIMEOUT_SECONDS),
     } as Options<Record<string, never>>,
   };
 }
 
-// A connection begun while a standby is being promoted can stall in its start-up until the connect
-// timeout (seen in test/failover.test.ts): failing it sooner keeps a request that waits for it within
-// the 5 s answer bound, and the next attempt finds the promoted standby.
-const FAILOVER_CONNECT_TIMEOUT_SECONDS = 2;
+// A connection begun while a standby is being promoted, or while PostgreSQL restarts, can stall in
+// its start-up until the connect timeout (seen in test/failover.test.ts and test/faults.test.ts, the
+// cause not found): failing it after 2 s keeps a request that waits for it within the 5 s answer
+// bound, and the next attempt finds the server (or the promoted standby).
+const CONNECT_TIMEOUT_SECONDS = 2;
 
 /** What a pool other than the primary's (the replica's) does differently. */
 export interface PoolSettings {
@@ -194,7 +195,11 @@ export interface PoolSettings {
 export function createSql(
   { databaseUrl, poolMax }: DatabaseOptions,
   setDeadlockTimeout = false,
-  { targets, connectTimeoutSeconds = 5, statementTimeoutMs = STATEMENT_TIMEOUT_MS }: PoolSettings = {},
+  {
+    targets,
+    connectTimeoutSeconds = CONNECT_TIMEOUT_SECONDS,
+    statementTimeoutMs = STATEMENT_TIMEOUT_MS,
+  }: PoolSettings = {},
 ): Sql {
   const { url, options } = connectionTo(databaseUrl, targets, connectTimeoutSeconds);
   return postgres(url, {
