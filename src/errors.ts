@@ -56,6 +56,12 @@ const UNAVAILABLE_ERRNOS = new Set([
   'CONNECTION_CLOSED',
   'CONNECTION_ENDED',
   'CONNECTION_DESTROYED',
+  // a socket that failed under the driver: aborted, no local port left, no route, written after its end
+  'ECONNABORTED',
+  'EADDRNOTAVAIL',
+  'ENETUNREACH',
+  'ERR_STREAM_DESTROYED',
+  'ERR_STREAM_WRITE_AFTER_END',
 ]);
 // connection exception, operator intervention (57014 query_canceled: statement_timeout), insufficient
 // resources, transaction rollback (a deadlock or serialization failure the service did not resolve)
