@@ -4,7 +4,7 @@ import type { HistoryEntry } from '../../src/schemas/appointments.js';
 import { httpRequest } from './http.js';
 import { overlappingPairs, overlaps } from './overlaps.js';
 import { seededRandom, shuffle } from './random.js';
-import { systemTimeText, systemTimeUs } from './time.js';
+import { sleep, systemTimeText, systemTimeUs } from './time.js';
 
 // Used by test/history-checker.test.ts and scripts/check-history.ts (no vitest here).
 //
@@ -370,9 +370,14 @@ export async function readStateOf(
   const base = baseOf(baseUrl);
   const agent = new Agent({ connections: 8 });
   let reads = 0;
-  // the answers of GET list and history; not JSON (or not a list) is an error
+  // the answers of GET list and history; not JSON (or not a list) is an error. A 503 is asked again
+  // after its Retry-After, as a client does: after a fault a pooled connection may still fail once.
   const get = async <T>(path: string) => {
-    const res = await httpRequest<T[]>(base(reads++), 'GET', path, { dispatcher: agent });
+    let res = await httpRequest<T[]>(base(reads++), 'GET', path, { dispatcher: agent });
+    for (let retry = 0; res.status === 503 && retry < 5; retry++) {
+      await sleep(Number(res.headers['retry-after'] ?? 1) * 1000);
+      res = await httpRequest<T[]>(base(reads++), 'GET', path, { dispatcher: agent });
+    }
     if (res.status === 200 && !Array.isArray(res.body)) throw new Error(`GET ${path}: not a list: ${res.text}`);
     return res;
   };
