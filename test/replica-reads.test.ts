@@ -86,6 +86,13 @@ const answers = async (base: string, paths: string[]) => {
   return result;
 };
 
+/** `answers` of `base`, and how its read counters moved while it gave them. */
+async function countedAnswers(base: string, paths: string[]) {
+  const before = await readCounts(base);
+  const given = await answers(base, paths);
+  return { given, counted: delta(before, await readCounts(base)) };
+}
+
 describe('the rule', () => {
   const sample = (at: string, lsn: string): PrimarySample => ({
     at: instantMicros(at),
@@ -253,9 +260,7 @@ describe('reads at an instant with a streaming replica', () => {
       // its first samples, and the instants old enough
       await sleep(Math.max(1_000, Date.parse(stamps.at(-1)!) + SETTLE_MS - Date.now()));
       const paths = stamps.flatMap((at) => readsAt(orgId, '1', at));
-      const before = await readCounts(several.base);
-      const fromService = await answers(several.base, paths);
-      const counted = delta(before, await readCounts(several.base));
+      const { given: fromService, counted } = await countedAnswers(several.base, paths);
       expect(fromService).toEqual(await answers(primaryOnly.base, paths));
       expect(counted).toEqual({ replica: paths.length });
     } finally {
@@ -289,9 +294,7 @@ describe('reads at an instant with a streaming replica', () => {
       const paths = [writtenAt, new Date(Date.now() - SETTLE_MS).toISOString()].flatMap((at) =>
         readsAt(orgId, '2', at),
       );
-      const before = await readCounts(withReplica.base);
-      const fromService = await answers(withReplica.base, paths);
-      const counted = delta(before, await readCounts(withReplica.base));
+      const { given: fromService, counted } = await countedAnswers(withReplica.base, paths);
       expect(fromService).toEqual(await answers(primaryOnly.base, paths));
       expect(counted).toEqual({ primary: paths.length, 'fallback:paused': paths.length });
       expect(fromService[1]!.body).toMatchObject({ version: 2, start: '2030-01-01T17:00:00.000Z' });
@@ -324,9 +327,7 @@ describe('reads at an instant with a streaming replica', () => {
       const [{ state }] = await withSql(standbyAdmin, (sql) => sql`SELECT pg_get_wal_replay_pause_state() AS state`);
       expect(state).toBe('not paused');
       const paths = readsAt(orgId, '2', written.body.appointment.recordedAt);
-      const before = await readCounts(withReplica.base);
-      const fromService = await answers(withReplica.base, paths);
-      const counted = delta(before, await readCounts(withReplica.base));
+      const { given: fromService, counted } = await countedAnswers(withReplica.base, paths);
       expect(fromService).toEqual(await answers(primaryOnly.base, paths));
       expect(counted).toEqual({ primary: paths.length, 'fallback:behind': paths.length });
       expect(fromService[1]!.body).toMatchObject({ version: 3, start: '2030-01-01T19:00:00.000Z' });
@@ -372,9 +373,7 @@ describe('reads at an instant with a streaming replica', () => {
       const stampedAt = written.body.appointment.recordedAt as string;
       await sleep(SETTLE_MS);
       const paths = readsAt(orgId, 'late', stampedAt);
-      const before = await readCounts(withReplica.base);
-      const fromService = await answers(withReplica.base, paths);
-      const counted = delta(before, await readCounts(withReplica.base));
+      const { given: fromService, counted } = await countedAnswers(withReplica.base, paths);
       expect(fromService).toEqual(await answers(primaryOnly.base, paths));
       expect(fromService[1]!.body).toMatchObject({ id: 'late', version: 1 });
       expect(counted).toEqual({ primary: paths.length, 'fallback:behind': paths.length });
@@ -399,9 +398,7 @@ describe('reads at an instant with a streaming replica', () => {
     try {
       await sleep(Math.max(1_000, Date.parse(stamps.at(-1)!) + SETTLE_MS - Date.now()));
       const paths = stamps.flatMap((at) => readsAt(orgId, '1', at));
-      const before = await readCounts(elsewhere.base);
-      const fromService = await answers(elsewhere.base, paths);
-      const counted = delta(before, await readCounts(elsewhere.base));
+      const { given: fromService, counted } = await countedAnswers(elsewhere.base, paths);
       expect(fromService).toEqual(await answers(primaryOnly.base, paths));
       expect(counted).toEqual({ primary: paths.length, 'fallback:timeline': paths.length });
     } finally {

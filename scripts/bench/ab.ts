@@ -8,7 +8,7 @@
 // measured for both builds one after the other, the order swapped every round (A B, then B A), so that
 // the drift of a shared machine falls on both alike. Prints a markdown table of after / before.
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -16,7 +16,7 @@ import postgres, { type Sql } from 'postgres';
 import { configWith } from '../../src/config.js';
 import type * as Client from '../../src/db/client.js';
 import type * as Migrations from '../../src/db/migrations.js';
-import { startBenchPostgres } from './postgres.js';
+import { backendCpuSeconds, startBenchPostgres } from './postgres.js';
 import type * as Load from './load.js';
 import { httpSender, runLoop, type Send, type Stats } from './load.js';
 import { startService } from './service.js';
@@ -71,25 +71,6 @@ function cpuSeconds(pid: number): number {
   } catch {
     return 0;
   }
-}
-
-/** CPU seconds of the backends connected to one database (their title names it), children of the postmaster. */
-function backendCpuSeconds(postmaster: number, database: string): number {
-  let total = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) !== postmaster) continue;
-      const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (!title.includes(` ${database} `)) continue;
-      total += (Number(fields[11]) + Number(fields[12])) / 100;
-    } catch {
-      // the process has ended meanwhile
-    }
-  }
-  return total;
 }
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];

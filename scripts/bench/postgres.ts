@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded-postgres.js';
@@ -26,4 +26,25 @@ export async function startBenchPostgres(
   });
   cleanups.push(() => pg.stop());
   return pg;
+}
+
+/**
+ * CPU seconds so far of the postmaster's children connected to `database` (a backend's title names its
+ * database): what PostgreSQL spent on a measurement, less disturbed by other work than throughput.
+ */
+export function backendCpuSeconds(postmaster: number, database: string): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) !== postmaster) continue;
+      if (!readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(` ${database} `)) continue;
+      total += (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks
+    } catch {
+      // the process has ended meanwhile
+    }
+  }
+  return total;
 }

@@ -17,7 +17,7 @@
 //              not keep the guarantee that piece gives.
 //   --profile  list what PostgreSQL spends per write, statement by statement inside the functions
 //              (pg_stat_statements with track = all), for the service and the baseline.
-import { readdirSync, readFileSync, mkdirSync, rmSync, writeFileSync, chmodSync, mkdtempSync } from 'node:fs';
+import { readFileSync, mkdirSync, rmSync, writeFileSync, chmodSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +28,7 @@ import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
 import { migrate } from '../../src/db/migrations.js';
 import { parseTime } from '../../src/schemas/time.js';
 import { directSender, runLoop, type ScenarioRequest, type Send, type Stats } from './load.js';
+import { backendCpuSeconds } from './postgres.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PROJECT = path.resolve(HERE, '../..');
@@ -270,24 +271,6 @@ const median = (xs: number[]) => {
   return s.length ? (s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2) : 0;
 };
 const r2 = (x: number) => Math.round(x * 100) / 100;
-
-/** CPU seconds of the postmaster's children connected to one database (their title names it). */
-function backendCpuSeconds(postmaster: number, database: string): number {
-  let total = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) !== postmaster) continue;
-      if (!readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(` ${database} `)) continue;
-      total += (Number(fields[11]) + Number(fields[12])) / 100;
-    } catch {
-      // the process has ended meanwhile
-    }
-  }
-  return total;
-}
 
 const write = (id: string, slot: number, updatedMs: number) => ({
   orgId: ORG,

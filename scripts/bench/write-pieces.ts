@@ -10,12 +10,13 @@
 //   neither             both, close to the write before the feed.
 // The variants alternate within each round, in a rotating order. A measurement tool only: the
 // variants without the trigger or the indexes do not keep the feed's guarantees.
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import postgres, { type Sql } from 'postgres';
 import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
 import { migrate } from '../../src/db/migrations.js';
+import { backendCpuSeconds } from './postgres.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
@@ -34,24 +35,6 @@ const median = (xs: number[]) => {
 
 type Variant = 'as migrated' | 'no trigger' | 'no feed indexes' | 'neither';
 const VARIANTS: Variant[] = ['as migrated', 'no trigger', 'no feed indexes', 'neither'];
-
-/** CPU seconds of the postmaster's children connected to the database `bench` (their title names it). */
-function backendCpuSeconds(postmaster: number): number {
-  let total = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) !== postmaster || !readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(' bench '))
-        continue;
-      total += (Number(fields[11]) + Number(fields[12])) / 100;
-    } catch {
-      // the process has ended meanwhile
-    }
-  }
-  return total;
-}
 
 async function setVariant(sql: Sql, variant: Variant, indexDefinitions: string[]) {
   const trigger = variant === 'as migrated' || variant === 'no feed indexes';
@@ -94,7 +77,7 @@ async function main() {
         await setVariant(sql, variant, indexDefinitions);
         for (const op of ['create', 'update'] as const) {
           const org = `pieces-${op}-${variant}`;
-          const cpu0 = backendCpuSeconds(pg.pid);
+          const cpu0 = backendCpuSeconds(pg.pid, 'bench');
           const t0 = performance.now();
           let sent = 0;
           const worker = async () => {
@@ -114,7 +97,7 @@ async function main() {
             round,
             variant,
             op,
-            cpuMs: r3(((backendCpuSeconds(pg.pid) - cpu0) * 1000) / WRITES),
+            cpuMs: r3(((backendCpuSeconds(pg.pid, 'bench') - cpu0) * 1000) / WRITES),
             wallMs: r3((performance.now() - t0) / WRITES),
           };
           cells.push(cell);
