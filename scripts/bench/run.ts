@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import postgres, { type Sql } from 'postgres';
 import { configWith } from '../../src/config.js';
 import { createSql } from '../../src/db/client.js';
-import { startBenchPostgres } from './postgres.js';
+import { backendCpuSeconds, startBenchPostgres } from './postgres.js';
 import { migrate } from '../../src/db/migrations.js';
 import {
   directSender,
@@ -28,7 +28,14 @@ import { measureOpenStreams } from './open-streams.js';
 import { measureCatchUp, measureLatency } from './feed.js';
 import { measureStatements } from './statements.js';
 import { startService } from './service.js';
-import { renderChart, renderMarkdown, type BenchResult, type ScenarioResult } from './report.js';
+import {
+  renderChart,
+  renderMarkdown,
+  type BenchResult,
+  type CpuPerRequest,
+  type RunResult,
+  type ScenarioResult,
+} from './report.js';
 import { insertCalendar } from './calendar.js';
 import { instantAfterSeeding, SCENARIO_NAMES, scenarios, type Scenario, type ScenarioContext } from './scenarios.js';
 
@@ -152,6 +159,29 @@ async function main() {
   const sql = createSql({ databaseUrl: db.url, poolMax: POOL_MAX }, true);
   cleanups.push(() => sql.end({ timeout: 5 }));
   const direct = directSender(sql);
+  const database = new URL(db.url).pathname.slice(1);
+  /** A loop, and the CPU it cost a request: the server's (when it is a process of its own), this process's, PostgreSQL's. */
+  const measured = async (loop: () => Promise<Stats>, serverPid?: number) => {
+    const cpu0 = { server: serverPid ? processUsage(serverPid).cpuSeconds : 0, self: process.cpuUsage() };
+    const db0 = db.pid ? backendCpuSeconds(db.pid, database) : 0;
+    const stats = await loop();
+    const perRequest = (seconds: number) =>
+      stats.requests ? Math.round((seconds * 1000 * 1000) / stats.requests) / 1000 : 0;
+    const self = process.cpuUsage(cpu0.self);
+    const cpu: CpuPerRequest = {
+      server: serverPid ? perRequest(processUsage(serverPid).cpuSeconds - cpu0.server) : 0,
+      loadGenerator: perRequest((self.user + self.system) / 1e6),
+      database: db.pid ? perRequest(backendCpuSeconds(db.pid, database) - db0) : null,
+    };
+    return { stats, cpu };
+  };
+  // The bare implementation (bare-service.ts), with the driver's pipelining and with the service's gate
+  const bare = chosen.some((n) => BARE_SCENARIOS.includes(n))
+    ? {
+        pipelined: await startBare(db.url, 'pipelined'),
+        gated: await startBare(db.url, 'gated'),
+      }
+    : undefined;
   const loop = { warmupMs: plan.warmupMs, durationMs: plan.durationMs };
   const run = randomBytes(3).toString('hex');
 
@@ -181,29 +211,45 @@ async function main() {
     // start and the end of the window more than the throughput.
     const window =
       (scenario.itemsPerRequest ?? 1) > 1 ? { warmupMs: loop.warmupMs * 5, durationMs: loop.durationMs * 5 } : loop;
-    for (const connections of plan.connections) {
+    for (const connections of scenario.connections ?? plan.connections) {
       const http = httpSender(baseUrl, connections);
       const peakReset = resetPeakRss(pid);
       const before = processUsage(pid);
-      const service = await runLoop({ ...window, connections, build, iterations, send: http.send });
+      const service = await measured(() => runLoop({ ...window, connections, build, iterations, send: http.send }), pid);
       const after = processUsage(pid);
       await http.close();
-      const limit = await runLoop({ ...window, connections, build, iterations, send: direct });
+      const limit = await measured(() => runLoop({ ...window, connections, build, iterations, send: direct }));
       const cpuSeconds = Math.round((after.cpuSeconds - before.cpuSeconds) * 100) / 100;
-      result.runs.push({
+      const row: RunResult = {
         connections,
-        service,
-        limit,
+        service: service.stats,
+        limit: limit.stats,
         serviceCpuSeconds: cpuSeconds,
-        serviceCpuMsPerRequest: service.requests ? Math.round((cpuSeconds * 1000 * 100) / service.requests) / 100 : 0,
+        serviceCpuMsPerRequest: service.cpu.server,
         servicePeakRssMb: peakReset ? after.peakRssMb : Math.max(before.rssMb, after.rssMb),
-        throughputRatio: limit.rps ? Math.round((service.rps / limit.rps) * 100) / 100 : 0,
-        p99Ratio: limit.p99 ? Math.round((service.p99 / limit.p99) * 100) / 100 : 0,
-      });
+        throughputRatio: limit.stats.rps ? Math.round((service.stats.rps / limit.stats.rps) * 100) / 100 : 0,
+        p99Ratio: limit.stats.p99 ? Math.round((service.stats.p99 / limit.stats.p99) * 100) / 100 : 0,
+        cpu: { service: service.cpu, limit: limit.cpu },
+      };
+      if (bare && BARE_SCENARIOS.includes(name) && connections > 1) {
+        for (const way of ['pipelined', 'gated'] as const) {
+          const bareHttp = httpSender(bare[way].baseUrl, connections);
+          const cell = await measured(
+            () => runLoop({ ...window, connections, build, iterations, send: bareHttp.send }),
+            bare[way].child.pid,
+          );
+          await bareHttp.close();
+          (row.bare ??= {})[way] = cell.stats;
+          row.cpu![`bare-${way}`] = cell.cpu;
+          log(`${name} @${connections}: bare (${way}) ${fmt(cell.stats)}`);
+        }
+      }
+      result.runs.push(row);
+      const { stats: s } = service;
+      const { stats: l } = limit;
       const items = scenario.itemsPerRequest ?? 1;
-      const perItem =
-        items > 1 ? ` (${Math.round(service.rps * items)} | ${Math.round(limit.rps * items)} appointments/s)` : '';
-      log(`${name} @${connections}: service ${fmt(service)} | limit ${fmt(limit)}${perItem}`);
+      const perItem = items > 1 ? ` (${Math.round(s.rps * items)} | ${Math.round(l.rps * items)} appointments/s)` : '';
+      log(`${name} @${connections}: service ${fmt(s)} | limit ${fmt(l)}${perItem}`);
     }
     results.push(result);
   }
@@ -267,6 +313,22 @@ async function main() {
   }
   console.log(`\n${renderMarkdown(result, { summary: true })}`);
   log(`done in ${result.totalSeconds} s; report: ${path.join(outDir, 'report.md')}`);
+}
+
+/** The scenarios that the bare implementation serves (its one route, POST /api/appointments). */
+const BARE_SCENARIOS = ['create-heavy', 'update-heavy'];
+
+async function startBare(databaseUrl: string, way: 'pipelined' | 'gated') {
+  const bare = await startService({
+    dir: PROJECT,
+    entry: path.join(HERE, 'bare-service.ts'),
+    databaseUrl,
+    logFile: path.join(outDir, `bare-${way}.log`),
+    env: { DB_POOL_MAX: String(POOL_MAX), BARE_GATE: way === 'gated' ? '1' : '0' },
+  });
+  cleanups.push(bare.stop);
+  log(`bare implementation (${way}) pid ${bare.child.pid} at ${bare.baseUrl}`);
+  return bare;
 }
 
 /**

@@ -19,6 +19,8 @@ export interface Scenario {
   /** Appointments each request writes (a batch); 1 when absent. */
   itemsPerRequest?: number;
   description: string;
+  /** The connection counts to run at, instead of the benchmark's own. */
+  connections?: number[];
   /** An org of a large calendar (calendarAppointment), seeded in bulk where SQL can do it. */
   bulkSeed?: { appointments: number; orgId(ctx: ScenarioContext): string };
   seed(ctx: ScenarioContext): ScenarioRequest[];
@@ -44,6 +46,10 @@ export declare const scenarios: Record<
   | 'update-heavy'
   | 'contention'
   | 'reads'
+  | 'reads-list'
+  | 'reads-one'
+  | 'reads-history'
+  | 'reads-at'
   | 'read-write-mix'
   | 'availability',
   Scenario

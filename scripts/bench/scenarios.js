@@ -186,6 +186,34 @@ const calendarWeek = (ctx, vu, iter) => {
 const readsOrg = (ctx) => `reads-${ctx.run}`;
 const mixOrg = (ctx, n) => `mix-${ctx.run}-${n}`;
 
+const readsSeed = (ctx) => [
+  ...Array.from({ length: READS_SEEDED }, (_, n) => post(freshWrite(readsOrg(ctx), `r-${n}`, n), [201])),
+  ...Array.from({ length: READS_SEEDED / 3 }, (_, n) =>
+    post(freshWrite(readsOrg(ctx), `r-${n * 3}`, n * 3, BASE + MINUTE), [200]),
+  ),
+];
+const readId = (vu, iter) => `r-${pick(vu, iter, READS_SEEDED)}`;
+/** The four reads of the reads scenario, by kind. */
+const READS = {
+  list: {
+    title: 'a list of 100',
+    request: (ctx) => get(`/api/appointments?orgId=${q(readsOrg(ctx))}&limit=100`),
+  },
+  one: {
+    title: 'one appointment by id',
+    request: (ctx, vu, iter) => get(`/api/appointments/${readId(vu, iter)}?orgId=${q(readsOrg(ctx))}`),
+  },
+  history: {
+    title: "an appointment's history",
+    request: (ctx, vu, iter) => get(`/api/appointments/${readId(vu, iter)}/history?orgId=${q(readsOrg(ctx))}`),
+  },
+  at: {
+    title: 'a point-in-time list of 100 (?at=)',
+    request: (ctx) => get(`/api/appointments?orgId=${q(readsOrg(ctx))}&limit=100&at=${q(ctx.at)}`),
+  },
+};
+const READ_KINDS = Object.keys(READS);
+
 export const scenarios = {
   'classic-mix': {
     title: 'classic seven-payload mix',
@@ -259,27 +287,22 @@ export const scenarios = {
   reads: {
     title: 'reads',
     description: `List (100 items), one by id, history, and point-in-time list ?at= on an org of ${READS_SEEDED} appointments, a third of them updated.`,
-    seed: (ctx) => [
-      ...Array.from({ length: READS_SEEDED }, (_, n) => post(freshWrite(readsOrg(ctx), `r-${n}`, n), [201])),
-      ...Array.from({ length: READS_SEEDED / 3 }, (_, n) =>
-        post(freshWrite(readsOrg(ctx), `r-${n * 3}`, n * 3, BASE + MINUTE), [200]),
-      ),
-    ],
-    request(ctx, vu, iter) {
-      const org = q(readsOrg(ctx));
-      const id = `r-${pick(vu, iter, READS_SEEDED)}`;
-      switch (iter % 4) {
-        case 0:
-          return get(`/api/appointments?orgId=${org}&limit=100`);
-        case 1:
-          return get(`/api/appointments/${id}?orgId=${org}`);
-        case 2:
-          return get(`/api/appointments/${id}/history?orgId=${org}`);
-        default:
-          return get(`/api/appointments?orgId=${org}&limit=100&at=${q(ctx.at)}`);
-      }
-    },
+    seed: readsSeed,
+    request: (ctx, vu, iter) => READS[READ_KINDS[iter % READ_KINDS.length]].request(ctx, vu, iter),
   },
+  // each read of the reads scenario alone, at 10 connections only: the read targets of issue 16
+  ...Object.fromEntries(
+    READ_KINDS.map((kind) => [
+      `reads-${kind}`,
+      {
+        title: `reads: ${READS[kind].title}`,
+        description: `Only ${READS[kind].title}, in the org of the reads scenario.`,
+        connections: [10],
+        seed: readsSeed,
+        request: READS[kind].request,
+      },
+    ]),
+  ),
   'read-write-mix': {
     title: '80% reads, 20% writes, 100 orgs',
     description: `${MIX_ORGS} orgs of ${MIX_SEEDED_PER_ORG} appointments; reads list an org or get one appointment, writes create in a free slot or update a seeded one.`,

@@ -1,5 +1,5 @@
 // The service of a checkout, compiled and started as `npm start` and the Docker image run it (bin/start),
-// for the benchmark scripts that start their own (ab.ts, feed.ts).
+// for the benchmark scripts that start their own (ab.ts, feed.ts); or the bare implementation (run.ts).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import path from 'node:path';
@@ -21,12 +21,19 @@ export async function startService(o: {
   env?: Record<string, string>;
   /** Instead of the checkout's bin/start: a copy with other node flags (profile.ts: --cpu-prof). */
   startScript?: string;
+  /** Instead of the service: this TypeScript file, run from the sources with tsx (run.ts: bare-service.ts). */
+  entry?: string;
 }): Promise<RunningService> {
-  const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: o.dir, stdio: 'inherit' });
-  if (build.status !== 0) throw new Error(`npm run build failed in ${o.dir}`);
+  if (!o.entry) {
+    const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: o.dir, stdio: 'inherit' });
+    if (build.status !== 0) throw new Error(`npm run build failed in ${o.dir}`);
+  }
   const port = await freePort();
   const logFd = openSync(o.logFile, 'a');
-  const child = spawn(o.startScript ?? path.join(o.dir, 'bin', 'start'), [], {
+  const [command, args] = o.entry
+    ? [process.execPath, ['--import', 'tsx', o.entry]]
+    : [o.startScript ?? path.join(o.dir, 'bin', 'start'), []];
+  const child = spawn(command, args, {
     cwd: o.dir,
     env: { ...process.env, DATABASE_URL: o.databaseUrl, PORT: String(port), HOST: '127.0.0.1', ...o.env },
     stdio: ['ignore', logFd, logFd],
