@@ -166,7 +166,7 @@ async function main() {
     const db0 = db.pid ? backendCpuSeconds(db.pid, database) : 0;
     const stats = await loop();
     const perRequest = (seconds: number) =>
-      stats.requests ? Math.round((seconds * 1000 * 1000) / stats.requests) / 1000 : 0;
+      stats.answered ? Math.round((seconds * 1000 * 1000) / stats.answered) / 1000 : 0;
     const self = process.cpuUsage(cpu0.self);
     const cpu: CpuPerRequest = {
       server: serverPid ? perRequest(processUsage(serverPid).cpuSeconds - cpu0.server) : 0,
@@ -215,7 +215,10 @@ async function main() {
       const http = httpSender(baseUrl, connections);
       const peakReset = resetPeakRss(pid);
       const before = processUsage(pid);
-      const service = await measured(() => runLoop({ ...window, connections, build, iterations, send: http.send }), pid);
+      const service = await measured(
+        () => runLoop({ ...window, connections, build, iterations, send: http.send }),
+        pid,
+      );
       const after = processUsage(pid);
       await http.close();
       const limit = await measured(() => runLoop({ ...window, connections, build, iterations, send: direct }));
