@@ -1,4 +1,4 @@
-import { renderFeed, type CatchUpResult, type LatencyResult } from './feed.js';
+import { feedTargets, renderFeed, type CatchUpResult, type LatencyResult } from './feed.js';
 import type { Stats } from './load.js';
 import type { OpenStreamsResult } from './open-streams.js';
 import { renderStatements, statementsTarget, type StatementsResult } from './statements.js';
@@ -143,6 +143,7 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
   lines.push(
     `- the service's write statements ≥ 70% of the baseline statement (creates and updates, 10 and 50 connections): ${statements ? `worst ${Math.round(statements.worst * 100)}%` : 'n/a'} (${mark(statements?.met)})`,
   );
+  lines.push(...feedTargets(r.feed));
   if (summary) return lines.join('\n');
 
   lines.push('', '## Every measurement', '');
