@@ -1,5 +1,5 @@
 // npx tsx scripts/bench/feed.ts [--changes=100000] [--rounds=3] [--writes=300] [--holder=auto|sql|batch]
-//   [--rate=500] [--only=catch-up|latency|load] [--out=DIR]
+//   [--rate=500] [--pool=DB_POOL_MAX] [--only=catch-up|latency|load] [--out=DIR]
 // The change feed's benchmark (issue 12): starts an embedded PostgreSQL (durable settings) and the
 // service (bin/start), then measures
 //   catch-up: changes per second reading an org's whole live feed (creates, new versions, deletes,
@@ -337,6 +337,16 @@ export interface WriteLoadResult {
   streamReceived: number;
   /** CPU while the timed writes ran, in % of one core; the machine's in % of all its cores. */
   cpuPercent: { service?: number; postgres?: number; bench: number; machine?: number };
+  /**
+   * The service's queries (creates and the feed's alike) while the timed writes ran, and their wait for a
+   * place in its pool (/metrics): the feed's poll and reads queue behind the creates in one line.
+   */
+  poolWait?: { queries: number; meanMs: number; over25msPercent: number };
+  /**
+   * What the database's other backends were doing, sampled every 100 ms while the timed writes ran: the
+   * share of backend-samples by wait event ('running' when none: on a CPU, or waiting for one).
+   */
+  backendStates?: Record<string, number>;
 }
 export interface LatencyResult {
   phase: string;
@@ -536,6 +546,54 @@ function cpuSnapshot(pids: { service?: number; postmaster?: number; database?: s
   };
 }
 
+/** Samples pg_stat_activity of the other client backends every 100 ms until stopped; shares in %. */
+function sampleBackends(sql: Sql) {
+  const counts: Record<string, number> = {};
+  let total = 0;
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const rows = await sql<{ state: string }[]>`
+        SELECT coalesce(wait_event_type || ':' || wait_event, 'running') AS state
+        FROM pg_stat_activity
+        WHERE backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid()`;
+      for (const { state } of rows) counts[state] = (counts[state] ?? 0) + 1;
+      total += rows.length;
+      await sleep(100);
+    }
+  })();
+  done.catch(() => {}); // handled: stop() awaits it and so rethrows a failure
+  return {
+    async stop(): Promise<Record<string, number>> {
+      running = false;
+      await done;
+      return Object.fromEntries(
+        Object.entries(counts)
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, v]) => [k, Math.round((v / Math.max(1, total)) * 1000) / 10]),
+      );
+    },
+  };
+}
+
+/** The service's pool-wait histogram so far (/metrics, open when METRICS_TOKEN is unset); undefined if unreadable. */
+async function poolWaitSoFar(baseUrl: string): Promise<{ count: number; sum: number; within25ms: number } | undefined> {
+  try {
+    const res = await fetch(`${baseUrl}/metrics`);
+    const text = await res.text();
+    if (res.status !== 200) return undefined;
+    const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? NaN);
+    const result = {
+      count: value(/^appointments_db_pool_wait_seconds_count(?:\{\})? (\S+)$/m),
+      sum: value(/^appointments_db_pool_wait_seconds_sum(?:\{\})? (\S+)$/m),
+      within25ms: value(/^appointments_db_pool_wait_seconds_bucket\{le="0\.025"\} (\S+)$/m),
+    };
+    return Object.values(result).every(Number.isFinite) ? result : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Does the service have atomic batches? (A 404 says the route is not there; a 400 says it is.) */
 async function hasAtomicBatches(baseUrl: string): Promise<boolean> {
   const res = await fetch(`${baseUrl}/api/appointments/batch?atomic=true`, {
@@ -589,8 +647,12 @@ export async function measureLatency(
   let held: Awaited<ReturnType<NonNullable<typeof holder>['stop']>> | undefined;
   let loaded: Awaited<ReturnType<NonNullable<typeof load>['stop']>> | undefined;
   let cpuPercent: WriteLoadResult['cpuPercent'] | undefined;
+  let poolWait: WriteLoadResult['poolWait'];
+  let backendStates: WriteLoadResult['backendStates'];
   try {
     const cpu = load && cpuSnapshot(o.pids ?? {});
+    const waitedBefore = load && (await poolWaitSoFar(baseUrl));
+    const sampler = load && sampleBackends(sql);
     for (let i = 0; i < o.writes; i++) {
       const id = `l-${i}`;
       const body = {
@@ -617,6 +679,16 @@ export async function measureLatency(
       await sleep(o.spacingMs * (0.5 + Math.random()));
     }
     cpuPercent = cpu?.();
+    backendStates = await sampler?.stop();
+    const waitedAfter = load && (await poolWaitSoFar(baseUrl));
+    if (waitedBefore && waitedAfter && waitedAfter.count > waitedBefore.count) {
+      const queries = waitedAfter.count - waitedBefore.count;
+      poolWait = {
+        queries,
+        meanMs: r2(((waitedAfter.sum - waitedBefore.sum) / queries) * 1000),
+        over25msPercent: r2((1 - (waitedAfter.within25ms - waitedBefore.within25ms) / queries) * 100),
+      };
+    }
     loaded = await load?.stop();
     const background = load?.created ?? 0;
     const deadline = Date.now() + 15_000;
@@ -653,6 +725,8 @@ export async function measureLatency(
       longPollReceived: others.byPoll,
       streamReceived: others.byStream,
       cpuPercent: cpuPercent!,
+      poolWait,
+      backendStates,
     },
   };
 }
@@ -736,7 +810,16 @@ export function renderFeed(r: FeedResult): string {
           `statuses ${statuses}; achieved **${l.achievedPerSecond} writes/s**. The long-poll received ${l.longPollReceived} ` +
           `of their changes, the stream ${l.streamReceived}. CPU while the timed writes ran (% of one core): ` +
           `service ${cpu.service ?? 'n/a'}, PostgreSQL backends ${cpu.postgres ?? 'n/a'}, this process (load, clients) ${cpu.bench}; ` +
-          `machine ${cpu.machine ?? 'n/a'}% of all cores.`,
+          `machine ${cpu.machine ?? 'n/a'}% of all cores.` +
+          (l.poolWait
+            ? ` The service's queries then (the creates' and the feed's, in one line): ${l.poolWait.queries}, ` +
+              `waiting for a pool connection ${l.poolWait.meanMs} ms on average, ${l.poolWait.over25msPercent}% over 25 ms.`
+            : '') +
+          (l.backendStates
+            ? ` Active backends by wait event (% of samples): ${Object.entries(l.backendStates)
+                .map(([k, v]) => `${k} ${v}`)
+                .join(', ')}.`
+            : ''),
       );
     }
   }
@@ -765,7 +848,7 @@ async function main() {
   try {
     const pg = await startBenchPostgres('feed', log, cleanups);
     await migrate(pg.url, () => {});
-    const poolMax = configWith().dbPoolMax;
+    const poolMax = Number(flag('pool') ?? configWith().dbPoolMax);
     const service = await startService({
       dir: PROJECT,
       databaseUrl: pg.url,
