@@ -15,6 +15,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type postgres from 'postgres';
 import type { Sql } from 'postgres';
 import { Pool } from 'undici';
@@ -347,6 +348,14 @@ export interface WriteLoadResult {
    * share of backend-samples by wait event ('running' when none: on a CPU, or waiting for one).
    */
   backendStates?: Record<string, number>;
+  /**
+   * Each timed write's wait from its answer until the feed's horizon (pg_snapshot_xmin, sampled every
+   * 10 ms) had passed its position, and then each client's delay from that moment (the poll, the read,
+   * the delivery), p50 / p99 in ms: the first part is the database's, the second the feed's own.
+   */
+  horizon?: { waitP50: number; waitP99: number; longPollAfter: [number, number]; streamAfter: [number, number] };
+  /** Event-loop delay p99 / max in ms while the timed writes ran: the service's (its /metrics), this process's. */
+  eventLoopDelay?: { service?: [number, number]; bench: [number, number] };
 }
 export interface LatencyResult {
   phase: string;
@@ -576,8 +585,71 @@ function sampleBackends(sql: Sql) {
   };
 }
 
+/** Samples the feed's horizon every 10 ms until stopped: when each xmin was seen (after its answer). */
+function sampleHorizon(sql: Sql) {
+  const samples: Array<{ at: number; xmin: bigint }> = [];
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const [row] = await sql<{ xmin: string }[]>`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin`;
+      samples.push({ at: performance.now(), xmin: BigInt(row!.xmin) });
+      await sleep(10);
+    }
+  })();
+  done.catch(() => {}); // handled: stop() awaits it and so rethrows a failure
+  return {
+    async stop() {
+      running = false;
+      await done;
+      return samples;
+    },
+  };
+}
+
+/** The horizon part of the timed writes' latency and the feed's own part (WriteLoadResult.horizon). */
+async function splitAtHorizon(
+  sql: Sql,
+  orgId: string,
+  samples: Array<{ at: number; xmin: bigint }>,
+  acked: Map<string, number>,
+  byPoll: Map<string, number>,
+  byStream: Map<string, number>,
+): Promise<WriteLoadResult['horizon']> {
+  const rows = await sql<{ id: string; xid: string }[]>`
+    SELECT id, feed_xid::text AS xid FROM appointments WHERE org_id = ${orgId} AND id = ANY(${[...acked.keys()]})`;
+  const waits: number[] = [];
+  const after = { poll: [] as number[], stream: [] as number[] };
+  for (const { id, xid } of rows) {
+    const ack = acked.get(id)!;
+    const seen = samples.find((x) => x.xmin > BigInt(xid));
+    if (!seen) continue;
+    const servable = Math.max(ack, seen.at);
+    waits.push(servable - ack);
+    const poll = byPoll.get(id);
+    const stream = byStream.get(id);
+    if (poll !== undefined) after.poll.push(poll - servable);
+    if (stream !== undefined) after.stream.push(stream - servable);
+  }
+  if (waits.length === 0) return undefined;
+  const p = (xs: number[], q: number) =>
+    r2(
+      quantile(
+        [...xs].sort((a, b) => a - b),
+        q,
+      ),
+    );
+  return {
+    waitP50: p(waits, 0.5),
+    waitP99: p(waits, 0.99),
+    longPollAfter: [p(after.poll, 0.5), p(after.poll, 0.99)],
+    streamAfter: [p(after.stream, 0.5), p(after.stream, 0.99)],
+  };
+}
+
 /** The service's pool-wait histogram so far (/metrics, open when METRICS_TOKEN is unset); undefined if unreadable. */
-async function poolWaitSoFar(baseUrl: string): Promise<{ count: number; sum: number; within25ms: number } | undefined> {
+async function poolWaitSoFar(
+  baseUrl: string,
+): Promise<{ count: number; sum: number; within25ms: number; lagP99: number; lagMax: number } | undefined> {
   try {
     const res = await fetch(`${baseUrl}/metrics`);
     const text = await res.text();
@@ -588,7 +660,12 @@ async function poolWaitSoFar(baseUrl: string): Promise<{ count: number; sum: num
       sum: value(/^appointments_db_pool_wait_seconds_sum(?:\{\})? (\S+)$/m),
       within25ms: value(/^appointments_db_pool_wait_seconds_bucket\{le="0\.025"\} (\S+)$/m),
     };
-    return Object.values(result).every(Number.isFinite) ? result : undefined;
+    // prom-client resets its event-loop histogram at each scrape: these cover the time since the last one
+    const lag = {
+      lagP99: value(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m),
+      lagMax: value(/^nodejs_eventloop_lag_max_seconds (\S+)$/m),
+    };
+    return Object.values(result).every(Number.isFinite) ? { ...result, ...lag } : undefined;
   } catch {
     return undefined;
   }
@@ -649,10 +726,16 @@ export async function measureLatency(
   let cpuPercent: WriteLoadResult['cpuPercent'] | undefined;
   let poolWait: WriteLoadResult['poolWait'];
   let backendStates: WriteLoadResult['backendStates'];
+  let horizon: WriteLoadResult['horizon'];
+  let eventLoopDelay: WriteLoadResult['eventLoopDelay'];
+  const horizonSampler = load && sampleHorizon(sql);
+  let sampler: ReturnType<typeof sampleBackends> | undefined;
   try {
     const cpu = load && cpuSnapshot(o.pids ?? {});
     const waitedBefore = load && (await poolWaitSoFar(baseUrl));
-    const sampler = load && sampleBackends(sql);
+    sampler = load && sampleBackends(sql);
+    const benchDelay = monitorEventLoopDelay({ resolution: 10 });
+    if (load) benchDelay.enable();
     for (let i = 0; i < o.writes; i++) {
       const id = `l-${i}`;
       const body = {
@@ -680,7 +763,17 @@ export async function measureLatency(
     }
     cpuPercent = cpu?.();
     backendStates = await sampler?.stop();
+    sampler = undefined;
     const waitedAfter = load && (await poolWaitSoFar(baseUrl));
+    benchDelay.disable();
+    if (load) {
+      const ms = (ns: number) => r2(ns / 1e6);
+      const lag = waitedAfter && Number.isFinite(waitedAfter.lagP99) ? waitedAfter : undefined;
+      eventLoopDelay = {
+        service: lag && [r2(lag.lagP99 * 1000), r2(lag.lagMax * 1000)],
+        bench: [ms(benchDelay.percentile(99)), ms(benchDelay.max)],
+      };
+    }
     if (waitedBefore && waitedAfter && waitedAfter.count > waitedBefore.count) {
       const queries = waitedAfter.count - waitedBefore.count;
       poolWait = {
@@ -700,7 +793,11 @@ export async function measureLatency(
       Date.now() < deadline
     )
       await sleep(50);
+    const samples = await horizonSampler?.stop();
+    if (samples) horizon = await splitAtHorizon(sql, o.orgId, samples, acked, byPoll, byStream);
   } finally {
+    await sampler?.stop();
+    await horizonSampler?.stop();
     loaded ??= await load?.stop();
     held = await holder?.stop();
     await poller.stop();
@@ -727,6 +824,8 @@ export async function measureLatency(
       cpuPercent: cpuPercent!,
       poolWait,
       backendStates,
+      horizon,
+      eventLoopDelay,
     },
   };
 }
@@ -819,6 +918,14 @@ export function renderFeed(r: FeedResult): string {
             ? ` Active backends by wait event (% of samples): ${Object.entries(l.backendStates)
                 .map(([k, v]) => `${k} ${v}`)
                 .join(', ')}.`
+            : '') +
+          (l.horizon
+            ? ` From a timed write's answer until the horizon had passed it: p50 ${l.horizon.waitP50} ms, p99 ${l.horizon.waitP99} ms; ` +
+              `then until the long-poll had it p50 / p99 ${l.horizon.longPollAfter.join(' / ')} ms, the stream ${l.horizon.streamAfter.join(' / ')} ms.`
+            : '') +
+          (l.eventLoopDelay
+            ? ` Event-loop delay p99 / max: the service ${l.eventLoopDelay.service?.join(' / ') ?? 'n/a'} ms, ` +
+              `this process ${l.eventLoopDelay.bench.join(' / ')} ms.`
             : ''),
       );
     }
