@@ -1,5 +1,5 @@
 // npx tsx scripts/bench/feed.ts [--changes=100000] [--rounds=3] [--writes=300] [--holder=auto|sql|batch]
-//   [--only=catch-up|latency] [--out=DIR]
+//   [--rate=500] [--pool=DB_POOL_MAX] [--only=catch-up|latency|load] [--out=DIR]
 // The change feed's benchmark (issue 12): starts an embedded PostgreSQL (durable settings) and the
 // service (bin/start), then measures
 //   catch-up: changes per second reading an org's whole live feed (creates, new versions, deletes,
@@ -8,18 +8,29 @@
 //   latency: from a write's answer to its arrival at a long-polling client (wait=30) and at a streaming
 //     client (GET /api/changes/stream), alone and while long transactions hold the feed's horizon
 //     (1000-item atomic batches where the service has them, else a transaction holding a write open
-//     for as long as such a batch takes).
+//     for as long as such a batch takes), and under a write load (creates in the same org, open-loop at
+//     --rate a second, so that both clients must keep up with that many changes while the timed writes run).
 // Prints a markdown summary and writes result.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type postgres from 'postgres';
 import type { Sql } from 'postgres';
 import { Pool } from 'undici';
 import { configWith } from '../../src/config.js';
 import { readChangesAfter } from '../../src/db/changes.js';
 import { createSql } from '../../src/db/client.js';
+import {
+  cpuSnapshot,
+  poolWaitSoFar,
+  sampleBackends,
+  sampleHorizon,
+  splitAtHorizon,
+  writeLoad,
+  type WriteLoadResult,
+} from './feed-load.js';
 import { startBenchPostgres } from './postgres.js';
 import { migrate } from '../../src/db/migrations.js';
 import { startService } from './service.js';
@@ -318,6 +329,7 @@ export interface LatencyStats {
   max: number;
   min: number;
 }
+export type { WriteLoadResult };
 export interface LatencyResult {
   phase: string;
   writes: number;
@@ -325,6 +337,7 @@ export interface LatencyResult {
   longPoll: LatencyStats;
   stream: LatencyStats;
   holder?: { kind: string; transactions: number; medianSeconds: number; maxSeconds: number };
+  load?: WriteLoadResult;
 }
 
 function latencyStats(acked: Map<string, number>, arrived: Map<string, number>): LatencyStats {
@@ -416,11 +429,24 @@ async function hasAtomicBatches(baseUrl: string): Promise<boolean> {
   return res.status !== 404 && res.status !== 405;
 }
 
-/** Writes spaced out, each timed from its answer to its arrival at a long-polling and a streaming client. */
+/**
+ * Writes spaced out, each timed from its answer to its arrival at a long-polling and a streaming client;
+ * with `load`, while creates at `load.rate` a second go to the same org (only the timed writes, whose ids
+ * are known, are timed; both clients receive all the changes, as a client of a busy org does).
+ */
 export async function measureLatency(
   sql: Sql,
   baseUrl: string,
-  o: { orgId: string; writes: number; spacingMs: number; holder?: 'batch' | 'sql'; holderOrgId?: string },
+  o: {
+    orgId: string;
+    writes: number;
+    spacingMs: number;
+    holder?: 'batch' | 'sql';
+    holderOrgId?: string;
+    load?: { rate: number; maxInFlight?: number };
+    /** Whose CPU to report under load: the service's process, PostgreSQL's backends of `database`. */
+    pids?: { service?: number; postmaster?: number; database?: string };
+  },
 ): Promise<LatencyResult> {
   const control = new Pool(baseUrl, { connections: 1, pipelining: 1 });
   const writer = new Pool(baseUrl, { connections: 1, pipelining: 1 });
@@ -428,16 +454,34 @@ export async function measureLatency(
   const acked = new Map<string, number>();
   const byPoll = new Map<string, number>();
   const byStream = new Map<string, number>();
-  const record = (into: Map<string, number>) => (id: string) => {
-    if (!into.has(id)) into.set(id, performance.now());
+  const others = { byPoll: 0, byStream: 0 };
+  const record = (into: Map<string, number>, other: 'byPoll' | 'byStream') => (id: string) => {
+    if (!id.startsWith('l-')) others[other]++;
+    else if (!into.has(id)) into.set(id, performance.now());
   };
-  const poller = longPollClient(baseUrl, o.orgId, since, record(byPoll));
-  const streamer = await streamClient(baseUrl, o.orgId, since, record(byStream));
+  const poller = longPollClient(baseUrl, o.orgId, since, record(byPoll, 'byPoll'));
+  const streamer = await streamClient(baseUrl, o.orgId, since, record(byStream, 'byStream'));
   const holder = o.holder ? holdHorizon(o.holder, sql, baseUrl, o.holderOrgId ?? `${o.orgId}-holder`) : undefined;
-  await sleep(1_000); // the clients waiting, the holder running
+  // a bound on creates in flight, as many as the issue's most connections: beyond it the service is
+  // not keeping up, and the creates not sent say so
+  const load = o.load && writeLoad(baseUrl, o.orgId, { rate: o.load.rate, maxInFlight: o.load.maxInFlight ?? 50 });
+  await sleep(1_000); // the clients waiting, the holder or the load running
   const writeTimes: number[] = [];
   let held: Awaited<ReturnType<NonNullable<typeof holder>['stop']>> | undefined;
+  let loaded: Awaited<ReturnType<NonNullable<typeof load>['stop']>> | undefined;
+  let cpuPercent: WriteLoadResult['cpuPercent'] | undefined;
+  let poolWait: WriteLoadResult['poolWait'];
+  let backendStates: WriteLoadResult['backendStates'];
+  let horizon: WriteLoadResult['horizon'];
+  let eventLoopDelay: WriteLoadResult['eventLoopDelay'];
+  const horizonSampler = load && sampleHorizon(sql);
+  let sampler: ReturnType<typeof sampleBackends> | undefined;
   try {
+    const cpu = load && cpuSnapshot(o.pids ?? {});
+    const waitedBefore = load && (await poolWaitSoFar(baseUrl));
+    sampler = load && sampleBackends(sql);
+    const benchDelay = monitorEventLoopDelay({ resolution: 10 });
+    if (load) benchDelay.enable();
     for (let i = 0; i < o.writes; i++) {
       const id = `l-${i}`;
       const body = {
@@ -463,9 +507,44 @@ export async function measureLatency(
       // spaced out, with jitter, so that the writes do not fall in step with the feed's poll
       await sleep(o.spacingMs * (0.5 + Math.random()));
     }
+    cpuPercent = cpu?.();
+    backendStates = await sampler?.stop();
+    sampler = undefined;
+    const waitedAfter = load && (await poolWaitSoFar(baseUrl));
+    benchDelay.disable();
+    if (load) {
+      const ms = (ns: number) => r2(ns / 1e6);
+      const lag = waitedAfter && Number.isFinite(waitedAfter.lagP99) ? waitedAfter : undefined;
+      eventLoopDelay = {
+        service: lag && [r2(lag.lagP99 * 1000), r2(lag.lagMax * 1000)],
+        bench: [ms(benchDelay.percentile(99)), ms(benchDelay.max)],
+      };
+    }
+    if (waitedBefore && waitedAfter && waitedAfter.count > waitedBefore.count) {
+      const queries = waitedAfter.count - waitedBefore.count;
+      poolWait = {
+        queries,
+        meanMs: r2(((waitedAfter.sum - waitedBefore.sum) / queries) * 1000),
+        over25msPercent: r2((1 - (waitedAfter.within25ms - waitedBefore.within25ms) / queries) * 100),
+      };
+    }
+    loaded = await load?.stop();
+    const background = load?.created ?? 0;
     const deadline = Date.now() + 15_000;
-    while ((byPoll.size < o.writes || byStream.size < o.writes) && Date.now() < deadline) await sleep(50);
+    while (
+      (byPoll.size < o.writes ||
+        byStream.size < o.writes ||
+        others.byPoll < background ||
+        others.byStream < background) &&
+      Date.now() < deadline
+    )
+      await sleep(50);
+    const samples = await horizonSampler?.stop();
+    if (samples) horizon = await splitAtHorizon(sql, o.orgId, samples, acked, byPoll, byStream);
   } finally {
+    await sampler?.stop();
+    await horizonSampler?.stop();
+    loaded ??= await load?.stop();
     held = await holder?.stop();
     await poller.stop();
     await streamer.stop();
@@ -476,16 +555,62 @@ export async function measureLatency(
   return {
     phase: o.holder
       ? `while ${o.holder === 'batch' ? '1000-item atomic batches' : 'transactions held open'} run`
-      : 'alone',
+      : o.load
+        ? `under a write load of ${o.load.rate}/s`
+        : 'alone',
     writes: o.writes,
     writeP50: r2(quantile(writeTimes, 0.5)),
     longPoll: latencyStats(acked, byPoll),
     stream: latencyStats(acked, byStream),
     holder: held && { kind: o.holder!, ...held },
+    load: loaded && {
+      ...loaded,
+      longPollReceived: others.byPoll,
+      streamReceived: others.byStream,
+      cpuPercent: cpuPercent!,
+      poolWait,
+      backendStates,
+      horizon,
+      eventLoopDelay,
+    },
   };
 }
 
-export function renderFeed(r: { catchUp?: CatchUpResult; latency: LatencyResult[] }): string {
+export interface FeedResult {
+  catchUp?: CatchUpResult;
+  latency: LatencyResult[];
+}
+
+/** The feed's targets of issue 16, as lines of the report's "Targets" list (n/a when not measured). */
+export function feedTargets(feed: FeedResult | undefined): string[] {
+  const mark = (ok: boolean | undefined) => (ok === undefined ? 'n/a' : ok ? 'met' : '**missed**');
+  const loaded = feed?.latency.find((x) => x.load);
+  const load = loaded?.load;
+  const rate = load?.rate ?? 500;
+  // met only when every timed change arrived and the load was the one asked for (a service that fell
+  // behind would otherwise meet the target at a lighter load)
+  const latencyMet = loaded
+    ? loaded.longPoll.p99 <= 50 &&
+      loaded.stream.p99 <= 50 &&
+      loaded.longPoll.missing === 0 &&
+      loaded.stream.missing === 0 &&
+      load!.achievedPerSecond >= 0.95 * rate
+    : undefined;
+  const missing = loaded && loaded.longPoll.missing + loaded.stream.missing;
+  const c = feed?.catchUp;
+  return [
+    loaded
+      ? `- a change reaches a long-poll and a stream within p99 50 ms of its write's answer under ${rate} writes/s: ` +
+        `long-poll p99 ${loaded.longPoll.p99} ms, stream p99 ${loaded.stream.p99} ms (achieved ${load!.achievedPerSecond} writes/s` +
+        `${missing ? `, ${missing} timed changes missing` : ''}) (${mark(latencyMet)})`
+      : `- a change reaches a long-poll and a stream within p99 50 ms of its write's answer under ${rate} writes/s: n/a (not measured)`,
+    c
+      ? `- feed catch-up at limit ${PAGE} ≥ 70% of the driver: ${Math.round(c.medianRatio * 100)}% (${mark(c.medianRatio >= 0.7)})`
+      : `- feed catch-up at limit ${PAGE} ≥ 70% of the driver: n/a (not measured)`,
+  ];
+}
+
+export function renderFeed(r: FeedResult): string {
   const lines: string[] = [];
   const c = r.catchUp;
   if (c) {
@@ -516,6 +641,40 @@ export function renderFeed(r: { catchUp?: CatchUpResult; latency: LatencyResult[
           `| ${x.phase} | ${x.writes} | ${client} | ${s.received} | ${s.p50} | ${s.p99} | ${s.max} | ` +
             `${x.holder ? `${x.holder.transactions} (${x.holder.medianSeconds} / ${x.holder.maxSeconds})` : ''} |`,
         );
+    for (const x of r.latency) {
+      const l = x.load;
+      if (!l) continue;
+      const statuses = Object.entries(l.statuses)
+        .map(([k, v]) => `${k}×${v}`)
+        .join(' ');
+      const cpu = l.cpuPercent;
+      lines.push(
+        '',
+        `${x.phase}: creates in the same org, open-loop at ${l.rate}/s (at most ${l.maxInFlight} in flight), ` +
+          `${l.started} sent in ${l.seconds} s, ${l.notStarted} not sent (due while ${l.maxInFlight} were in flight); ` +
+          `statuses ${statuses}; achieved **${l.achievedPerSecond} writes/s**. The long-poll received ${l.longPollReceived} ` +
+          `of their changes, the stream ${l.streamReceived}. CPU while the timed writes ran (% of one core): ` +
+          `service ${cpu.service ?? 'n/a'}, PostgreSQL backends ${cpu.postgres ?? 'n/a'}, this process (load, clients) ${cpu.bench}; ` +
+          `machine ${cpu.machine ?? 'n/a'}% of all cores.` +
+          (l.poolWait
+            ? ` The service's queries then (the creates' and the feed's, in one line): ${l.poolWait.queries}, ` +
+              `waiting for a pool connection ${l.poolWait.meanMs} ms on average, ${l.poolWait.over25msPercent}% over 25 ms.`
+            : '') +
+          (l.backendStates
+            ? ` Active backends by wait event (% of samples): ${Object.entries(l.backendStates)
+                .map(([k, v]) => `${k} ${v}`)
+                .join(', ')}.`
+            : '') +
+          (l.horizon
+            ? ` From a timed write's answer until the horizon had passed it: p50 ${l.horizon.waitP50} ms, p99 ${l.horizon.waitP99} ms; ` +
+              `then until the long-poll had it p50 / p99 ${l.horizon.longPollAfter.join(' / ')} ms, the stream ${l.horizon.streamAfter.join(' / ')} ms.`
+            : '') +
+          (l.eventLoopDelay
+            ? ` Event-loop delay p99 / max: the service ${l.eventLoopDelay.service?.join(' / ') ?? 'n/a'} ms, ` +
+              `this process ${l.eventLoopDelay.bench.join(' / ')} ms.`
+            : ''),
+      );
+    }
   }
   return lines.join('\n');
 }
@@ -542,7 +701,7 @@ async function main() {
   try {
     const pg = await startBenchPostgres('feed', log, cleanups);
     await migrate(pg.url, () => {});
-    const poolMax = configWith().dbPoolMax;
+    const poolMax = Number(flag('pool') ?? configWith().dbPoolMax);
     const service = await startService({
       dir: PROJECT,
       databaseUrl: pg.url,
@@ -555,7 +714,7 @@ async function main() {
     const run = Math.random().toString(36).slice(2, 8);
 
     const catchUp =
-      only === 'latency'
+      only === 'latency' || only === 'load'
         ? undefined
         : await measureCatchUp(sql, service.baseUrl, {
             orgId: `catch-up-${run}`,
@@ -563,23 +722,30 @@ async function main() {
             rounds: Number(flag('rounds') ?? 3),
           });
     const latency: LatencyResult[] = [];
-    if (only !== 'catch-up') {
+    if (only === 'latency' || only === 'load' || only === undefined) {
       const writes = Number(flag('writes') ?? 300);
       const spacingMs = 50;
+      const rate = Number(flag('rate') ?? 500);
       const wanted = flag('holder') ?? 'auto';
       const holder: 'batch' | 'sql' =
         wanted === 'auto' ? ((await hasAtomicBatches(service.baseUrl)) ? 'batch' : 'sql') : (wanted as 'batch' | 'sql');
-      for (const phase of [undefined, holder] as const) {
-        log(`latency: ${writes} writes ${phase ? `while ${phase} holders run` : 'alone'}`);
+      const phases = only === 'load' ? (['load'] as const) : ([undefined, holder, 'load'] as const);
+      for (const phase of phases) {
+        log(
+          `latency: ${writes} writes ${phase === 'load' ? `under ${rate} creates/s` : phase ? `while ${phase} holders run` : 'alone'}`,
+        );
         const result = await measureLatency(sql, service.baseUrl, {
           orgId: `latency-${run}-${phase ?? 'alone'}`,
           writes,
           spacingMs,
-          holder: phase,
+          holder: phase === 'load' ? undefined : phase,
+          load: phase === 'load' ? { rate } : undefined,
+          pids: { service: service.child.pid, postmaster: pg.pid, database: 'bench' },
         });
         latency.push(result);
         log(
-          `latency ${result.phase}: long-poll ${JSON.stringify(result.longPoll)}, stream ${JSON.stringify(result.stream)}`,
+          `latency ${result.phase}: long-poll ${JSON.stringify(result.longPoll)}, stream ${JSON.stringify(result.stream)}` +
+            (result.load ? `, load ${JSON.stringify(result.load)}` : ''),
         );
       }
     }
@@ -591,7 +757,7 @@ async function main() {
       latency,
     };
     writeFileSync(path.join(outDir, 'result.json'), `${JSON.stringify(result, null, 2)}\n`);
-    const report = renderFeed(result);
+    const report = [renderFeed(result), '', ...feedTargets(result)].join('\n');
     writeFileSync(path.join(outDir, 'report.md'), `${report}\n`);
     console.log(report);
   } catch (error) {

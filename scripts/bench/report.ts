@@ -1,4 +1,4 @@
-import { renderFeed, type CatchUpResult, type LatencyResult } from './feed.js';
+import { feedTargets, renderFeed, type CatchUpResult, type LatencyResult } from './feed.js';
 import type { Stats } from './load.js';
 import type { OpenStreamsResult } from './open-streams.js';
 import { renderStatements, statementsTarget, type StatementsResult } from './statements.js';
@@ -193,6 +193,7 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
       ? `- point-in-time list on ${n(pit.historyRows)} history rows at ${pit.connections} connections, p99 < 20 ms: ${pit.service.p99} ms (${mark(pit.service.p99 < 20)})`
       : '- point-in-time list, p99 < 20 ms: n/a (not measured)',
   );
+  lines.push(...feedTargets(r.feed));
   if (summary) return lines.join('\n');
 
   lines.push('', '## Every measurement', '');

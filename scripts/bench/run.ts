@@ -277,6 +277,16 @@ async function main() {
           holder,
         }),
       );
+    // issue 16: the same timed writes while creates at 500/s go to their org
+    latency.push(
+      await measureLatency(sql, baseUrl, {
+        orgId: `latency-${run}-load`,
+        writes: quick ? 50 : 300,
+        spacingMs: 50,
+        load: { rate: 500 },
+        pids: { service: pid, postmaster: db.pid, database: 'bench' },
+      }),
+    );
     feed = { catchUp, latency };
   }
   // the service's write statements against the simplest statement that keeps the core rules (issue 16)
