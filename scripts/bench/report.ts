@@ -2,6 +2,7 @@ import { renderFeed, type CatchUpResult, type LatencyResult } from './feed.js';
 import type { Stats } from './load.js';
 import type { OpenStreamsResult } from './open-streams.js';
 import { renderStatements, statementsTarget, type StatementsResult } from './statements.js';
+import { renderWebhooks, webhookTarget, type WebhookLatencyResult } from './webhooks.js';
 
 export interface RunResult {
   connections: number;
@@ -51,6 +52,8 @@ export interface BenchResult {
   feed?: { catchUp?: CatchUpResult; latency: LatencyResult[] };
   /** The service's write statements ÷ the baseline (scripts/bench/statements.ts); null when left out. */
   statements?: StatementsResult | null;
+  /** Creates with 0 and 20 webhook endpoints subscribed (scripts/bench/webhooks.ts); null when left out. */
+  webhooks?: WebhookLatencyResult | null;
   pgbench: Array<{ connections: number; tps: number | null; latencyAvgMs: number | null; error?: string }> | null;
   totalSeconds: number;
 }
@@ -143,6 +146,12 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
   lines.push(
     `- the service's write statements ≥ 70% of the baseline statement (creates and updates, 10 and 50 connections): ${statements ? `worst ${Math.round(statements.worst * 100)}%` : 'n/a'} (${mark(statements?.met)})`,
   );
+  const webhooks = r.webhooks ? webhookTarget(r.webhooks) : undefined;
+  lines.push(
+    webhooks
+      ? `- ${webhooks.text} (${mark(webhooks.met)})`
+      : '- writes with 20 webhook endpoints subscribed within 10% of none: n/a (not measured)',
+  );
   if (summary) return lines.join('\n');
 
   lines.push('', '## Every measurement', '');
@@ -210,6 +219,7 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
       '',
       renderStatements(r.statements),
     );
+  if (r.webhooks) lines.push('', '## Writes with webhook endpoints subscribed', '', renderWebhooks(r.webhooks));
   if (r.pgbench) {
     lines.push(
       '',
