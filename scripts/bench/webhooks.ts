@@ -1,10 +1,12 @@
-// npm run bench:webhooks [-- --seconds=5] [-- --rounds=2] [-- --rate=100] [-- --backlog=3000]
+// npm run bench:webhooks [-- --seconds=5] [-- --rounds=2] [-- --rate=100] [-- --endpoints=0,1,5,20]
+//   [-- --backlog=3000 (0: none)] [-- --deliverer=separate]
 // Webhooks (issues 14 and 16), against the real service (a child process, from the sources) on a PostgreSQL
 // cluster of its own:
 //   1. measureWebhookLatency (also a measurement of `npm run bench`): creates sent at a fixed rate (an open
 //      loop) to an org with 0, 1, 5 and 20 endpoints subscribed, in alternating cells; each cell waits until
 //      its deliveries have drained before the next. The receiver answers 204 at once, in a process of its
-//      own (receiver-process.ts);
+//      own (receiver-process.ts). --deliverer=separate: the writes go to an instance with WEBHOOK_DELIVERY=false
+//      and a second instance delivers, to tell the deliveries' cost in the writes' process from the rest;
 //   2. delivery throughput: a backlog of changes made while the endpoints are disabled, then enabled,
 //      timed until the receiver (in this process) has every one, with 1 and with 5 endpoints.
 // Prints markdown tables.
@@ -46,6 +48,14 @@ export interface WebhookLatencyCell {
   /** CPU a write (ms) over the cell's writes and the drain, of the service and of PostgreSQL's backends. */
   serviceCpuMsPerWrite: number | null;
   postgresCpuMsPerWrite: number | null;
+  /**
+   * Over the cell's writes, from the service's /metrics: its own mean time of a create (from the request
+   * to the end of its answer), the mean wait of a query for a pool connection (deliveries' too), and the
+   * event loop's delay p99; null when /metrics did not answer.
+   */
+  serviceMeanMs: number | null;
+  poolWaitMeanMs: number | null;
+  eventLoopDelayP99Ms: number | null;
 }
 
 export interface WebhookLatencySummary {
@@ -59,6 +69,10 @@ export interface WebhookLatencySummary {
   drainMs: number;
   serviceCpuMsPerWrite: number | null;
   postgresCpuMsPerWrite: number | null;
+  /** Means over the cells (see WebhookLatencyCell). */
+  serviceMeanMs: number | null;
+  poolWaitMeanMs: number | null;
+  eventLoopDelayP99Ms: number | null;
 }
 
 export interface WebhookLatencyResult {
@@ -199,6 +213,30 @@ async function writeAtRate(baseUrl: string, orgId: string, rate: number, seconds
   return writes;
 }
 
+/** The figures of the service's /metrics that tell where a write's time went (see WebhookLatencyCell). */
+async function scrape(
+  baseUrl: string,
+): Promise<{ createS: number; creates: number; waitS: number; waits: number; lagP99S: number } | null> {
+  try {
+    const res = await fetch(`${baseUrl}/metrics`);
+    if (!res.ok) return null;
+    const text = await res.text();
+    const value = (pattern: RegExp) => [...text.matchAll(pattern)].reduce((sum, m) => sum + Number(m[1]), 0);
+    return {
+      createS: value(/^http_request_duration_seconds_sum\{method="POST",route="\/api\/appointments",[^}]*\} (\S+)$/gm),
+      creates: value(
+        /^http_request_duration_seconds_count\{method="POST",route="\/api\/appointments",[^}]*\} (\S+)$/gm,
+      ),
+      waitS: value(/^appointments_db_pool_wait_seconds_sum (\S+)$/gm),
+      waits: value(/^appointments_db_pool_wait_seconds_count (\S+)$/gm),
+      // prom-client resets the event loop's histogram at each scrape: this is the delay since the one before
+      lagP99S: value(/^nodejs_eventloop_lag_p99_seconds (\S+)$/gm),
+    };
+  } catch {
+    return null;
+  }
+}
+
 /** The postmaster's pid, as the parent of a backend of ours. */
 async function postmasterOf(databaseUrl: string): Promise<number | undefined> {
   try {
@@ -243,8 +281,17 @@ export async function measureWebhookLatency(o: WebhookLatencyOptions): Promise<W
         await sleep(200);
         o.log(`webhooks: round ${round + 1}, ${n} endpoints: ${o.seconds} s of ${rate} creates/s`);
         const before = cpu();
+        const metricsBefore = await scrape(o.baseUrl);
         const writes = await writeAtRate(o.baseUrl, orgId, rate, o.seconds);
         const wrote = Date.now();
+        const metricsAfter = await scrape(o.baseUrl);
+        const mean = (
+          sum: (m: NonNullable<typeof metricsBefore>) => number,
+          count: (m: NonNullable<typeof metricsBefore>) => number,
+        ) =>
+          metricsBefore && metricsAfter && count(metricsAfter) > count(metricsBefore)
+            ? round1(((sum(metricsAfter) - sum(metricsBefore)) * 1000) / (count(metricsAfter) - count(metricsBefore)))
+            : null;
         const ok = writes.filter((w) => w.status === 201);
         const answeredAt = new Map(ok.map((w) => [w.id, w.answeredAt]));
         const delays: number[] = [];
@@ -280,13 +327,24 @@ export async function measureWebhookLatency(o: WebhookLatencyOptions): Promise<W
           delayP99: at(delaysSorted, 99),
           serviceCpuMsPerWrite: perWrite(before.service, after.service),
           postgresCpuMsPerWrite: perWrite(before.postgres, after.postgres),
+          serviceMeanMs: mean(
+            (m) => m.createS,
+            (m) => m.creates,
+          ),
+          poolWaitMeanMs: mean(
+            (m) => m.waitS,
+            (m) => m.waits,
+          ),
+          eventLoopDelayP99Ms: metricsAfter ? round1(metricsAfter.lagP99S * 1000) : null,
         };
         cells.push(cell);
         pooled.get(n)!.ms.push(...ms);
         pooled.get(n)!.delays.push(...delays);
         o.log(
           `webhooks: ${n} endpoints: ${cell.writes} creates (${cell.failed} failed), p50 ${cell.p50} ms, p99 ${cell.p99} ms; ` +
-            `${cell.deliveries} deliveries drained ${cell.drainMs} ms after the last write, delay p50 ${cell.delayP50 ?? '-'} ms`,
+            `${cell.deliveries} deliveries drained ${cell.drainMs} ms after the last write, delay p50 ${cell.delayP50 ?? '-'} ms; ` +
+            `service: a create ${cell.serviceMeanMs ?? '-'} ms on average, pool wait ${cell.poolWaitMeanMs ?? '-'} ms, ` +
+            `event loop delay p99 ${cell.eventLoopDelayP99Ms ?? '-'} ms`,
         );
         // gone, so that the engine has nothing of theirs left to look at in later cells and measurements
         if (ids.length)
@@ -313,6 +371,9 @@ export async function measureWebhookLatency(o: WebhookLatencyOptions): Promise<W
       drainMs: Math.round(mine.reduce((sum, c) => sum + c.drainMs, 0) / mine.length),
       serviceCpuMsPerWrite: mean(mine.map((c) => c.serviceCpuMsPerWrite)),
       postgresCpuMsPerWrite: mean(mine.map((c) => c.postgresCpuMsPerWrite)),
+      serviceMeanMs: mean(mine.map((c) => c.serviceMeanMs)),
+      poolWaitMeanMs: mean(mine.map((c) => c.poolWaitMeanMs)),
+      eventLoopDelayP99Ms: mean(mine.map((c) => c.eventLoopDelayP99Ms)),
     };
   });
   return { rate, seconds: o.seconds, rounds: o.rounds, endpoints: counts, cells, byEndpoints };
@@ -347,16 +408,18 @@ export function renderWebhooks(r: WebhookLatencyResult): string {
       `${r.seconds} s a cell, ${r.rounds} round(s) of cells alternating in order; each cell waits until the receiver ` +
       "(204 at once, in a process of its own) has every delivery of its writes. The delay is from a write's answer " +
       'to each of its deliveries; "drained" is how long after the last write the last delivery came; the CPU is over ' +
-      'the writes and the drain, divided by the writes (scripts/bench/webhooks.ts).',
+      "the writes and the drain, divided by the writes. From the service's /metrics, over the writes: its own mean " +
+      "time of a create, the mean wait of a query for a pool connection, and its event loop's delay p99 " +
+      '(scripts/bench/webhooks.ts).',
     '',
-    '| endpoints | creates | p50 ms | p99 ms | vs none p50 / p99 | delivery delay p50 / p99 ms | drained after ms | service CPU ms a write | PostgreSQL CPU ms a write |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| endpoints | creates | p50 ms | p99 ms | vs none p50 / p99 | delivery delay p50 / p99 ms | drained after ms | service CPU ms a write | PostgreSQL CPU ms a write | service: create mean ms | pool wait mean ms | event loop delay p99 ms |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   const v = (x: number | null) => (x === null ? '-' : String(x));
   for (const s of r.byEndpoints) {
     const vs = none && s !== none ? `${signed(added(s.p50, none.p50))} / ${signed(added(s.p99, none.p99))}` : '';
     lines.push(
-      `| ${s.endpoints} | ${s.writes} | ${s.p50} | ${s.p99} | ${vs} | ${v(s.delayP50)} / ${v(s.delayP99)} | ${s.drainMs} | ${v(s.serviceCpuMsPerWrite)} | ${v(s.postgresCpuMsPerWrite)} |`,
+      `| ${s.endpoints} | ${s.writes} | ${s.p50} | ${s.p99} | ${vs} | ${v(s.delayP50)} / ${v(s.delayP99)} | ${s.drainMs} | ${v(s.serviceCpuMsPerWrite)} | ${v(s.postgresCpuMsPerWrite)} | ${v(s.serviceMeanMs)} | ${v(s.poolWaitMeanMs)} | ${v(s.eventLoopDelayP99Ms)} |`,
     );
   }
   const failed = r.cells.reduce((sum, c) => sum + c.failed, 0);
@@ -388,13 +451,23 @@ async function main() {
 
   let cluster: Cluster | undefined;
   let server: ServerProcess | undefined;
+  let deliverer: ServerProcess | undefined;
   let receiver: Receiver | undefined;
   try {
     cluster = await startCluster('bench-webhooks');
     const databaseUrl = await cluster.createDatabase('bench');
     await migrate(databaseUrl, () => {});
-    server = await spawnServer(databaseUrl, { WEBHOOK_ALLOW_PRIVATE_URLS: 'true', LOG_LEVEL: 'warn' });
+    const separate = flag('deliverer') === 'separate';
+    server = await spawnServer(databaseUrl, {
+      WEBHOOK_ALLOW_PRIVATE_URLS: 'true',
+      LOG_LEVEL: 'warn',
+      ...(separate ? { WEBHOOK_DELIVERY: 'false' } : {}),
+    });
     await waitReady(server);
+    if (separate) {
+      deliverer = await spawnServer(databaseUrl, { WEBHOOK_ALLOW_PRIVATE_URLS: 'true', LOG_LEVEL: 'warn' });
+      await waitReady(deliverer);
+    }
 
     const latency = await measureWebhookLatency({
       databaseUrl,
@@ -402,7 +475,7 @@ async function main() {
       rounds: ROUNDS,
       seconds: SECONDS,
       rate: RATE,
-      endpoints: [0, 1, 5, 20],
+      endpoints: (flag('endpoints') ?? '0,1,5,20').split(',').map(Number),
       pid: server.child.pid,
       orgPrefix: 'bench',
       log,
@@ -415,7 +488,7 @@ async function main() {
     const r = receiver;
     console.log(`\n| endpoints | backlog (events) | drained in | deliveries/s |`);
     console.log('|---:|---:|---:|---:|');
-    for (const n of [1, 5]) {
+    for (const n of BACKLOG > 0 ? [1, 5] : []) {
       const orgId = `backlog-${n}`;
       const ids = await subscribe(databaseUrl, orgId, n, r.url);
       await withSql(
@@ -441,6 +514,7 @@ async function main() {
       console.log(`| ${n} | ${made * n} | ${ms} ms | ${((made * n) / (ms / 1000)).toFixed(0)} |`);
     }
   } finally {
+    await deliverer?.kill();
     await server?.kill();
     await receiver?.close();
     await cluster?.destroy();
