@@ -50,7 +50,7 @@ const plan = quick
       openStreams: { streams: 200, writes: 5 },
       bulkSeedAppointments: 100_000,
       statements: { seconds: 1, warmupSeconds: 0.2, rounds: 1, connections: [10, 50] },
-      webhooks: { seconds: 2, rounds: 1, rate: 100 },
+      webhooks: { seconds: 4, rounds: 1, rate: 25 },
     }
   : {
       connections: [1, 10, 50],
@@ -61,7 +61,7 @@ const plan = quick
       openStreams: { streams: 1_000, writes: 20 },
       bulkSeedAppointments: 1_000_000,
       statements: { seconds: 5, warmupSeconds: 1, rounds: 3, connections: [10, 50] },
-      webhooks: { seconds: 5, rounds: 3, rate: 100 },
+      webhooks: { seconds: 10, rounds: 3, rate: 25 },
     };
 const MEASUREMENT_NAMES = ['open-streams', 'growth', 'feed', 'webhooks', 'statements'];
 const named = flag('scenarios')?.split(',');
