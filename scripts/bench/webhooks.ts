@@ -289,7 +289,7 @@ export async function measureWebhookLatency(o: WebhookLatencyOptions): Promise<W
         const writes = await writeAtRate(o.baseUrl, orgId, rate, o.seconds);
         const wrote = Date.now();
         const metricsAfter = await scrape(o.baseUrl);
-        const mean = (
+        const metricMean = (
           sum: (m: NonNullable<typeof metricsBefore>) => number,
           count: (m: NonNullable<typeof metricsBefore>) => number,
         ) =>
@@ -304,7 +304,7 @@ export async function measureWebhookLatency(o: WebhookLatencyOptions): Promise<W
         while (delays.length < ok.length * n) {
           if (Date.now() > deadline)
             throw new Error(`webhooks: ${delays.length} of ${ok.length * n} deliveries within 600 s`);
-          await sleep(n ? 50 : 0);
+          await sleep(50);
           for (const [id, receivedAt] of await receiver.take()) {
             const answered = answeredAt.get(id);
             if (answered === undefined) continue;
@@ -331,11 +331,11 @@ export async function measureWebhookLatency(o: WebhookLatencyOptions): Promise<W
           delayP99: at(delaysSorted, 99),
           serviceCpuMsPerWrite: perWrite(before.service, after.service),
           postgresCpuMsPerWrite: perWrite(before.postgres, after.postgres),
-          serviceMeanMs: mean(
+          serviceMeanMs: metricMean(
             (m) => m.createS,
             (m) => m.creates,
           ),
-          poolWaitMeanMs: mean(
+          poolWaitMeanMs: metricMean(
             (m) => m.waitS,
             (m) => m.waits,
           ),
