@@ -2,6 +2,7 @@ import { feedTargets, renderFeed, type CatchUpResult, type LatencyResult } from 
 import type { Stats } from './load.js';
 import type { OpenStreamsResult } from './open-streams.js';
 import { renderStatements, statementsTarget, type StatementsResult } from './statements.js';
+import { renderWebhooks, webhookTarget, type WebhookLatencyResult } from './webhooks.js';
 
 export interface RunResult {
   connections: number;
@@ -63,6 +64,8 @@ export interface BenchResult {
   feed?: { catchUp?: CatchUpResult; latency: LatencyResult[] };
   /** The service's write statements ÷ the baseline (scripts/bench/statements.ts); null when left out. */
   statements?: StatementsResult | null;
+  /** Creates with 0 and 20 webhook endpoints subscribed (scripts/bench/webhooks.ts); null when left out. */
+  webhooks?: WebhookLatencyResult | null;
   pgbench: Array<{ connections: number; tps: number | null; latencyAvgMs: number | null; error?: string }> | null;
   totalSeconds: number;
 }
@@ -183,6 +186,13 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
       : '- open streams, service RSS < 200 MB: n/a (not measured)',
     `- classic mix, zero 5xx at any concurrency: ${classic5xx ?? 'n/a'} (${mark(classic5xx === undefined ? undefined : classic5xx === 0)})`,
   );
+  lines.push(...feedTargets(r.feed));
+  const webhooks = r.webhooks ? webhookTarget(r.webhooks) : undefined;
+  lines.push(
+    webhooks
+      ? `- ${webhooks.text} (${mark(webhooks.met)})`
+      : '- writes with 20 webhook endpoints subscribed within 10% of none: n/a (not measured)',
+  );
   lines.push('', '## Earlier targets', '');
   lines.push(
     `- every scenario at 10 connections, p99 within 3× the limit's: worst ${worstP99Ratio}× (${mark(worstP99Ratio > 0 ? worstP99Ratio <= 3 : undefined)})`,
@@ -193,7 +203,6 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
       ? `- point-in-time list on ${n(pit.historyRows)} history rows at ${pit.connections} connections, p99 < 20 ms: ${pit.service.p99} ms (${mark(pit.service.p99 < 20)})`
       : '- point-in-time list, p99 < 20 ms: n/a (not measured)',
   );
-  lines.push(...feedTargets(r.feed));
   if (summary) return lines.join('\n');
 
   lines.push('', '## Every measurement', '');
@@ -293,6 +302,7 @@ export function renderMarkdown(r: BenchResult, { summary = false } = {}): string
       '',
       renderStatements(r.statements),
     );
+  if (r.webhooks) lines.push('', '## Writes with webhook endpoints subscribed', '', renderWebhooks(r.webhooks));
   if (r.pgbench) {
     lines.push(
       '',

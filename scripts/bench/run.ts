@@ -1,7 +1,7 @@
 // npm run bench [-- --quick] [-- --scenarios=reads,create-heavy,open-streams] [-- --out=DIR]
 // Starts PostgreSQL (embedded, or a fresh database on the server of BENCH_DATABASE_URL) and the service
 // as a child process, runs each scenario of scenarios.js through HTTP and straight through the driver
-// (the limit), then the measurements (open-streams, growth, feed, statements), and writes result.json,
+// (the limit), then the measurements (open-streams, growth, feed, webhooks, statements), and writes result.json,
 // report.md and chart.svg. --scenarios names scenarios and measurements; naming no measurement runs all of them.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -27,6 +27,7 @@ import {
 import { measureOpenStreams } from './open-streams.js';
 import { measureCatchUp, measureLatency } from './feed.js';
 import { measureStatements } from './statements.js';
+import { measureWebhookLatency } from './webhooks.js';
 import { startService } from './service.js';
 import {
   renderChart,
@@ -56,6 +57,7 @@ const plan = quick
       openStreams: { streams: 200, writes: 5 },
       bulkSeedAppointments: 100_000,
       statements: { seconds: 1, warmupSeconds: 0.2, rounds: 1, connections: [10, 50] },
+      webhooks: { seconds: 4, rounds: 1, rate: 25 },
     }
   : {
       connections: [1, 10, 50],
@@ -66,8 +68,9 @@ const plan = quick
       openStreams: { streams: 1_000, writes: 20 },
       bulkSeedAppointments: 1_000_000,
       statements: { seconds: 5, warmupSeconds: 1, rounds: 3, connections: [10, 50] },
+      webhooks: { seconds: 10, rounds: 3, rate: 25 },
     };
-const MEASUREMENT_NAMES = ['open-streams', 'growth', 'feed', 'statements'];
+const MEASUREMENT_NAMES = ['open-streams', 'growth', 'feed', 'webhooks', 'statements'];
 const named = flag('scenarios')?.split(',');
 const chosen = (named ?? SCENARIO_NAMES).filter((n) => SCENARIO_NAMES.includes(n));
 const measurements = named?.some((n) => MEASUREMENT_NAMES.includes(n))
@@ -150,7 +153,8 @@ async function main() {
     dir: PROJECT,
     databaseUrl: db.url,
     logFile: path.join(outDir, 'service.log'),
-    env: { DB_POOL_MAX: String(POOL_MAX) },
+    // the webhooks measurement's receiver listens on 127.0.0.1 (nothing else creates endpoints)
+    env: { DB_POOL_MAX: String(POOL_MAX), WEBHOOK_ALLOW_PRIVATE_URLS: 'true' },
   });
   cleanups.push(service.stop);
   const { baseUrl, child } = service;
@@ -289,6 +293,17 @@ async function main() {
     );
     feed = { catchUp, latency };
   }
+  // writes with 20 webhook endpoints subscribed against none, at one fixed rate (issue 16)
+  const webhooks = measurements.includes('webhooks')
+    ? await measureWebhookLatency({
+        databaseUrl: db.url,
+        baseUrl,
+        pid,
+        orgPrefix: `webhooks-${run}`,
+        ...plan.webhooks,
+        log,
+      })
+    : null;
   // the service's write statements against the simplest statement that keeps the core rules (issue 16)
   const statements = measurements.includes('statements')
     ? await measureStatements({ url: db.url, postmaster: db.pid, poolMax: POOL_MAX, ...plan.statements, log })
@@ -310,6 +325,7 @@ async function main() {
     growth,
     feed,
     statements,
+    webhooks,
     pgbench: await runPgbench(db.url, plan.connections, quick ? 1 : 10),
     totalSeconds: 0,
   };

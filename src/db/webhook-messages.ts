@@ -217,7 +217,14 @@ export async function completeAttempt(
       // the endpoint row first: its failing_since, a pause, disabling
       let endpoint;
       if (effect.next === 'delivered') {
-        [endpoint] = await tx`UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ${m.endpointId} RETURNING 1`;
+        // Most successes find failing_since NULL already: an unconditional UPDATE would still write a new
+        // version of the endpoint's row for each and queue the endpoint's concurrent outcomes on its lock.
+        // A failure's outcome committing after this one sets failing_since either way, as it always could.
+        [endpoint] = await tx`
+          UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ${m.endpointId} AND failing_since IS NOT NULL
+          RETURNING 1`;
+        // else the row only has to outlive this transaction, for the log's foreign key
+        if (!endpoint) [endpoint] = await tx`SELECT 1 FROM webhook_endpoints WHERE id = ${m.endpointId} FOR KEY SHARE`;
       } else {
         const pause =
           effect.pauseMs === null ? tx`paused_until` : tx`greatest(paused_until, ${fromNow(effect.pauseMs)})`;
