@@ -7,6 +7,7 @@
 // the driver). Every variant runs each cell once a round, in an order rotated every round. Reports
 // req/s, p99, and the CPU a request of the server, the load generator and PostgreSQL (medians over the
 // rounds). A measurement tool: a variant without a part does not give that part's guarantee.
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configWith } from '../../src/config.js';
@@ -14,7 +15,7 @@ import { createSql } from '../../src/db/client.js';
 import { migrate } from '../../src/db/migrations.js';
 import { backendCpuSeconds, startBenchPostgres } from './postgres.js';
 import { directSender, httpSender, processUsage, runLoop, type Send, type Stats } from './load.js';
-import { startService, type RunningService } from './service.js';
+import { startScriptWith, startService, type RunningService } from './service.js';
 import { instantAfterSeeding, scenarios, type ScenarioContext } from './scenarios.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -31,11 +32,12 @@ const POOL_MAX = configWith().dbPoolMax;
 const log = (message: string) => console.error(`[http-costs ${new Date().toISOString().slice(11, 19)}] ${message}`);
 
 /** A server variant: the service with some settings, or the bare implementation. */
-const SERVERS: Record<string, { entry?: string; env: Record<string, string> }> = {
+const SERVERS: Record<string, { entry?: string; nodeFlags?: string; env: Record<string, string> }> = {
   service: { env: {} },
   'no-access-log': { env: { LOG_LEVEL: 'warn' } },
   'no-rate-limit': { env: { RATE_LIMIT_MAX: '0' } },
   'no-access-log-no-rate-limit': { env: { LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '0' } },
+  'heap-growing-100': { nodeFlags: '--heap-growing-percent=100', env: {} },
   'bare-gated': { entry: 'bare-service.ts', env: { BARE_GATE: '1' } },
   'bare-pipelined': { entry: 'bare-service.ts', env: { BARE_GATE: '0' } },
 };
@@ -78,6 +80,7 @@ async function main() {
       logFile: path.join('/tmp', `http-costs-${name}.log`),
       env: { DB_POOL_MAX: String(POOL_MAX), ...s.env },
       ...(s.entry ? { entry: path.join(HERE, s.entry) } : {}),
+      ...(s.nodeFlags ? { startScript: startScriptWith(PROJECT, s.nodeFlags, tmpdir()) } : {}),
     });
     cleanups.push(running.stop);
     servers.set(name, running);

@@ -14,7 +14,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embed
 import { migrate } from '../../src/db/migrations.js';
 import { summarize, summaryMarkdown, type CpuProfile } from './cpu-profile-summary.js';
 import { httpSender, processUsage, runLoop } from './load.js';
-import { startService } from './service.js';
+import { startScriptWith, startService } from './service.js';
 import { instantAfterSeeding, scenarios, type ScenarioContext } from './scenarios.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -60,22 +60,6 @@ async function postgresWithStatements(): Promise<EmbeddedPostgres> {
   return pg;
 }
 
-/**
- * bin/start with --cpu-prof added (node refuses it in NODE_OPTIONS), so that every other flag stays
- * the one the service ships with.
- */
-function profilingStartScript(): string {
-  const script = readFileSync(path.join(ROOT, 'bin', 'start'), 'utf8');
-  const profiled = script
-    .replace('exec node ', `exec node --cpu-prof --cpu-prof-dir=${outDir} `)
-    .replace('"$(dirname -- "$0")/..', `"${ROOT}`);
-  if (!profiled.includes('--cpu-prof') || profiled.includes('$0'))
-    throw new Error('bin/start has changed: see profile.ts');
-  const file = path.join(outDir, 'start-profiled');
-  writeFileSync(file, profiled, { mode: 0o755 });
-  return file;
-}
-
 interface StatementRow {
   toplevel: boolean;
   calls: number;
@@ -101,7 +85,7 @@ async function main() {
     dir: ROOT,
     databaseUrl: pg.url,
     logFile: path.join(outDir, 'service.log'),
-    startScript: profilingStartScript(),
+    startScript: startScriptWith(ROOT, `--cpu-prof --cpu-prof-dir=${outDir}`, outDir),
   });
   cleanups.push(() => service.stop());
   const pid = service.child.pid!;

@@ -1,7 +1,7 @@
 // The service of a checkout, compiled and started as `npm start` and the Docker image run it (bin/start),
 // for the benchmark scripts that start their own (ab.ts, feed.ts); or the bare implementation (run.ts).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../../src/db/embedded-postgres.js';
 
@@ -63,4 +63,17 @@ export async function startService(o: {
     await new Promise((r) => setTimeout(r, 200));
   }
   return { baseUrl, child, stop };
+}
+
+/**
+ * A copy of the checkout's bin/start, written into `outDir`, with more node flags (node refuses many in
+ * NODE_OPTIONS), so that every other flag stays the one the service ships with.
+ */
+export function startScriptWith(dir: string, nodeFlags: string, outDir: string): string {
+  const script = readFileSync(path.join(dir, 'bin', 'start'), 'utf8');
+  const changed = script.replace('exec node ', `exec node ${nodeFlags} `).replace('"$(dirname -- "$0")/..', `"${dir}`);
+  if (!changed.includes(nodeFlags) || changed.includes('$0')) throw new Error('bin/start has changed: see service.ts');
+  const file = path.join(outDir, `start-${nodeFlags.replace(/[^a-z0-9]+/gi, '-')}`);
+  writeFileSync(file, changed, { mode: 0o755 });
+  return file;
 }
