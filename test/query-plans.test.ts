@@ -11,7 +11,7 @@ import {
   AppointmentOverlapError,
 } from '../src/db/appointments.js';
 import { getFreeBusy } from '../src/db/availability.js';
-import { PLANNING, timeAsText } from '../src/db/client.js';
+import { timeAsText } from '../src/db/client.js';
 import { createTestDatabase } from './support/database.js';
 
 // Every GET must be served by an index. The queries are the service's own (src/db/appointments.ts),
@@ -65,8 +65,7 @@ beforeAll(async () => {
     max: 1,
     onnotice: (notice) => notices.push(notice.message),
     types: { timeAsText },
-    // the service's planner settings but plan_cache_mode, which each test sets
-    connection: { TimeZone: 'UTC', DateStyle: 'ISO', enable_sort: PLANNING.enable_sort },
+    connection: { TimeZone: 'UTC', DateStyle: 'ISO' },
   });
   await capturing`LOAD 'auto_explain'`;
   await capturing.unsafe(`SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;

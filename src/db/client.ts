@@ -188,14 +188,9 @@ const CONNECT_TIMEOUT_SECONDS = 2;
  * How the service's sessions plan. Each statement is planned once per connection, for any parameters,
  * not again at each call: planning the point-in-time list took longer than running it. The queries are
  * written so that one plan serves every parameter (test/query-plans.test.ts checks the plans of both
- * modes). A plan is kept until the table's statistics change, and a database starts small: planned
- * while a table holds a few hundred rows, not yet analyzed, a list or a write's own check would sort
- * an org's rows found through another index, and go on doing so, for every row the org gains, until
- * autovacuum's ANALYZE, a minute or more later. Every query of the service is read in an index's
- * order, so no sort is left to choose (PostgreSQL still sorts where nothing else gives the order;
- * test/plans-after-growth.test.ts checks the plans made on small tables once they are large).
+ * modes; test/plans-after-growth.test.ts those made while the tables were small, once they are large).
  */
-export const PLANNING = { plan_cache_mode: 'force_generic_plan', enable_sort: 'off' } as const;
+export const PLANNING = { plan_cache_mode: 'force_generic_plan' } as const;
 
 /** What a pool other than the primary's (the replica's) does differently. */
 export interface PoolSettings {
