@@ -93,6 +93,15 @@ describe('migrations', () => {
       await migrate(url, () => {});
       expect(await webhookTables()).toEqual(['webhook_attempts', 'webhook_endpoints', 'webhook_messages']);
       await client.connect();
+      // the overlap constraint's org key goes back to the column's collation
+      const overlapConstraint = async () =>
+        (
+          await sql<{ def: string }[]>`
+            SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conname = 'appointments_no_overlap'`
+        )[0]!.def;
+      expect(await overlapConstraint()).toMatch(/^EXCLUDE USING gist \(org_id COLLATE "C" WITH =,/);
+      await down();
+      expect(await overlapConstraint()).toMatch(/^EXCLUDE USING gist \(org_id WITH =,/);
       // the webhooks go, the change feed stays
       await down();
       expect(await webhookTables()).toEqual([]);
