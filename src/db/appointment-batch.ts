@@ -83,6 +83,9 @@ export async function upsertAppointmentBatch(
       throw error;
     }
   }
+  // one row an item; an atomic batch that was refused: the refused item's row alone
+  if (rows.length !== items.length && !(atomic && rows.length === 1))
+    throw new Error(`upsert_appointment_batch answered ${rows.length} rows for ${items.length} items`);
   const outcomes = rows.map(toOutcome);
   if (atomic) {
     const refused = outcomes.find((o) => o.status === 'overlap' || o.status === 'precondition failed');

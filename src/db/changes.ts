@@ -117,10 +117,12 @@ export async function readChangesAfter(
       LIMIT ${n}
     ) c ON true`;
   const [first] = rows;
+  // FROM horizon LEFT JOIN ... ON true: never no row
+  if (!first) throw new Error('the change feed query answered no row');
   return {
-    horizon: first!.horizon,
-    nextXid: first!.nextXid,
-    changes: first!.id === null ? [] : rows.map(toChange),
+    horizon: first.horizon,
+    nextXid: first.nextXid,
+    changes: first.id === null ? [] : rows.map(toChange),
   };
 }
 

@@ -172,6 +172,9 @@ export const appointmentBatchRoutes: FastifyPluginAsyncTypebox = async (app) => 
       for (const [index, message] of malformed)
         results[index] = rejected({ statusCode: 400, code: ErrorCode.VALIDATION_ERROR, message });
       for (const outcome of outcomes) results[outcome.index] = toResult(outcome);
+      // a result left out would otherwise fail in the serializer, which cannot say which
+      const missing = results.findIndex((result) => result === undefined);
+      if (missing !== -1) throw new Error(`the batch has no result for item ${missing} of ${items.length}`);
       return { results };
     },
   );
