@@ -31,6 +31,7 @@ import { ID_SYNTAX } from './schemas/ids.js';
 import { declareHeaders, documentRoute } from './schemas/openapi.js';
 import { DeliveryAttempt, TestAttempt } from './schemas/webhook-deliveries.js';
 import { metricsPlugin } from './metrics.js';
+import { buildSerializer } from './serialization.js';
 import { buildAjv } from './validation.js';
 import { durationListMs, durationMs } from './durations.js';
 import { webhookDeliveryPlugin } from './webhook-delivery.js';
@@ -161,6 +162,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     keepAliveTimeout: options.keepAliveTimeoutMs,
     // the draining plugin answers such requests with the service's own 503
     return503OnClosing: false,
+    schemaController: { compilersFactory: { buildSerializer } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.server.headersTimeout = options.headersTimeoutMs;
 
