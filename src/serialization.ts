@@ -7,10 +7,10 @@ const isSchema = (value: unknown): value is Schema => typeof value === 'object' 
 /**
  * fast-json-stringify writes an `anyOf` by validating the value against each option with Ajv, in turn:
  * every change of a feed page was checked against UpsertChange, its appointment and time formats
- * included, before it was written (7.0 ms of the 7.3 a page of 1,000 changes took to serialize; 1.3 ms
- * as below). A union of objects that one property with a constant value tells apart (a change's `type`,
+ * included, before it was written. A union of objects that one property tells apart (a change's `type`,
  * a batch result's `status: 'rejected'`) is written as if/then/else on that property instead, which
- * compares one property. The documents and the validators keep the anyOf.
+ * compares one property: a page of 1,000 changes took 7.6 ms to serialize, now 1.7 (docs/performance.md,
+ * "Unions in the answers"). The documents and the validators keep the anyOf.
  */
 export function taggedUnionsAsConditions(schema: unknown, shared: Record<string, Schema>): unknown {
   if (Array.isArray(schema)) return schema.map((item) => taggedUnionsAsConditions(item, shared));
@@ -33,24 +33,36 @@ export function taggedUnionsAsConditions(schema: unknown, shared: Record<string,
   return { ...rest, ...conditions };
 }
 
-/** The options as if/then/else on the first property that all of them have and a constant tells apart. */
+/** The values a property's schema allows, when it names them all (a const, an enum, an anyOf of consts). */
+function closedValues(schema: Schema | undefined): unknown[] | undefined {
+  if (schema === undefined) return undefined;
+  if (schema.const !== undefined) return [schema.const];
+  if (Array.isArray(schema.enum)) return schema.enum as unknown[];
+  if (Array.isArray(schema.anyOf) && (schema.anyOf as Schema[]).every((option) => option.const !== undefined))
+    return (schema.anyOf as Schema[]).map((option) => option.const);
+  return undefined;
+}
+
+/**
+ * The options as if/then/else on the first property that every option requires and that tells them
+ * apart: a constant in each but at most one, the last `else`, whose values are named and differ from them.
+ */
 function asConditions(options: Schema[], shared: Record<string, Schema>): Schema | undefined {
   const resolved = options.map((option) => (typeof option.$ref === 'string' ? shared[option.$ref] : option));
   if (resolved.some((option) => option?.type !== 'object' || !isSchema(option.properties))) return undefined;
-  const propertiesOf = (option: Schema | undefined) => option!.properties as Record<string, Schema>;
-  for (const name of Object.keys(propertiesOf(resolved[0]))) {
-    const constants = resolved.map((option) => propertiesOf(option)[name]?.const);
-    if (resolved.some((option) => !(propertiesOf(option)[name] && (option!.required as string[])?.includes(name))))
-      continue;
-    // at most one option without a constant: it is the last `else`; the constants all differ
-    const without = constants.filter((c) => c === undefined).length;
-    if (without > 1 || new Set(constants.filter((c) => c !== undefined)).size !== constants.length - without) continue;
-    const order = options
-      .map((_, i) => i)
-      .sort((a, b) => Number(constants[a] === undefined) - Number(constants[b] === undefined));
+  const propertyOf = (i: number, name: string) => (resolved[i]!.properties as Record<string, Schema>)[name];
+  for (const name of Object.keys(resolved[0]!.properties as Schema)) {
+    if (resolved.some((option) => !(option!.required as string[] | undefined)?.includes(name))) continue;
+    const values = resolved.map((_, i) => closedValues(propertyOf(i, name)));
+    if (values.some((v) => v === undefined)) continue;
+    const tagged = options.map((_, i) => i).filter((i) => propertyOf(i, name)!.const !== undefined);
+    const rest = options.map((_, i) => i).filter((i) => !tagged.includes(i));
+    const all = values.flat();
+    if (rest.length > 1 || new Set(all).size !== all.length) continue;
+    const order = [...tagged, ...rest];
     return order.slice(0, -1).reduceRight<Schema>(
       (otherwise, i) => ({
-        if: { type: 'object', properties: { [name]: { const: constants[i] } }, required: [name] },
+        if: { type: 'object', properties: { [name]: { const: propertyOf(i, name)!.const } }, required: [name] },
         then: options[i],
         else: otherwise,
       }),
