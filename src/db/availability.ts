@@ -88,7 +88,7 @@ function overlapping(sql: Sql, q: AvailabilityQuery) {
       AND ${onTimeline(sql, at, sql`coalesce(timeline_micros(${versionStartingBefore(sql, q.orgId, at, from)}), -1e18)`, sql`timeline_micros(${to})`)}
       AND start_at < ${to} AND end_at > ${from}
     UNION ALL
-    SELECT start_at, end_at FROM (${recorded} ORDER BY recorded_at OFFSET 0) AS few
+    SELECT start_at, end_at FROM (${recorded} ORDER BY recorded_at LIMIT ${few}) AS few
     WHERE NOT ${many} AND start_at < ${to} AND end_at > ${from}
     UNION ALL
     (SELECT start_at, end_at FROM (${recorded}) AS many
