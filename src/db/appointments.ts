@@ -164,9 +164,7 @@ export async function listAppointments(sql: Sql, o: ListOptions): Promise<Appoin
 // them were written), that walk reads nearly every row of the org for nothing, and the few are better
 // fetched through the recorded_at index and sorted. Statistics over the whole table cannot tell the
 // planner which holds for one org at one instant, so a count, capped at this many pages, decides when
-// the query runs. The few are read under a LIMIT of that many, which cuts nothing (they are read only
-// when there are fewer) but keeps the planner from a scan of the whole table and a sort, which on
-// statistics that put an org at a sixth of the table looked cheaper than the recorded index.
+// the query runs.
 export const FEW_RECORDED_PAGES = 10;
 
 // The pieces of a snapshot at `at` that listAppointmentsAt and the availability query share.
@@ -177,15 +175,19 @@ export const recordedBy = (sql: Sql, orgId: string, at: Fragment) => sql`
   FROM appointments
   WHERE org_id = ${orgId} AND deleted_at IS NULL AND recorded_at <= ${at}`;
 
-/**
- * How many rows `recorded` has, counted up to `few`: a CTE `recorded_count(n)`. In recorded_at order,
- * which the count does not need: without it a scan of the whole table that stops at the `few`th row
- * can look cheaper than the org's entries of the recorded index, and it reads every row of the table
- * for a small org (a point-in-time list took 3 s in the benchmark).
- */
+/** How many rows `recorded` has, counted up to `few`: a CTE `recorded_count(n)`. */
 export const recordedCount = (sql: Sql, recorded: Fragment, few: number) =>
-  sql`recorded_count AS MATERIALIZED (
-    SELECT count(*) AS n FROM (${recorded} ORDER BY recorded_at LIMIT ${few}) AS capped)`;
+  sql`recorded_count AS MATERIALIZED (SELECT count(*) AS n FROM ${recordedFew(sql, recorded, few)} AS capped)`;
+
+/**
+ * The rows of `recorded`, up to `few`, through the recorded_at index: for the count above, and for the
+ * branch that reads the few when there are fewer (the LIMIT then cuts nothing). The order and the LIMIT
+ * keep the planner from a scan of the whole table (stopping at the `few`th row, or sorting), which on
+ * statistics that put an org at a large part of the table looks cheaper than the index and reads every
+ * row of the table for a small org: a point-in-time list took 3 s in the benchmark.
+ */
+export const recordedFew = (sql: Sql, recorded: Fragment, few: number) =>
+  sql`(${recorded} ORDER BY recorded_at LIMIT ${few})`;
 
 /**
  * The start of the history version of the snapshot at `at` that starts last before `from`: the nearest
@@ -249,7 +251,7 @@ export async function listAppointmentsAt(sql: Sql, o: ListOptions & { at: string
        ORDER BY timeline_box(valid_from, valid_to, start_at) <-> point(timeline_micros(${at}), ${low}), id
        LIMIT ${pageSize})
       UNION ALL
-      (SELECT * FROM (${recorded} ORDER BY recorded_at LIMIT ${few}) AS few
+      (SELECT * FROM ${recordedFew(sql, recorded, few)} AS few
        WHERE (SELECT n FROM recorded_count) < ${few} ${filters}
        ORDER BY start_at, id
        LIMIT ${pageSize})

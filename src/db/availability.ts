@@ -1,5 +1,12 @@
 import type { Fragment, Sql } from 'postgres';
-import { FEW_RECORDED_PAGES, onTimeline, recordedBy, recordedCount, versionStartingBefore } from './appointments.js';
+import {
+  FEW_RECORDED_PAGES,
+  onTimeline,
+  recordedBy,
+  recordedCount,
+  recordedFew,
+  versionStartingBefore,
+} from './appointments.js';
 import { toMilliseconds } from './client.js';
 
 // Free/busy of an org (issue 13) in one statement: the busy time is the org's live appointments that
@@ -88,7 +95,7 @@ function overlapping(sql: Sql, q: AvailabilityQuery) {
       AND ${onTimeline(sql, at, sql`coalesce(timeline_micros(${versionStartingBefore(sql, q.orgId, at, from)}), -1e18)`, sql`timeline_micros(${to})`)}
       AND start_at < ${to} AND end_at > ${from}
     UNION ALL
-    SELECT start_at, end_at FROM (${recorded} ORDER BY recorded_at LIMIT ${few}) AS few
+    SELECT start_at, end_at FROM ${recordedFew(sql, recorded, few)} AS few
     WHERE NOT ${many} AND start_at < ${to} AND end_at > ${from}
     UNION ALL
     (SELECT start_at, end_at FROM (${recorded}) AS many
